@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { registerInit } from './init.ts';
+import { registerServe } from './serve.ts';
+import { registerStats } from './stats.ts';
+import { registerJobs } from './jobs.ts';
+import { registerVerify } from './verify.ts';
+
+/** Each command lives in its own file; a stage adds its registrar here. */
+export function registerCommands(program: Command): void {
+  registerInit(program);
+  registerServe(program);
+  registerStats(program);
+  registerJobs(program);
+  registerVerify(program);
+}

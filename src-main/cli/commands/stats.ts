@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { Workspace } from '../../engine/workspace/workspace.ts';
+import { getStats } from '../../engine/stats.ts';
+import { printJson, resolveWorkspace, workspaceOption } from '../common.ts';
+
+export function registerStats(program: Command): void {
+  program
+    .command('stats')
+    .description('counts of what the workspace holds (listings, attempts, images, ...)')
+    .addOption(workspaceOption())
+    .option('--json', 'print JSON')
+    .action((opts: { workspace?: string; json?: boolean }) => {
+      const ws = Workspace.open(resolveWorkspace(opts), { readonly: true });
+      try {
+        const s = getStats(ws.db);
+        if (opts.json) return printJson(s);
+        const lines = [
+          `workspace   ${ws.dir}`,
+          `attempts    ${s.attempts} (listings ${s.listings}, misses ${s.misses}, failed ${s.failedAttempts})`,
+          `images      referenced ${s.images.referenced}, stored ${s.images.stored}, failed ${s.images.failed}, pending ${s.images.pending}`,
+          `jobs        running ${s.jobs.running}, interrupted ${s.jobs.interrupted}`,
+        ];
+        for (const [k, v] of Object.entries(s)) {
+          if (['attempts', 'listings', 'misses', 'failedAttempts', 'images', 'jobs'].includes(k)) continue;
+          lines.push(`${k.padEnd(11)} ${JSON.stringify(v)}`);
+        }
+        process.stdout.write(lines.join('\n') + '\n');
+      } finally {
+        ws.close();
+      }
+    });
+}

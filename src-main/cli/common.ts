@@ -1,0 +1,124 @@
+import { Option, type Command } from 'commander';
+import { defaultWorkspaceDir } from '../engine/workspace/paths.ts';
+import { UserError } from '../engine/workspace/errors.ts';
+import { Engine, type EngineOptions } from '../engine/engine.ts';
+import type { JobInfo } from '../engine/api/contract/core.ts';
+import { formatDuration, formatRate } from '../engine/jobs/progress.ts';
+
+export function workspaceOption(): Option {
+  return new Option('-w, --workspace <dir>', 'workspace folder (default: $CARSTUDIO_WORKSPACE or the per-user data folder)');
+}
+
+export function resolveWorkspace(opts: { workspace?: string }): string {
+  return opts.workspace ?? defaultWorkspaceDir();
+}
+
+export function openEngine(opts: { workspace?: string }, engineOpts: EngineOptions = {}): Engine {
+  return Engine.open(resolveWorkspace(opts), engineOpts);
+}
+
+/** Parses an integer option, with a clear error. */
+export function intArg(name: string, min = -Number.MAX_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new UserError(`${name} must be an integer, got '${value}'`);
+    if (n < min || n > max) throw new UserError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+export function numArg(name: string, min = -Infinity, max = Infinity) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) throw new UserError(`${name} must be a number, got '${value}'`);
+    if (n < min || n > max) throw new UserError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+export function progressLine(j: JobInfo, extra = ''): string {
+  const total = j.total != null ? `/${j.total}` : '';
+  const pct = j.total ? ` ${((100 * j.done) / j.total).toFixed(1)}%` : '';
+  return `[${j.title}] ${j.step ?? ''} ${j.done}${total}${pct}  ${formatRate(j.rate)}  ETA ${formatDuration(j.eta)}${j.message ? `  ${j.message}` : ''}${extra}`;
+}
+
+/**
+ * Runs a job in this process with a live progress line on stderr. Ctrl-C (or SIGTERM) asks the
+ * job to stop cleanly; a second Ctrl-C forces it. Returns the exit code.
+ */
+export async function runForeground(engine: Engine, job: JobInfo, opts: { json?: boolean; render?: (j: JobInfo) => string } = {}): Promise<{ code: number; job: JobInfo }> {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  let lastLine = '';
+  const render = opts.render ?? ((j: JobInfo) => progressLine(j));
+  const draw = (j: JobInfo, force = false): void => {
+    if (j.id !== job.id) return;
+    const now = Date.now();
+    if (!force && now - last < (tty ? 200 : 5000)) return;
+    last = now;
+    lastLine = render(j);
+    if (tty) process.stderr.write(`\r\x1b[2K${lastLine.slice(0, (process.stderr.columns ?? 200) - 1)}`);
+    else process.stderr.write(lastLine + '\n');
+  };
+  const off = engine.on((event, data) => {
+    if (event === 'job.updated') draw(data as JobInfo);
+    else if (event === 'job.log') {
+      const l = data as { jobId: number; level: string; message: string };
+      if (l.jobId === job.id && l.level !== 'info') {
+        if (tty) process.stderr.write('\r\x1b[2K');
+        process.stderr.write(`${l.level}: ${l.message}\n`);
+        if (tty && lastLine) process.stderr.write(lastLine.slice(0, (process.stderr.columns ?? 200) - 1));
+      }
+    }
+  });
+  let signals = 0;
+  let signalName: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    signalName = sig;
+    if (signals === 1) {
+      process.stderr.write(`\n${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping cleanly (finishing in-flight work; press Ctrl-C again to force)...\n`);
+      try {
+        engine.jobs.cancel(job.id);
+      } catch {
+        /* already stopping */
+      }
+    } else {
+      process.stderr.write('forced stop; run the same command again to resume\n');
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const final = await engine.jobs.wait(job.id);
+    draw(final, true);
+    if (tty) process.stderr.write('\n');
+    if (final.state === 'done') return { code: 0, job: final };
+    if (final.state === 'cancelled') {
+      process.stderr.write(`stopped: job #${final.id} (${final.title}) at ${final.done}${final.total != null ? `/${final.total}` : ''}; run the same command again to resume\n`);
+      return { code: signalName === 'SIGINT' ? 130 : 0, job: final };
+    }
+    process.stderr.write(`failed: ${final.error?.message ?? 'unknown error'}\n`);
+    return { code: 1, job: final };
+  } finally {
+    off();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** Finds the newest stopped job of this kind with the same parameters, to continue it. */
+export function findResumable(engine: Engine, kind: string, same: (params: unknown) => boolean): JobInfo | null {
+  for (const j of engine.jobs.list(200)) {
+    if (j.kind !== kind) continue;
+    if (j.resumable && same(j.params)) return j;
+  }
+  return null;
+}
+
+export type CommandRegistrar = (program: Command) => void;

@@ -1,0 +1,116 @@
+/**
+ * The desktop shell. It owns the window and nothing else: the engine runs in a plain Node child
+ * process (`carstudio serve --ready-json`), so native modules such as better-sqlite3 are only
+ * ever built for Node's ABI and `npm test` keeps working after the app has run. Requests from
+ * the renderer arrive over IPC (preload + contextBridge) and are forwarded to the engine's HTTP
+ * API with the per-launch token; engine events come back over its WebSocket.
+ */
+import { app, BrowserWindow, ipcMain, net, protocol, dialog } from 'electron';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+
+interface EngineHandle {
+  url: string;
+  token: string;
+  child: ChildProcess;
+}
+
+const root = path.resolve(__dirname, '../..');
+let engine: EngineHandle | null = null;
+let win: BrowserWindow | null = null;
+
+protocol.registerSchemesAsPrivileged([{ scheme: 'carstudio-image', privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
+
+function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function startEngine(): Promise<EngineHandle> {
+  const nodeBin = process.env.CARSTUDIO_NODE || 'node';
+  const workspace = argValue('--workspace');
+  const args = [path.join(root, 'bin', 'carstudio.mjs'), 'serve', '--ready-json', '--port', '0'];
+  if (workspace) args.push('--workspace', workspace, '--create');
+  else args.push('--demo');
+  const child = spawn(nodeBin, args, { cwd: root, stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ELECTRON_RUN_AS_NODE: undefined } });
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout! });
+    rl.once('line', (line) => {
+      try {
+        const ready = JSON.parse(line) as { url: string; token: string };
+        resolve({ url: ready.url, token: ready.token, child });
+      } catch {
+        reject(new Error(`the engine printed an unexpected first line: ${line}`));
+      }
+    });
+    child.once('error', (e) => reject(new Error(`cannot start the engine with '${nodeBin}': ${e.message} (set CARSTUDIO_NODE to a Node 20+ binary)`)));
+    child.once('exit', (code) => reject(new Error(`the engine exited with code ${code} before it was ready`)));
+  });
+}
+
+function connectEvents(h: EngineHandle): void {
+  const wsUrl = `${h.url.replace(/^http/, 'ws')}api/events?token=${encodeURIComponent(h.token)}`;
+  const ws = new WebSocket(wsUrl);
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(String(m.data)) as { event: string; data: unknown };
+    win?.webContents.send('carstudio:event', msg.event, msg.data);
+  };
+  ws.onclose = () => {
+    if (engine) setTimeout(() => connectEvents(h), 1000);
+  };
+}
+
+async function createWindow(): Promise<void> {
+  win = new BrowserWindow({
+    width: 1400,
+    height: 900,
+    title: 'CarStudio',
+    webPreferences: {
+      preload: path.join(__dirname, '../preload/index.cjs'),
+      contextIsolation: true,
+      nodeIntegration: false,
+      sandbox: true,
+    },
+  });
+  if (process.env.ELECTRON_RENDERER_URL) await win.loadURL(process.env.ELECTRON_RENDERER_URL);
+  else await win.loadFile(path.join(__dirname, '../renderer/index.html'));
+}
+
+app.whenReady().then(async () => {
+  try {
+    engine = await startEngine();
+  } catch (e) {
+    dialog.showErrorBox('CarStudio could not start its engine', (e as Error).message);
+    app.exit(1);
+    return;
+  }
+  const h = engine;
+  ipcMain.handle('carstudio:request', async (_e, method: string, params: unknown) => {
+    try {
+      const res = await net.fetch(`${h.url}api/${encodeURIComponent(method)}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${h.token}` },
+        body: JSON.stringify(params ?? {}),
+      });
+      return await res.json();
+    } catch (err) {
+      return { ok: false, error: { name: 'ConnectionError', message: `cannot reach the engine: ${(err as Error).message}` } };
+    }
+  });
+  protocol.handle('carstudio-image', (req) => {
+    const key = new URL(req.url).pathname.replace(/^\//, '');
+    return net.fetch(`${h.url}images/${key}`, { headers: { Authorization: `Bearer ${h.token}` } });
+  });
+  connectEvents(h);
+  await createWindow();
+});
+
+app.on('window-all-closed', () => {
+  const h = engine;
+  engine = null;
+  // Closing the engine's stdin makes it stop its jobs cleanly (they resume on the next start).
+  h?.child.stdin?.end();
+  if (h) h.child.once('exit', () => app.quit());
+  else app.quit();
+});

@@ -1,0 +1,37 @@
+/**
+ * The one API contract between the engine and the studio UI. Both transports (Electron IPC
+ * through the preload bridge, and HTTP + WebSocket in served mode) carry exactly these requests
+ * and push events; each stage contributes a module and this index merges them.
+ */
+import type { z } from 'zod';
+import { coreMethods, type CoreEvents, type CoreResults } from './core.ts';
+
+export * from './core.ts';
+
+export const methods = {
+  ...coreMethods,
+} as const;
+
+export interface Results extends CoreResults {}
+
+export interface Events extends CoreEvents {}
+
+export type Method = keyof typeof methods & keyof Results;
+export type Params<M extends Method> = z.input<(typeof methods)[M]>;
+export type ParsedParams<M extends Method> = z.output<(typeof methods)[M]>;
+export type EventName = keyof Events;
+
+/** What a transport gives the renderer; the renderer cannot tell which transport it has. */
+export interface StudioApi {
+  request<M extends Method>(method: M, params: Params<M>): Promise<Results[M]>;
+  subscribe(listener: (event: EventName, data: Events[EventName]) => void): () => void;
+  /** URL under which the image with this store key can be shown in an <img>. */
+  imageUrl(key: string): string;
+  onConnection(listener: (state: ConnectionState) => void): () => void;
+}
+
+export type ConnectionState = 'connecting' | 'open' | 'closed';
+
+export function isMethod(name: string): name is Method {
+  return Object.prototype.hasOwnProperty.call(methods, name);
+}

@@ -1,0 +1,7 @@
+import { coreHandlers } from './core.ts';
+import type { Handlers } from './types.ts';
+
+/** Every method of the contract mapped to its handler; the type makes a missing one an error. */
+export const handlers: Handlers = {
+  ...coreHandlers,
+};

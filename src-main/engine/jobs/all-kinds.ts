@@ -1,0 +1,2 @@
+// Every job kind registers itself when its definition module is imported; each stage adds one line.
+import '../store/verify-kind.ts';

@@ -1,0 +1,426 @@
+import { Worker } from 'node:worker_threads';
+import { isAlive } from '../workspace/image-store.ts';
+import type { Workspace } from '../workspace/workspace.ts';
+import { UserError } from '../workspace/errors.ts';
+import { jobKind } from './kinds.ts';
+import { RateMeter } from './progress.ts';
+import type { JobInfo, JobLogEntry, JobState, ManagerMessage, WorkerInput, WorkerMessage } from './types.ts';
+import './all-kinds.ts';
+
+const HEARTBEAT_MS = 2_000;
+const STALE_MS = 30_000;
+const PERSIST_MS = 1_000;
+const EMIT_MS = 250;
+const CANCEL_GRACE_MS = 15_000;
+
+interface JobRow {
+  id: number;
+  kind: string;
+  params: string;
+  state: JobState;
+  step: string | null;
+  done: number;
+  total: number | null;
+  rate: number | null;
+  eta_s: number | null;
+  message: string | null;
+  error_name: string | null;
+  error_message: string | null;
+  checkpoint: string | null;
+  result: string | null;
+  owner_pid: number | null;
+  heartbeat_at: number | null;
+  resumed_count: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+interface Running {
+  id: number;
+  worker: Worker;
+  meter: RateMeter;
+  row: JobRow;
+  lastPersist: number;
+  lastEmit: number;
+  emitTimer: NodeJS.Timeout | null;
+  killTimer: NodeJS.Timeout | null;
+  settled: Promise<JobInfo>;
+  /** Stopped because the engine shuts down: recorded as interrupted, so it resumes next start. */
+  suspending: boolean;
+}
+
+export type EngineEventListener = (name: string, data: unknown) => void;
+
+/**
+ * Runs jobs in worker threads and keeps their state in the workspace's jobs table, so that
+ * another process (or this one after a crash) sees what ran, how far it got and why it stopped.
+ * Jobs are written to be resumable: running one again continues where it stopped.
+ */
+export class JobManager {
+  private running = new Map<number, Running>();
+  private listeners = new Set<EngineEventListener>();
+  private heartbeat: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly ws: Workspace) {
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  on(listener: EngineEventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(name: string, data: unknown): void {
+    for (const l of this.listeners) {
+      try {
+        l(name, data);
+      } catch {
+        /* a listener's failure is its own */
+      }
+    }
+  }
+
+  /** Marks jobs whose owning process died as interrupted. Returns their ids. */
+  recover(): number[] {
+    const rows = this.ws.db
+      .prepare(`SELECT * FROM jobs WHERE state IN ('queued','running','cancelling')`)
+      .all() as JobRow[];
+    const now = Date.now();
+    const lost: number[] = [];
+    for (const r of rows) {
+      if (this.running.has(r.id)) continue;
+      const ownerAlive = r.owner_pid != null && r.owner_pid !== process.pid && isAlive(r.owner_pid);
+      const fresh = r.heartbeat_at != null && now - r.heartbeat_at < STALE_MS;
+      if (ownerAlive && fresh) continue;
+      const state: JobState = r.state === 'cancelling' ? 'cancelled' : 'interrupted';
+      this.ws.db
+        .prepare(`UPDATE jobs SET state = ?, finished_at = ?, message = ? WHERE id = ?`)
+        .run(state, now, state === 'interrupted' ? 'the process running it stopped; it resumes when started again' : r.message, r.id);
+      this.log(r.id, 'warn', state === 'interrupted' ? 'interrupted: the process running this job stopped' : 'cancelled');
+      if (state === 'interrupted') lost.push(r.id);
+      this.emit('job.updated', this.get(r.id));
+    }
+    return lost;
+  }
+
+  /** Recovers lost jobs and starts again those whose kind resumes automatically. */
+  resumeInterrupted(): JobInfo[] {
+    this.recover();
+    const rows = this.ws.db.prepare(`SELECT id, kind FROM jobs WHERE state = 'interrupted' ORDER BY id`).all() as Array<{
+      id: number;
+      kind: string;
+    }>;
+    const resumed: JobInfo[] = [];
+    for (const r of rows) {
+      let auto = false;
+      try {
+        auto = jobKind(r.kind).autoResume;
+      } catch {
+        continue;
+      }
+      if (!auto) continue;
+      try {
+        resumed.push(this.resume(r.id));
+      } catch (e) {
+        this.log(r.id, 'error', `could not resume: ${(e as Error).message}`);
+      }
+    }
+    return resumed;
+  }
+
+  start(kind: string, paramsIn: unknown): JobInfo {
+    const def = jobKind(kind);
+    const parsed = def.params.safeParse(paramsIn ?? {});
+    if (!parsed.success) {
+      throw new UserError(`invalid parameters for ${kind}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'params'}: ${i.message}`).join('; ')}`);
+    }
+    this.assertNotBusy(kind);
+    const now = Date.now();
+    const info = this.ws.db
+      .prepare(
+        `INSERT INTO jobs (kind, params, state, owner_pid, heartbeat_at, created_at, started_at)
+         VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id`,
+      )
+      .get(kind, JSON.stringify(parsed.data), process.pid, now, now, now) as { id: number };
+    return this.launch(info.id, false);
+  }
+
+  /** Starts a stopped job again, with its parameters and last checkpoint. */
+  resume(id: number): JobInfo {
+    this.recover();
+    const row = this.row(id);
+    if (!row) throw new UserError(`no job ${id}`);
+    if (this.running.has(id) || row.state === 'running' || row.state === 'cancelling') throw new UserError(`job ${id} is already running`);
+    if (row.state === 'done') throw new UserError(`job ${id} has finished; start a new one`);
+    this.assertNotBusy(row.kind);
+    const now = Date.now();
+    this.ws.db
+      .prepare(
+        `UPDATE jobs SET state = 'running', owner_pid = ?, heartbeat_at = ?, started_at = ?, finished_at = NULL,
+           error_name = NULL, error_message = NULL, message = NULL, resumed_count = resumed_count + 1 WHERE id = ?`,
+      )
+      .run(process.pid, now, now, id);
+    this.log(id, 'info', `resumed (run ${row.resumed_count + 2})`);
+    return this.launch(id, true);
+  }
+
+  cancel(id: number): JobInfo {
+    const r = this.running.get(id);
+    if (!r) {
+      const row = this.row(id);
+      if (!row) throw new UserError(`no job ${id}`);
+      if (row.state === 'interrupted') {
+        this.ws.db.prepare(`UPDATE jobs SET state = 'cancelled' WHERE id = ?`).run(id);
+        this.emit('job.updated', this.get(id));
+        return this.get(id)!;
+      }
+      if (row.state === 'running' || row.state === 'cancelling') {
+        throw new UserError(`job ${id} is run by another process (pid ${row.owner_pid}); cancel it there`);
+      }
+      return this.toInfo(row);
+    }
+    if (r.row.state !== 'cancelling') {
+      r.row.state = 'cancelling';
+      this.ws.db.prepare(`UPDATE jobs SET state = 'cancelling' WHERE id = ?`).run(id);
+      this.log(id, 'info', 'cancel requested');
+      r.worker.postMessage({ type: 'cancel' } satisfies ManagerMessage);
+      r.killTimer = setTimeout(() => {
+        this.log(id, 'warn', `did not stop within ${CANCEL_GRACE_MS / 1000}s; terminated`);
+        void r.worker.terminate();
+      }, CANCEL_GRACE_MS);
+      this.emit('job.updated', this.toInfo(r.row));
+    }
+    return this.toInfo(r.row);
+  }
+
+  /** Resolves when the job's worker has stopped, with its final state. */
+  wait(id: number): Promise<JobInfo> {
+    const r = this.running.get(id);
+    if (r) return r.settled;
+    const info = this.get(id);
+    if (!info) return Promise.reject(new UserError(`no job ${id}`));
+    return Promise.resolve(info);
+  }
+
+  get(id: number): JobInfo | null {
+    const r = this.running.get(id);
+    if (r) return this.toInfo(r.row);
+    const row = this.row(id);
+    return row ? this.toInfo(row) : null;
+  }
+
+  list(limit = 50): JobInfo[] {
+    const rows = this.ws.db.prepare(`SELECT * FROM jobs ORDER BY id DESC LIMIT ?`).all(limit) as JobRow[];
+    return rows.map((row) => (this.running.has(row.id) ? this.toInfo(this.running.get(row.id)!.row) : this.toInfo(row)));
+  }
+
+  logs(id: number, limit = 200): JobLogEntry[] {
+    const rows = this.ws.db
+      .prepare(`SELECT job_id AS jobId, at, level, message FROM job_log WHERE job_id = ? ORDER BY id DESC LIMIT ?`)
+      .all(id, limit) as JobLogEntry[];
+    return rows.reverse();
+  }
+
+  isRunning(id: number): boolean {
+    return this.running.has(id);
+  }
+
+  /**
+   * Stops every running job cleanly and waits for them (used on shutdown). They are recorded as
+   * interrupted, so an engine started later resumes them.
+   */
+  async stopAll(): Promise<void> {
+    const all = [...this.running.values()];
+    for (const r of all) {
+      r.suspending = true;
+      this.cancel(r.id);
+    }
+    await Promise.all(all.map((r) => r.settled));
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    for (const r of this.running.values()) void r.worker.terminate();
+  }
+
+  private assertNotBusy(kind: string): void {
+    if (!jobKind(kind).exclusive) return;
+    this.recover();
+    const other = this.ws.db
+      .prepare(`SELECT id, owner_pid FROM jobs WHERE kind = ? AND state IN ('running','cancelling','queued') LIMIT 1`)
+      .get(kind) as { id: number; owner_pid: number } | undefined;
+    if (other) {
+      throw new UserError(
+        `a ${kind} job (#${other.id}) is already running on this workspace${other.owner_pid !== process.pid ? ` in process ${other.owner_pid}` : ''}; cancel it or wait for it`,
+      );
+    }
+  }
+
+  private row(id: number): JobRow | undefined {
+    return this.ws.db.prepare(`SELECT * FROM jobs WHERE id = ?`).get(id) as JobRow | undefined;
+  }
+
+  private log(jobId: number, level: JobLogEntry['level'], message: string): void {
+    const at = Date.now();
+    this.ws.db.prepare(`INSERT INTO job_log (job_id, at, level, message) VALUES (?, ?, ?, ?)`).run(jobId, at, level, message);
+    this.emit('job.log', { jobId, at, level, message } satisfies JobLogEntry);
+  }
+
+  private launch(id: number, resumed: boolean): JobInfo {
+    const row = this.row(id)!;
+    const def = jobKind(row.kind);
+    const input: WorkerInput = {
+      module: def.module,
+      workspaceDir: this.ws.dir,
+      jobId: id,
+      params: JSON.parse(row.params),
+      checkpoint: row.checkpoint ? JSON.parse(row.checkpoint) : undefined,
+      resumed,
+    };
+    const worker = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: input });
+    let resolveSettled!: (i: JobInfo) => void;
+    const settled = new Promise<JobInfo>((res) => (resolveSettled = res));
+    const r: Running = { id, worker, meter: new RateMeter(), row, lastPersist: 0, lastEmit: 0, emitTimer: null, killTimer: null, settled, suspending: false };
+    this.running.set(id, r);
+    let final: { state: JobState; error?: { name: string; message: string }; result?: unknown } | null = null;
+
+    worker.on('message', (m: WorkerMessage) => {
+      switch (m.type) {
+        case 'progress':
+          this.onProgress(r, m.update);
+          break;
+        case 'log':
+          this.log(id, m.level, m.message);
+          break;
+        case 'checkpoint':
+          r.row.checkpoint = JSON.stringify(m.value ?? null);
+          this.ws.db.prepare(`UPDATE jobs SET checkpoint = ? WHERE id = ?`).run(r.row.checkpoint, id);
+          break;
+        case 'event':
+          this.emit(m.name, m.data);
+          break;
+        case 'done':
+          final = { state: 'done', result: m.result };
+          break;
+        case 'cancelled':
+          final = { state: 'cancelled' };
+          break;
+        case 'error':
+          final = { state: 'failed', error: { name: m.name, message: m.message } };
+          if (m.stack) this.log(id, 'error', m.stack.split('\n').slice(0, 6).join('\n'));
+          break;
+      }
+    });
+    worker.on('error', (e) => {
+      final ??= { state: r.row.state === 'cancelling' ? 'cancelled' : 'failed', error: { name: e.name, message: e.message } };
+    });
+    worker.on('exit', (code) => {
+      if (r.killTimer) clearTimeout(r.killTimer);
+      if (r.emitTimer) clearTimeout(r.emitTimer);
+      this.running.delete(id);
+      if (this.closed) return;
+      let f =
+        final ??
+        (r.row.state === 'cancelling'
+          ? { state: 'cancelled' as const }
+          : { state: 'failed' as const, error: { name: 'WorkerExit', message: `job worker exited with code ${code}` } });
+      if (r.suspending && f.state === 'cancelled') f = { state: 'interrupted' };
+      const now = Date.now();
+      this.ws.db
+        .prepare(
+          `UPDATE jobs SET state = ?, done = ?, total = ?, step = ?, message = ?, rate = NULL, eta_s = NULL,
+             error_name = ?, error_message = ?, result = ?, finished_at = ?, owner_pid = NULL WHERE id = ?`,
+        )
+        .run(f.state, r.row.done, r.row.total, r.row.step, r.row.message, f.error?.name ?? null, f.error?.message ?? null,
+          f.result === undefined ? null : JSON.stringify(f.result), now, id);
+      this.log(
+        id,
+        f.state === 'failed' ? 'error' : 'info',
+        f.state === 'failed' ? `failed: ${f.error?.message}` : f.state === 'interrupted' ? 'interrupted: the engine shut down; it resumes when started again' : f.state,
+      );
+      const info = this.get(id)!;
+      this.emit('job.updated', info);
+      resolveSettled(info);
+    });
+    this.log(id, 'info', resumed ? 'started again' : 'started');
+    const info = this.toInfo(row);
+    this.emit('job.updated', info);
+    return info;
+  }
+
+  private onProgress(r: Running, u: { step?: string; done: number; total?: number | null; message?: string }): void {
+    if (u.step !== undefined && u.step !== r.row.step) r.meter.reset();
+    if (u.step !== undefined) r.row.step = u.step;
+    r.row.done = u.done;
+    if (u.total !== undefined) r.row.total = u.total;
+    if (u.message !== undefined) r.row.message = u.message;
+    r.meter.add(u.done);
+    r.row.rate = r.meter.rate();
+    r.row.eta_s = r.meter.eta(r.row.done, r.row.total);
+    const now = Date.now();
+    if (now - r.lastPersist >= PERSIST_MS) {
+      r.lastPersist = now;
+      this.persistProgress(r);
+    }
+    if (now - r.lastEmit >= EMIT_MS) {
+      r.lastEmit = now;
+      this.emit('job.updated', this.toInfo(r.row));
+    } else if (!r.emitTimer) {
+      r.emitTimer = setTimeout(() => {
+        r.emitTimer = null;
+        r.lastEmit = Date.now();
+        if (this.running.has(r.id)) this.emit('job.updated', this.toInfo(r.row));
+      }, EMIT_MS);
+    }
+  }
+
+  private persistProgress(r: Running): void {
+    this.ws.db
+      .prepare(`UPDATE jobs SET step = ?, done = ?, total = ?, rate = ?, eta_s = ?, message = ?, heartbeat_at = ? WHERE id = ?`)
+      .run(r.row.step, r.row.done, r.row.total, r.row.rate, r.row.eta_s, r.row.message, Date.now(), r.id);
+  }
+
+  private beat(): void {
+    if (this.running.size === 0 || !this.ws.db.open) return;
+    const ids = [...this.running.keys()];
+    const now = Date.now();
+    const stmt = this.ws.db.prepare(`UPDATE jobs SET heartbeat_at = ? WHERE id = ?`);
+    this.ws.db.transaction(() => ids.forEach((id) => stmt.run(now, id)))();
+    for (const r of this.running.values()) this.persistProgress(r);
+  }
+
+  private toInfo(row: JobRow): JobInfo {
+    let title = row.kind;
+    let params: unknown = null;
+    try {
+      params = JSON.parse(row.params);
+      title = jobKind(row.kind).title(params as never);
+    } catch {
+      /* unknown kind (written by a newer build): show its raw name */
+    }
+    return {
+      id: row.id,
+      kind: row.kind,
+      title,
+      params,
+      state: row.state,
+      step: row.step,
+      done: row.done,
+      total: row.total,
+      rate: row.rate,
+      eta: row.eta_s,
+      message: row.message,
+      error: row.error_name ? { name: row.error_name, message: row.error_message ?? '' } : null,
+      result: row.result ? JSON.parse(row.result) : null,
+      resumedCount: row.resumed_count,
+      createdAt: row.created_at,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
+      resumable: ['cancelled', 'failed', 'interrupted'].includes(row.state),
+    };
+  }
+}

@@ -1,0 +1,11 @@
+import { migration001 } from './001-foundation.ts';
+
+export interface Migration {
+  /** Becomes PRAGMA user_version once applied; versions are 1, 2, 3, ... with no gaps. */
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, in order. A stage that needs new tables appends one file here. */
+export const migrations: readonly Migration[] = [migration001];

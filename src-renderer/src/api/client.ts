@@ -1,0 +1,115 @@
+import type { ApiResult, ConnectionState, EventName, Events, Method, Params, Results, StudioApi } from '../../../src-main/engine/api/contract/index.ts';
+
+/** What the Electron preload exposes on window (contextBridge); absent in a browser. */
+export interface IpcBridge {
+  request(method: string, params: unknown): Promise<ApiResult<unknown>>;
+  subscribe(listener: (event: string, data: unknown) => void): () => void;
+  imageBase: string;
+}
+
+declare global {
+  interface Window {
+    carstudio?: IpcBridge;
+  }
+}
+
+export class ApiCallError extends Error {
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+type Listener = (event: EventName, data: Events[EventName]) => void;
+
+function unwrap<T>(r: ApiResult<unknown>): T {
+  if (r.ok) return r.value as T;
+  throw new ApiCallError(r.error.name, r.error.message);
+}
+
+/** Electron: requests and events go through the preload bridge (IPC). */
+function ipcApi(bridge: IpcBridge): StudioApi {
+  const connListeners = new Set<(s: ConnectionState) => void>();
+  return {
+    async request<M extends Method>(method: M, params: Params<M>) {
+      return unwrap<Results[M]>(await bridge.request(method, params));
+    },
+    subscribe(listener: Listener) {
+      return bridge.subscribe((event, data) => listener(event as EventName, data as Events[EventName]));
+    },
+    imageUrl: (key) => `${bridge.imageBase}${key}`,
+    onConnection(l) {
+      connListeners.add(l);
+      l('open');
+      return () => connListeners.delete(l);
+    },
+  };
+}
+
+/** Served mode: POST /api/<method> and a WebSocket at /api/events (the token is in a cookie). */
+function httpApi(): StudioApi {
+  const listeners = new Set<Listener>();
+  const connListeners = new Set<(s: ConnectionState) => void>();
+  let state: ConnectionState = 'connecting';
+  let retry = 500;
+  const setState = (s: ConnectionState): void => {
+    state = s;
+    connListeners.forEach((l) => l(s));
+  };
+  const connect = (): void => {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}/api/events`);
+    ws.onopen = () => {
+      retry = 500;
+      setState('open');
+    };
+    ws.onmessage = (m) => {
+      try {
+        const { event, data } = JSON.parse(String(m.data)) as { event: EventName; data: Events[EventName] };
+        listeners.forEach((l) => l(event, data));
+      } catch {
+        /* ignore malformed frames */
+      }
+    };
+    ws.onclose = () => {
+      setState('closed');
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 5000);
+    };
+  };
+  connect();
+  return {
+    async request<M extends Method>(method: M, params: Params<M>) {
+      let res: Response;
+      try {
+        res = await fetch(`/api/${method}`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify(params ?? {}),
+          credentials: 'same-origin',
+        });
+      } catch (e) {
+        throw new ApiCallError('ConnectionError', `cannot reach the engine: ${(e as Error).message}`);
+      }
+      let body: ApiResult<unknown>;
+      try {
+        body = (await res.json()) as ApiResult<unknown>;
+      } catch {
+        throw new ApiCallError('ProtocolError', `the engine answered ${res.status} without JSON`);
+      }
+      return unwrap<Results[M]>(body);
+    },
+    subscribe(l: Listener) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    imageUrl: (key) => `/images/${key}`,
+    onConnection(l) {
+      connListeners.add(l);
+      l(state);
+      return () => connListeners.delete(l);
+    },
+  };
+}
+
+export const api: StudioApi = window.carstudio ? ipcApi(window.carstudio) : httpApi();

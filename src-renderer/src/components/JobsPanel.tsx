@@ -1,0 +1,91 @@
+import { useEffect, useState } from 'react';
+import type { JobInfo, JobLogEntry } from '../../../src-main/engine/api/contract/index.ts';
+import { useCall, useEvent, useJobs } from '../hooks.ts';
+import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
+
+const ACTIVE = new Set(['running', 'cancelling', 'queued']);
+
+export function JobsPanel() {
+  const jobs = useJobs();
+  const active = jobs.filter((j) => ACTIVE.has(j.state));
+  const recent = jobs.filter((j) => !ACTIVE.has(j.state)).slice(0, 12);
+  return (
+    <aside className="jobs-panel" aria-label="Jobs" data-testid="jobs-panel">
+      <h2>
+        Jobs <span className="muted">{active.length ? `${active.length} running` : 'idle'}</span>
+      </h2>
+      {jobs.length === 0 && <p className="muted">No jobs yet. Long work (scrape, dedup, features, training, prediction) shows up here.</p>}
+      {active.map((j) => (
+        <JobCard key={j.id} job={j} />
+      ))}
+      {recent.length > 0 && <h3>Recent</h3>}
+      {recent.map((j) => (
+        <JobCard key={j.id} job={j} />
+      ))}
+    </aside>
+  );
+}
+
+function JobCard({ job }: { job: JobInfo }) {
+  const call = useCall();
+  const [open, setOpen] = useState(false);
+  const pct = job.total ? Math.min(100, (100 * job.done) / job.total) : null;
+  const running = job.state === 'running' || job.state === 'cancelling';
+  return (
+    <div className={`job job-${job.state}`} data-testid={`job-${job.id}`} data-state={job.state}>
+      <div className="job-head">
+        <span className="job-title">
+          #{job.id} {job.title}
+        </span>
+        <span className={`badge badge-${job.state}`}>{job.state}</span>
+      </div>
+      <div className="progress" role="progressbar" aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
+        <div className={`progress-bar ${pct == null && running ? 'indeterminate' : ''}`} style={{ width: `${pct ?? (running ? 30 : 0)}%` }} />
+      </div>
+      <div className="job-meta">
+        <span>
+          {job.step ? `${job.step}: ` : ''}
+          {fmtInt(job.done)}
+          {job.total != null ? ` / ${fmtInt(job.total)}` : ''}
+        </span>
+        {running && <span>{fmtRate(job.rate)}</span>}
+        {running && <span>ETA {fmtDuration(job.eta)}</span>}
+      </div>
+      {job.message && <div className="job-msg">{job.message}</div>}
+      {job.error && <div className="job-error">{job.error.message}</div>}
+      {job.resumedCount > 0 && <div className="muted small">resumed {job.resumedCount}×</div>}
+      <div className="job-actions">
+        {running && (
+          <button onClick={() => void call('jobs.cancel', { id: job.id })} disabled={job.state === 'cancelling'}>
+            {job.state === 'cancelling' ? 'Stopping…' : 'Cancel'}
+          </button>
+        )}
+        {job.resumable && <button onClick={() => void call('jobs.resume', { id: job.id })}>Resume</button>}
+        <button className="link" onClick={() => setOpen(!open)}>
+          {open ? 'Hide log' : 'Log'}
+        </button>
+      </div>
+      {open && <JobLog id={job.id} />}
+    </div>
+  );
+}
+
+function JobLog({ id }: { id: number }) {
+  const call = useCall();
+  const [lines, setLines] = useState<JobLogEntry[] | null>(null);
+  useEffect(() => {
+    void call('jobs.logs', { id, limit: 200 }).then((l) => setLines(l ?? []));
+  }, [call, id]);
+  useEvent('job.log', (l) => {
+    if (l.jobId === id) setLines((all) => [...(all ?? []), l].slice(-300));
+  });
+  return (
+    <pre className="job-log">
+      {(lines ?? []).map((l, i) => (
+        <div key={i} className={`log-${l.level}`}>
+          {new Date(l.at).toLocaleTimeString()} {l.message}
+        </div>
+      ))}
+    </pre>
+  );
+}

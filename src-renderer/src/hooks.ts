@@ -1,0 +1,98 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { api } from './api/client.ts';
+import type { ConnectionState, EventName, Events, JobInfo, Method, Params, Results } from '../../src-main/engine/api/contract/index.ts';
+import { useToasts } from './toasts.tsx';
+
+/** Subscribes to one push event for the component's lifetime. */
+export function useEvent<E extends EventName>(name: E, fn: (data: Events[E]) => void): void {
+  const ref = useRef(fn);
+  ref.current = fn;
+  useEffect(
+    () =>
+      api.subscribe((event, data) => {
+        if (event === name) ref.current(data as Events[E]);
+      }),
+    [name],
+  );
+}
+
+/** Calls a method on mount and whenever deps change; errors go to a toast. */
+export function useQuery<M extends Method>(method: M, params: Params<M>, deps: unknown[] = []) {
+  const toasts = useToasts();
+  const [data, setData] = useState<Results[M] | null>(null);
+  const [loading, setLoading] = useState(true);
+  const key = JSON.stringify(params);
+  const reload = useCallback(async () => {
+    setLoading(true);
+    try {
+      setData(await api.request(method, params));
+    } catch (e) {
+      toasts.error(`${method} failed`, e);
+    } finally {
+      setLoading(false);
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [method, key]);
+  useEffect(() => {
+    void reload();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [reload, ...deps]);
+  return { data, loading, reload };
+}
+
+/** A function that calls a method and reports failures as a toast; resolves to null on failure. */
+export function useCall() {
+  const toasts = useToasts();
+  return useCallback(
+    async <M extends Method>(method: M, params: Params<M>): Promise<Results[M] | null> => {
+      try {
+        return await api.request(method, params);
+      } catch (e) {
+        toasts.error(`${method} failed`, e);
+        return null;
+      }
+    },
+    [toasts],
+  );
+}
+
+/** The job list, kept live by job.updated events. */
+export function useJobs(): JobInfo[] {
+  const [jobs, setJobs] = useState<JobInfo[]>([]);
+  const call = useCall();
+  useEffect(() => {
+    void call('jobs.list', { limit: 50 }).then((j) => j && setJobs(j));
+  }, [call]);
+  useEvent('job.updated', (job) => {
+    setJobs((all) => {
+      const i = all.findIndex((j) => j.id === job.id);
+      if (i < 0) return [job, ...all].sort((a, b) => b.id - a.id);
+      const copy = all.slice();
+      copy[i] = job;
+      return copy;
+    });
+  });
+  return jobs;
+}
+
+export function useConnection(): ConnectionState {
+  const [state, setState] = useState<ConnectionState>('connecting');
+  useEffect(() => api.onConnection(setState), []);
+  return state;
+}
+
+/** Re-runs fn (throttled) whenever a job of one of the kinds makes progress or finishes. */
+export function useJobRefresh(kinds: string[], fn: () => void, everyMs = 1500): void {
+  const last = useRef(0);
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  useEvent('job.updated', (job) => {
+    if (!kinds.includes(job.kind)) return;
+    const finished = job.state !== 'running' && job.state !== 'cancelling';
+    const wait = finished ? 0 : Math.max(0, everyMs - (Date.now() - last.current));
+    if (timer.current) clearTimeout(timer.current);
+    timer.current = setTimeout(() => {
+      last.current = Date.now();
+      fn();
+    }, wait);
+  });
+}
