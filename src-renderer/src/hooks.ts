@@ -60,9 +60,12 @@ export function useCall() {
 export function useJobs(): JobInfo[] {
   const [jobs, setJobs] = useState<JobInfo[]>([]);
   const call = useCall();
+  const connection = useConnection();
   useEffect(() => {
-    void call('jobs.list', { limit: 50 }).then((j) => j && setJobs(j));
-  }, [call]);
+    // (re)load on mount and whenever the event stream (re)connects, so nothing missed while
+    // the engine was away is left stale
+    if (connection === 'open') void call('jobs.list', { limit: 50 }).then((j) => j && setJobs(j));
+  }, [call, connection]);
   useEvent('job.updated', (job) => {
     setJobs((all) => {
       const i = all.findIndex((j) => j.id === job.id);

@@ -73,7 +73,12 @@ export function registerServe(program: Command): void {
           void server!
             .close()
             .then(() => engine.close())
-            .then(resolve);
+            .then(() => {
+              process.off('SIGINT', stop);
+              process.off('SIGTERM', stop);
+              if (opts.readyJson) process.stdin.destroy();
+              resolve();
+            });
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
