@@ -43,14 +43,13 @@ describe.runIf(hasChromium())('studio UI in Chromium', () => {
     await page.goto(`http://127.0.0.1:${port}/?token=${token}`);
     expect(page.url()).toBe(`http://127.0.0.1:${port}/`);
     await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor();
-    await expect(page.locator('.workspace').textContent()).resolves.toContain(dir);
+    await page.locator('.workspace').filter({ hasText: dir }).waitFor();
 
     for (const [id, heading] of [['dedup', 'Dedup'], ['filter', 'Label & Filter'], ['train', 'Train'], ['predict', 'Predict'], ['dataset', 'Dataset']] as const) {
       await page.getByTestId(`nav-${id}`).click();
-      await page.getByTestId(`stage-${id}`).waitFor();
-      expect(await page.locator('main h1').textContent()).toBe(heading);
+      await page.getByTestId(`stage-${id}`).locator('h1').filter({ hasText: heading }).first().waitFor();
     }
-    expect(await page.getByTestId('stat-images-stored').locator('.metric-value').textContent()).toBe('2,500');
+    await page.getByTestId('stat-images-stored').locator('.metric-value').filter({ hasText: /^2,500$/ }).waitFor();
 
     // start a job from the UI and watch it in the jobs panel
     await page.getByTestId('verify-store').click();
