@@ -4,6 +4,8 @@ import { registerServe } from './serve.ts';
 import { registerStats } from './stats.ts';
 import { registerJobs } from './jobs.ts';
 import { registerVerify } from './verify.ts';
+import { registerScrape } from './scrape.ts';
+import { registerDemoSite } from './demo-site.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
 export function registerCommands(program: Command): void {
@@ -12,4 +14,6 @@ export function registerCommands(program: Command): void {
   registerStats(program);
   registerJobs(program);
   registerVerify(program);
+  registerScrape(program);
+  registerDemoSite(program);
 }

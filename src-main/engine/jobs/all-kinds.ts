@@ -1,2 +1,3 @@
 // Every job kind registers itself when its definition module is imported; each stage adds one line.
 import '../store/verify-kind.ts';
+import '../scrape/scrape-kind.ts';

@@ -1,0 +1,372 @@
+import { setImmediate as yieldLoop } from 'node:timers/promises';
+import type { Agent } from 'undici';
+import type { JobContext } from '../jobs/types.ts';
+import { ImageStore } from '../workspace/image-store.ts';
+import { IdPermutation } from './permutation.ts';
+import { kbbSource } from './kbb.ts';
+import type { ScrapedListing, SourceAdapter } from './source.ts';
+import { AbortError, createFetchAgent, FetchError, fetchWithRetry, RateLimiter, sleep, type FetchPolicy, type RetryInfo } from './fetch-policy.ts';
+import { ImageRejected, ingestImage, storedInfo, type StoredImage } from './image-ingest.ts';
+import { DEMO_BASE_URL, type ScrapeParams } from './scrape-kind.ts';
+import { openLedger, type ImageOutcome, type Ledger } from './ledger.ts';
+import { startDemoSite, type DemoSite } from '../demo-site/server.ts';
+
+const SOURCES: Record<string, SourceAdapter> = { kbb: kbbSource };
+const CHECKPOINT_MS = 2_000;
+/** Failed images are fetched again on later runs, up to this many runs. */
+const MAX_IMAGE_RUNS = 5;
+
+/** A condition that stops the whole scrape (the store cannot be written, the site is gone). */
+class ScrapeFatal extends Error {
+  override name = 'ScrapeFatal';
+}
+
+interface Counters {
+  ok: number;
+  gone: number;
+  failed: number;
+  imagesStored: number;
+  imagesReused: number;
+  imagesFailed: number;
+  retries: number;
+}
+
+export interface ScrapeResult extends Counters {
+  idsInRange: number;
+  attemptedBefore: number;
+  imagesRetried: number;
+}
+
+/**
+ * Crawls listing ids in [minId, maxId] in a keyed random order with N workers. Every id ends with
+ * exactly one ledger row (ok, gone, or failed with its reason); ok and gone ids are never asked
+ * for again, failed ones are tried again on the next run. A listing, its image rows and its
+ * attempt are committed in one transaction after its images are on disk, so a kill loses at most
+ * the listings in flight, which the next run redoes (their finished image files are reused).
+ */
+export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<ScrapeResult> {
+  const p = ctx.params;
+  const source = SOURCES[p.source]!;
+  let demo: DemoSite | null = null;
+  let baseUrl = p.baseUrl;
+  if (baseUrl === DEMO_BASE_URL) {
+    // Demo faults: every kind, but Retry-After kept short so a demo scrape stays quick.
+    demo = await startDemoSite({ port: 0, faults: p.demoFaults ? { rate: 0.1, retryAfterSeconds: 1, retryAfter: { huge: false }, stallMs: 3000 } : undefined });
+    baseUrl = demo.url;
+    ctx.log('info', `bundled demo site started at ${baseUrl}`);
+  }
+  const agent = createFetchAgent(p.concurrency);
+  const internal = new AbortController();
+  const onAbort = (): void => internal.abort();
+  ctx.signal.addEventListener('abort', onAbort);
+  const ledger = openLedger(ctx.workspace.db, p.source);
+  try {
+    await preflight(baseUrl, agent, internal.signal);
+    const counters: Counters = { ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0 };
+    const policy: FetchPolicy = {
+      retries: p.retries,
+      baseDelayMs: p.retryDelayMs,
+      maxDelayMs: Math.max(p.retryDelayMs * 16, p.retryDelayMs),
+      timeoutMs: p.timeoutMs,
+      maxRetryAfterMs: p.maxRetryAfterMs,
+      maxBodyBytes: 8 * 1024 * 1024,
+    };
+    const imagePolicy: FetchPolicy = { ...policy, maxBodyBytes: p.maxImageBytes };
+    const limiter = new RateLimiter(p.rps, Math.max(1, Math.ceil(p.rps)));
+    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map() };
+
+    const attemptedBefore = ledger.countFinalInRange(p.minId, p.maxId);
+    const result = await crawlIds(env, attemptedBefore);
+    if (ctx.signal.aborted) return result;
+    const imagesRetried = await retryFailedImages(env);
+    return { ...result, imagesRetried };
+  } catch (e) {
+    if (e instanceof AbortError && ctx.signal.aborted) return zeroResult();
+    throw e;
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+    await agent.close().catch(() => {});
+    await demo?.close();
+  }
+}
+
+interface CrawlEnv {
+  ctx: JobContext<ScrapeParams>;
+  p: ScrapeParams;
+  source: SourceAdapter;
+  baseUrl: string;
+  agent: Agent;
+  limiter: RateLimiter;
+  policy: FetchPolicy;
+  imagePolicy: FetchPolicy;
+  ledger: Ledger;
+  counters: Counters;
+  signal: AbortSignal;
+  /** Stops every worker (a fatal error). */
+  stop(): void;
+  inFlightImages: Map<string, Promise<ImageOutcome>>;
+}
+
+function zeroResult(): ScrapeResult {
+  return { ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0, idsInRange: 0, attemptedBefore: 0, imagesRetried: 0 };
+}
+
+async function preflight(baseUrl: string, agent: Agent, signal: AbortSignal): Promise<void> {
+  try {
+    await fetchWithRetry(new URL('/', baseUrl).href, { retries: 2, baseDelayMs: 300, maxDelayMs: 1000, timeoutMs: 10_000, maxRetryAfterMs: 5000, maxBodyBytes: 4 * 1024 * 1024 }, {
+      signal,
+      limiter: new RateLimiter(0),
+      dispatcher: agent,
+      accept404: true,
+    });
+  } catch (e) {
+    if (e instanceof FetchError && e.status === null) {
+      throw new ScrapeFatal(`cannot reach ${baseUrl}: ${e.reason}. Check the URL and your network; nothing was recorded.`);
+    }
+    if (!(e instanceof FetchError)) throw e;
+    // any HTTP answer means the host is there
+  }
+}
+
+async function crawlIds(env: CrawlEnv, attemptedBefore: number): Promise<ScrapeResult> {
+  const { ctx, p, ledger, counters } = env;
+  const seed = p.seed ?? defaultSeed(p.minId, p.maxId);
+  const perm = new IdPermutation(p.minId, p.maxId, seed);
+  const cp = ctx.checkpoint as { cursor?: number; seed?: number } | undefined;
+  let next = cp && cp.seed === seed && typeof cp.cursor === 'number' ? cp.cursor : 0;
+  const inFlight = new Set<number>();
+  let done = attemptedBefore;
+  let fatal: Error | null = null;
+  let consecutiveUnreachable = 0;
+  let lastCheckpoint = Date.now();
+  if (ctx.resumed) ctx.log('info', `resuming: ${attemptedBefore} of ${perm.size} ids already handled`);
+
+  const report = (): void => {
+    const seen = counters.ok + counters.gone;
+    const hit = seen ? ((100 * counters.ok) / seen).toFixed(0) : '--';
+    ctx.progress({
+      step: 'ids',
+      done,
+      total: perm.size,
+      message: `hit rate ${hit}%, listings ${counters.ok}, misses ${counters.gone}, errors ${counters.failed}, images ${counters.imagesStored + counters.imagesReused} (${counters.imagesFailed} failed)`,
+    });
+  };
+  const checkpoint = (force = false): void => {
+    if (!force && Date.now() - lastCheckpoint < CHECKPOINT_MS) return;
+    lastCheckpoint = Date.now();
+    const cursor = inFlight.size ? Math.min(...inFlight) : next;
+    ctx.saveCheckpoint({ cursor, seed });
+  };
+  report();
+
+  const worker = async (): Promise<void> => {
+    let spins = 0;
+    while (!env.signal.aborted && !fatal) {
+      if (next >= perm.size) return;
+      const idx = next++;
+      const id = perm.at(idx);
+      if (ledger.isFinal(id)) {
+        if (++spins % 5000 === 0) await yieldLoop();
+        continue;
+      }
+      inFlight.add(idx);
+      try {
+        const outcome = await handleId(env, id);
+        if (outcome === 'unreachable') consecutiveUnreachable++;
+        else consecutiveUnreachable = 0;
+        done++;
+        if (consecutiveUnreachable >= Math.max(10, 2 * p.concurrency)) {
+          fatal = new ScrapeFatal(`the site has not answered for ${consecutiveUnreachable} listings in a row; stopping. Run the same scrape again to resume.`);
+        }
+      } catch (e) {
+        if (fatal || env.signal.aborted) return;
+        fatal = e as Error;
+        env.stop();
+        return;
+      } finally {
+        inFlight.delete(idx);
+      }
+      report();
+      checkpoint();
+    }
+  };
+  await Promise.all(Array.from({ length: p.concurrency }, () => worker()));
+  checkpoint(true);
+  report();
+  if (fatal) throw fatal;
+  return { ...counters, idsInRange: perm.size, attemptedBefore, imagesRetried: 0 };
+}
+
+type IdOutcome = 'ok' | 'gone' | 'failed' | 'unreachable';
+
+async function handleId(env: CrawlEnv, id: number): Promise<IdOutcome> {
+  const { source, baseUrl, policy, ledger, counters, ctx } = env;
+  const pageUrl = source.listingUrl(baseUrl, id);
+  let triesUsed = 0;
+  let lastStatus: number | null = null;
+  const maxTries = policy.retries + 1;
+  for (;;) {
+    let res;
+    try {
+      res = await fetchWithRetry(pageUrl, { ...policy, retries: maxTries - triesUsed - 1 }, {
+        signal: env.signal,
+        limiter: env.limiter,
+        dispatcher: env.agent,
+        accept404: true,
+        onRetry: (r) => onRetry(env, r),
+      });
+    } catch (e) {
+      if (!(e instanceof FetchError)) throw e;
+      triesUsed += e.tries;
+      ledger.recordAttempt(id, 'failed', e.status, e.reason, triesUsed);
+      counters.failed++;
+      ctx.log('warn', `listing ${id}: ${e.reason} after ${triesUsed} tries`);
+      return e.status === null ? 'unreachable' : 'failed';
+    }
+    triesUsed += res.tries;
+    lastStatus = res.status;
+    if (res.status === 404) {
+      ledger.recordAttempt(id, 'gone', 404, 'HTTP 404', triesUsed);
+      counters.gone++;
+      return 'gone';
+    }
+    if (res.status !== 200) {
+      ledger.recordAttempt(id, 'failed', res.status, `HTTP ${res.status}`, triesUsed);
+      counters.failed++;
+      ctx.log('warn', `listing ${id}: HTTP ${res.status}`);
+      return 'failed';
+    }
+    const parsed = source.parse(res.body.toString('utf8'), res.finalUrl, id);
+    if (parsed.kind === 'gone') {
+      ledger.recordAttempt(id, 'gone', 200, 'no longer available', triesUsed);
+      counters.gone++;
+      return 'gone';
+    }
+    if (parsed.kind === 'listing') {
+      await storeListing(env, id, parsed.listing, triesUsed);
+      return 'ok';
+    }
+    // A 200 page that is neither a listing nor the gone page (maintenance, captcha, broken JSON):
+    // not a miss. Try again within the same budget, then record the failure with its reason.
+    if (triesUsed >= maxTries) {
+      ledger.recordAttempt(id, 'failed', lastStatus, parsed.reason, triesUsed);
+      counters.failed++;
+      ctx.log('warn', `listing ${id}: ${parsed.reason} (${triesUsed} tries)`);
+      return 'failed';
+    }
+    counters.retries++;
+    const backoff = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(triesUsed - 1, 20));
+    await sleep(Math.random() * backoff, env.signal);
+  }
+}
+
+async function storeListing(env: CrawlEnv, id: number, listing: ScrapedListing, tries: number): Promise<void> {
+  const outcomes: ImageOutcome[] = [];
+  for (const url of listing.imageUrls) {
+    if (env.signal.aborted) throw new AbortError();
+    outcomes.push(await getImage(env, url));
+  }
+  env.ledger.commitListing(id, listing, outcomes, tries);
+  env.counters.ok++;
+}
+
+/** Canonical form of an image URL: same-origin URLs lose their origin, so a site that moves port keeps its keys. */
+function canonicalUrl(url: string, baseUrl: string): string {
+  const u = new URL(url, baseUrl);
+  const b = new URL(baseUrl);
+  return u.origin === b.origin ? u.pathname + u.search : u.href;
+}
+
+function getImage(env: CrawlEnv, url: string): Promise<ImageOutcome> {
+  const canonical = canonicalUrl(url, env.baseUrl);
+  const key = ImageStore.keyFor(canonical);
+  const existing = env.ledger.imageState(key);
+  if (existing === 'stored' && env.ctx.workspace.store.has(key)) {
+    env.counters.imagesReused++;
+    return Promise.resolve({ key, url: canonical, state: 'reused' });
+  }
+  const pending = env.inFlightImages.get(key);
+  if (pending) return pending;
+  const work = fetchImage(env, key, canonical).finally(() => env.inFlightImages.delete(key));
+  env.inFlightImages.set(key, work);
+  return work;
+}
+
+async function fetchImage(env: CrawlEnv, key: string, canonical: string): Promise<ImageOutcome> {
+  const { counters, ctx } = env;
+  const store = ctx.workspace.store;
+  if (store.has(key)) {
+    // Written before a crash that came ahead of its commit: reuse the file.
+    const info = await storedInfo(store, key);
+    if (info) {
+      counters.imagesStored++;
+      return { key, url: canonical, state: 'stored', ...info };
+    }
+    store.remove(key);
+  }
+  const abs = new URL(canonical, env.baseUrl).href;
+  let body: Buffer;
+  try {
+    const res = await fetchWithRetry(abs, env.imagePolicy, { signal: env.signal, limiter: env.limiter, dispatcher: env.agent, accept404: true, onRetry: (r) => onRetry(env, r) });
+    if (res.status !== 200) return imageFailed(env, key, canonical, `HTTP ${res.status}`);
+    body = res.body;
+  } catch (e) {
+    if (e instanceof FetchError) return imageFailed(env, key, canonical, e.reason);
+    throw e;
+  }
+  let info: StoredImage;
+  try {
+    info = await ingestImage(store, key, body, env.p.resize);
+  } catch (e) {
+    if (e instanceof ImageRejected) return imageFailed(env, key, canonical, e.message);
+    const err = e as NodeJS.ErrnoException;
+    throw new ScrapeFatal(`cannot write to the image store ${store.root}: ${err.code ?? ''} ${err.message}. Nothing was recorded for the listings in flight; fix it and run again.`);
+  }
+  counters.imagesStored++;
+  return { key, url: canonical, state: 'stored', ...info };
+}
+
+function onRetry(env: CrawlEnv, r: RetryInfo): void {
+  env.counters.retries++;
+  // Absurd Retry-After values are capped; say so once per occurrence.
+  if (/capped|unparseable Retry-After/.test(r.reason)) env.ctx.log('warn', r.reason);
+}
+
+function imageFailed(env: CrawlEnv, key: string, url: string, reason: string): ImageOutcome {
+  env.counters.imagesFailed++;
+  env.ctx.log('warn', `image ${url}: ${reason}`);
+  return { key, url, state: 'failed', reason };
+}
+
+/** Images that failed on earlier runs (or were left pending) are fetched again. */
+async function retryFailedImages(env: CrawlEnv): Promise<number> {
+  const { ctx, ledger } = env;
+  const todo = ledger.imagesToRetry(MAX_IMAGE_RUNS);
+  if (todo.length === 0) return 0;
+  ctx.log('info', `fetching ${todo.length} images again that failed on earlier runs`);
+  let done = 0;
+  let stored = 0;
+  let cursor = 0;
+  const worker = async (): Promise<void> => {
+    while (cursor < todo.length && !env.signal.aborted) {
+      const img = todo[cursor++]!;
+      const outcome = await fetchImage(env, img.key, img.url).catch((e) => {
+        if (e instanceof AbortError) return null;
+        throw e;
+      });
+      if (!outcome) return;
+      ledger.updateImage(outcome);
+      if (outcome.state === 'stored') stored++;
+      done++;
+      ctx.progress({ step: 'images', done, total: todo.length, message: `${stored} recovered` });
+    }
+  };
+  await Promise.all(Array.from({ length: env.p.concurrency }, () => worker()));
+  return done;
+}
+
+function defaultSeed(min: number, max: number): number {
+  let h = 2166136261;
+  for (const c of `${min}:${max}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+  return h >>> 0;
+}
