@@ -1,0 +1,236 @@
+// Batch feature extraction: decode with sharp (libuv thread pool) while the previous batch runs
+// through the backbone on the main thread, so decoding and inference overlap. One bad image is
+// recorded and skipped, never fatal. Progress and throughput come back per batch.
+import { decodeRgb, writePreprocessed } from '../ml/decode.ts';
+
+export interface ExtractInput {
+  id: number;
+  /** Encoded image bytes, or a file path. */
+  data: Buffer | string;
+}
+
+/** Anything that turns a preprocessed NHWC float batch into N feature rows. */
+export interface FeatureExtractor {
+  name: string;
+  inputSize: number;
+  featureDim: number;
+  embed(batch: Float32Array, n: number): Promise<Float32Array>;
+}
+
+export interface ExtractFailure {
+  id: number;
+  error: string;
+}
+
+export interface ExtractProgress {
+  /** Images embedded so far. */
+  done: number;
+  /** Images that failed to decode so far. */
+  failed: number;
+  /** Expected total when known (opts.total or an array input). */
+  total: number | null;
+  elapsedSeconds: number;
+  /** (done + failed) / elapsed, decode included. */
+  imagesPerSecond: number;
+  /** Main-thread seconds spent in the model. */
+  inferSeconds: number;
+  /** Seconds the model sat waiting for decoded input. */
+  waitSeconds: number;
+}
+
+export interface ExtractedBatch {
+  ids: number[];
+  /** ids.length * dim float32, row-major. */
+  features: Float32Array;
+  dim: number;
+  failures: ExtractFailure[];
+}
+
+export interface ExtractOptions {
+  /** Images per forward pass (default 16; wasm throughput is flat from 8 to 32). */
+  batchSize?: number;
+  /** Decoded batches kept ready ahead of the model (default 2). */
+  prefetch?: number;
+  /** Expected number of inputs, for progress when `inputs` is an async iterable. */
+  total?: number;
+  signal?: AbortSignal;
+  /** Keep every row in the result (default true). Jobs that write each batch to a cache pass false. */
+  collect?: boolean;
+  /** Called after each batch, awaited (so a cache write applies back-pressure). */
+  onBatch?(batch: ExtractedBatch, progress: ExtractProgress): void | Promise<void>;
+  onError?(failure: ExtractFailure): void;
+}
+
+export interface ExtractResult {
+  extractor: string;
+  dim: number;
+  ids: number[];
+  /** ids.length * dim float32 rows (empty when collect is false). */
+  features: Float32Array;
+  failures: ExtractFailure[];
+  stats: ExtractProgress;
+}
+
+interface Decoded {
+  ids: number[];
+  buf: Float32Array;
+  n: number;
+  failures: ExtractFailure[];
+}
+
+/**
+ * Extracts one feature row per decodable input. `extractor` defaults to the nsfwjs
+ * MobileNetV2 backbone on the best available backend.
+ */
+export async function extractFeatures(
+  inputs: AsyncIterable<ExtractInput> | Iterable<ExtractInput>,
+  opts: ExtractOptions = {},
+  extractor?: FeatureExtractor,
+): Promise<ExtractResult> {
+  const ex = extractor ?? (await defaultExtractor());
+  const batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
+  const prefetch = Math.max(1, Math.floor(opts.prefetch ?? 2));
+  const collect = opts.collect ?? true;
+  const total = opts.total ?? (Array.isArray(inputs) ? inputs.length : null);
+  const size = ex.inputSize;
+  const per = size * size * 3;
+  const dim = ex.featureDim;
+
+  const iterator: AsyncIterator<ExtractInput> | Iterator<ExtractInput> =
+    Symbol.asyncIterator in inputs
+      ? (inputs as AsyncIterable<ExtractInput>)[Symbol.asyncIterator]()
+      : (inputs as Iterable<ExtractInput>)[Symbol.iterator]();
+  let exhausted = false;
+
+  async function readChunk(): Promise<ExtractInput[]> {
+    const items: ExtractInput[] = [];
+    while (!exhausted && items.length < batchSize) {
+      const r = await iterator.next();
+      if (r.done) exhausted = true;
+      else items.push(r.value);
+    }
+    return items;
+  }
+
+  async function decodeChunk(items: ExtractInput[]): Promise<Decoded> {
+    const settled = await Promise.allSettled(items.map((it) => decodeRgb(it.data, size)));
+    const buf = new Float32Array(items.length * per);
+    const ids: number[] = [];
+    const failures: ExtractFailure[] = [];
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled') {
+        writePreprocessed(s.value, buf, ids.length * per);
+        ids.push(items[i].id);
+      } else {
+        const reason = s.reason instanceof Error ? s.reason.message : String(s.reason);
+        failures.push({ id: items[i].id, error: reason });
+      }
+    });
+    return { ids, buf, n: ids.length, failures };
+  }
+
+  // Reads are chained so the iterator is never advanced concurrently; decodes overlap freely.
+  let readChain: Promise<unknown> = Promise.resolve();
+  function schedule(): Promise<Decoded | null> {
+    const chunk = readChain.then(() => readChunk());
+    readChain = chunk.catch(() => undefined);
+    return chunk.then((items) => (items.length ? decodeChunk(items) : null));
+  }
+
+  const t0 = performance.now();
+  let done = 0;
+  let failed = 0;
+  let inferMs = 0;
+  let waitMs = 0;
+  const allIds: number[] = [];
+  const rows: Float32Array[] = [];
+  const allFailures: ExtractFailure[] = [];
+  const progress = (): ExtractProgress => {
+    const elapsed = (performance.now() - t0) / 1000;
+    return {
+      done,
+      failed,
+      total,
+      elapsedSeconds: elapsed,
+      imagesPerSecond: elapsed > 0 ? (done + failed) / elapsed : 0,
+      inferSeconds: inferMs / 1000,
+      waitSeconds: waitMs / 1000,
+    };
+  };
+
+  const queue: Promise<Decoded | null>[] = [];
+  for (let i = 0; i < prefetch; i++) queue.push(schedule());
+  // Unhandled-rejection guard for prefetched batches we may abandon on abort or error.
+  const settleQuietly = (p: Promise<unknown>) => p.catch(() => undefined);
+  try {
+    for (;;) {
+      if (opts.signal?.aborted) throw abortError(opts.signal);
+      const w0 = performance.now();
+      const cur = await queue.shift()!;
+      waitMs += performance.now() - w0;
+      if (!cur) break;
+      queue.push(schedule());
+      // Let sharp pick up the newly queued decodes before the (synchronous) forward pass.
+      await new Promise<void>((r) => setImmediate(r));
+
+      let features: Float32Array = new Float32Array(0);
+      if (cur.n > 0) {
+        const i0 = performance.now();
+        features = await ex.embed(cur.buf, cur.n);
+        inferMs += performance.now() - i0;
+        if (features.length !== cur.n * dim) {
+          throw new Error(`${ex.name} returned ${features.length} floats for ${cur.n} images of dim ${dim}`);
+        }
+      }
+      done += cur.n;
+      failed += cur.failures.length;
+      for (const f of cur.failures) {
+        allFailures.push(f);
+        opts.onError?.(f);
+      }
+      if (collect) {
+        allIds.push(...cur.ids);
+        rows.push(features);
+      }
+      await opts.onBatch?.({ ids: cur.ids, features, dim, failures: cur.failures }, progress());
+    }
+  } finally {
+    for (const p of queue) void settleQuietly(p);
+    if (!exhausted) {
+      const ret = (iterator as AsyncIterator<ExtractInput>).return;
+      if (typeof ret === 'function') await settleQuietly(Promise.resolve(ret.call(iterator)));
+    }
+  }
+
+  const features = new Float32Array(allIds.length * dim);
+  let off = 0;
+  for (const r of rows) {
+    features.set(r, off);
+    off += r.length;
+  }
+  return { extractor: ex.name, dim, ids: allIds, features, failures: allFailures, stats: progress() };
+}
+
+let defaultPromise: Promise<FeatureExtractor> | null = null;
+
+/** The nsfwjs MobileNetV2 backbone on the best backend available (loaded once per process). */
+export function defaultExtractor(): Promise<FeatureExtractor> {
+  defaultPromise ??= (async () => {
+    const { initBackend } = await import('../ml/backend.ts');
+    const { loadMobilenetBackbone } = await import('../ml/mobilenet.ts');
+    const { tf } = await initBackend('auto');
+    return loadMobilenetBackbone(tf);
+  })();
+  defaultPromise.catch(() => {
+    defaultPromise = null;
+  });
+  return defaultPromise;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  const err = new Error('feature extraction cancelled');
+  err.name = 'AbortError';
+  return err;
+}

@@ -1,0 +1,408 @@
+// A binary, append-only cache of feature rows in a folder. Each append writes one shard file,
+// atomically (temporary file, fsync, then a hard link to its final name that never overwrites,
+// so two writers cannot clobber each other), laid out as:
+//
+//   offset 0   magic "CSFEAT01" (8 bytes)
+//   8          u32 LE header length H (multiple of 8)
+//   12         u32 LE dim
+//   16         u32 LE row count N
+//   20         u32 LE extractor-name byte length L
+//   24         extractor name (UTF-8), zero-padded to H
+//   H          N x int64 LE ids (the shard's id list, parallel to the rows)
+//   H + 8N     N x dim float32 LE rows
+//
+// A shard is either complete or absent; leftover temporary files are removed on open.
+// `exportNpy` writes features.npy / ids.npy (NumPy format v1.0) and ids.txt.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+
+const MAGIC = 'CSFEAT01';
+const SHARD_RE = /^shard-(\d{8})\.f32$/;
+const TMP_RE = /\.tmp-[0-9a-f]+$/;
+
+export interface FeatureCacheOptions {
+  /**
+   * Rows to hold in memory before writing a shard (default 0: every append writes a shard).
+   * Jobs appending small batches set e.g. 4096 so a big run makes few files; `flush()`/`close()`
+   * write the remainder. Buffered rows are lost on a crash (and re-extracted on resume).
+   */
+  bufferRows?: number;
+}
+
+interface ShardHeader {
+  file: string;
+  seq: number;
+  headerBytes: number;
+  dim: number;
+  count: number;
+  extractor: string;
+}
+
+export class FeatureCache {
+  readonly dir: string;
+  readonly extractor: string;
+  readonly dim: number;
+  private readonly bufferRows: number;
+  private readonly idSet = new Set<number>();
+  private shards: ShardHeader[] = [];
+  private nextSeq = 1;
+  private pendingIds: number[] = [];
+  private pendingRows: Float32Array[] = [];
+  private pendingCount = 0;
+  private writing: Promise<void> = Promise.resolve();
+
+  private constructor(dir: string, extractor: string, dim: number, opts: FeatureCacheOptions) {
+    this.dir = dir;
+    this.extractor = extractor;
+    this.dim = dim;
+    this.bufferRows = Math.max(0, Math.floor(opts.bufferRows ?? 0));
+  }
+
+  /** Opens (creating if needed) a cache folder; refuses shards from another extractor or dim. */
+  static async open(dir: string, extractor: string, dim: number, opts: FeatureCacheOptions = {}): Promise<FeatureCache> {
+    if (!Number.isInteger(dim) || dim <= 0) throw new Error(`bad feature dim ${dim}`);
+    await fsp.mkdir(dir, { recursive: true });
+    const cache = new FeatureCache(dir, extractor, dim, opts);
+    const names = (await fsp.readdir(dir)).sort();
+    for (const name of names) {
+      if (TMP_RE.test(name)) {
+        // A crashed writer's leftover; a young one may belong to a live writer in another process.
+        const st = await fsp.stat(path.join(dir, name)).catch(() => null);
+        if (st && Date.now() - st.mtimeMs > 10 * 60_000) await fsp.rm(path.join(dir, name), { force: true });
+        continue;
+      }
+      const m = SHARD_RE.exec(name);
+      if (!m) continue;
+      const file = path.join(dir, name);
+      const { header, ids } = await readShardHead(file);
+      if (header.extractor !== extractor || header.dim !== dim) {
+        throw new Error(`feature cache ${dir} holds ${header.extractor} (dim ${header.dim}) in ${name}, not ${extractor} (dim ${dim})`);
+      }
+      header.seq = Number(m[1]);
+      cache.shards.push(header);
+      for (const id of ids) cache.idSet.add(id);
+      cache.nextSeq = Math.max(cache.nextSeq, header.seq + 1);
+    }
+    return cache;
+  }
+
+  /** Number of distinct ids stored or buffered. */
+  get size(): number {
+    return this.idSet.size;
+  }
+
+  has(id: number): boolean {
+    return this.idSet.has(id);
+  }
+
+  /**
+   * Appends rows (matrix: ids.length x dim, row-major). Ids already in the cache, and repeats
+   * within the call, are skipped (features are deterministic per image). Returns rows accepted.
+   */
+  async append(ids: ArrayLike<number>, matrix: Float32Array): Promise<number> {
+    if (matrix.length !== ids.length * this.dim) {
+      throw new Error(`append: ${ids.length} ids need ${ids.length * this.dim} floats, got ${matrix.length}`);
+    }
+    const keepIds: number[] = [];
+    const keepIdx: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isSafeInteger(id)) throw new Error(`append: id ${id} is not an integer`);
+      if (this.idSet.has(id)) continue;
+      this.idSet.add(id);
+      keepIds.push(id);
+      keepIdx.push(i);
+    }
+    if (keepIds.length === 0) return 0;
+    const rows = keepIds.length === ids.length ? matrix.slice() : new Float32Array(keepIds.length * this.dim);
+    if (keepIds.length !== ids.length) {
+      keepIdx.forEach((src, dst) => rows.set(matrix.subarray(src * this.dim, (src + 1) * this.dim), dst * this.dim));
+    }
+    pushAll(this.pendingIds, keepIds);
+    this.pendingRows.push(rows);
+    this.pendingCount += keepIds.length;
+    if (this.pendingCount >= this.bufferRows) await this.flush();
+    return keepIds.length;
+  }
+
+  /** Writes any buffered rows as one shard. */
+  async flush(): Promise<void> {
+    const run = this.writing.then(async () => {
+      if (this.pendingCount === 0) return;
+      const ids = this.pendingIds;
+      const rows = this.pendingRows;
+      this.pendingIds = [];
+      this.pendingRows = [];
+      this.pendingCount = 0;
+      try {
+        await this.writeShard(ids, rows);
+      } catch (err) {
+        for (const id of ids) this.idSet.delete(id);
+        throw err;
+      }
+    });
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+
+  private async writeShard(ids: number[], rows: Float32Array[]): Promise<void> {
+    const nameBytes = Buffer.from(this.extractor, 'utf8');
+    const headerBytes = align8(24 + nameBytes.length);
+    const header = Buffer.alloc(headerBytes);
+    header.write(MAGIC, 0, 'latin1');
+    header.writeUInt32LE(headerBytes, 8);
+    header.writeUInt32LE(this.dim, 12);
+    header.writeUInt32LE(ids.length, 16);
+    header.writeUInt32LE(nameBytes.length, 20);
+    nameBytes.copy(header, 24);
+    const idBuf = Buffer.alloc(ids.length * 8);
+    ids.forEach((id, i) => idBuf.writeBigInt64LE(BigInt(id), i * 8));
+    const parts: Buffer[] = [header, idBuf, ...rows.map((r) => float32LE(r))];
+
+    const tmp = path.join(this.dir, `.shard.tmp-${randomBytes(6).toString('hex')}`);
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      await writeAll(fh, parts);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      for (;;) {
+        const seq = this.nextSeq++;
+        const name = `shard-${String(seq).padStart(8, '0')}.f32`;
+        try {
+          await fsp.link(tmp, path.join(this.dir, name)); // fails rather than overwrite
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+          throw err;
+        }
+        this.shards.push({
+          file: path.join(this.dir, name),
+          seq,
+          headerBytes,
+          dim: this.dim,
+          count: ids.length,
+          extractor: this.extractor,
+        });
+        break;
+      }
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+    await syncDir(this.dir);
+  }
+
+  /**
+   * Every stored row in shard order (buffered rows are flushed first). Also picks up shards
+   * another process added since open.
+   */
+  async readAll(): Promise<{ ids: number[]; data: Float32Array }> {
+    await this.flush();
+    await this.rescan();
+    const total = this.shards.reduce((a, s) => a + s.count, 0);
+    const ids: number[] = [];
+    const data = new Float32Array(total * this.dim);
+    let row = 0;
+    for (const s of this.shards) {
+      const { ids: sIds, rows } = await readShard(s);
+      pushAll(ids, sIds);
+      data.set(rows, row * this.dim);
+      row += s.count;
+    }
+    return { ids, data };
+  }
+
+  /** Rows for the given ids (missing ids are skipped), in the order asked. */
+  async read(wanted: ArrayLike<number>): Promise<{ ids: number[]; data: Float32Array }> {
+    const all = await this.readAll();
+    const pos = new Map<number, number>();
+    all.ids.forEach((id, i) => pos.set(id, i));
+    const ids: number[] = [];
+    for (let i = 0; i < wanted.length; i++) if (pos.has(wanted[i])) ids.push(wanted[i]);
+    const data = new Float32Array(ids.length * this.dim);
+    ids.forEach((id, i) => {
+      const p = pos.get(id)!;
+      data.set(all.data.subarray(p * this.dim, (p + 1) * this.dim), i * this.dim);
+    });
+    return { ids, data };
+  }
+
+  /**
+   * Writes features.npy (float32, shape [N, dim]), ids.npy (int64, shape [N]) and ids.txt (one
+   * id a line) into outDir, each atomically, streaming shard by shard.
+   */
+  async exportNpy(outDir: string): Promise<{ rows: number; files: string[] }> {
+    await this.flush();
+    await this.rescan();
+    await fsp.mkdir(outDir, { recursive: true });
+    const n = this.shards.reduce((a, s) => a + s.count, 0);
+    const featPath = path.join(outDir, 'features.npy');
+    const idsPath = path.join(outDir, 'ids.npy');
+    const txtPath = path.join(outDir, 'ids.txt');
+    const allIds: number[] = [];
+    await writeAtomic(featPath, async (fh) => {
+      await writeAll(fh, [npyHeader('<f4', [n, this.dim])]);
+      for (const s of this.shards) {
+        const { ids, rows } = await readShard(s);
+        pushAll(allIds, ids);
+        await writeAll(fh, [float32LE(rows)]);
+      }
+    });
+    await writeAtomic(idsPath, async (fh) => {
+      const body = Buffer.alloc(allIds.length * 8);
+      allIds.forEach((id, i) => body.writeBigInt64LE(BigInt(id), i * 8));
+      await writeAll(fh, [npyHeader('<i8', [n]), body]);
+    });
+    await writeAtomic(txtPath, async (fh) => {
+      await writeAll(fh, [Buffer.from(allIds.length ? `${allIds.join('\n')}\n` : '', 'utf8')]);
+    });
+    return { rows: n, files: [featPath, idsPath, txtPath] };
+  }
+
+  private async rescan(): Promise<void> {
+    const known = new Set(this.shards.map((s) => path.basename(s.file)));
+    const names = (await fsp.readdir(this.dir)).filter((n) => SHARD_RE.test(n) && !known.has(n));
+    for (const name of names) {
+      const file = path.join(this.dir, name);
+      const { header, ids } = await readShardHead(file);
+      if (header.extractor !== this.extractor || header.dim !== this.dim) {
+        throw new Error(`feature cache ${this.dir}: ${name} holds ${header.extractor} (dim ${header.dim})`);
+      }
+      header.seq = Number(SHARD_RE.exec(name)![1]);
+      this.shards.push(header);
+      for (const id of ids) this.idSet.add(id);
+      this.nextSeq = Math.max(this.nextSeq, header.seq + 1);
+    }
+    this.shards.sort((a, b) => a.seq - b.seq);
+  }
+}
+
+/** Same as FeatureCache.open. */
+export function openFeatureCache(dir: string, extractor: string, dim: number, opts?: FeatureCacheOptions): Promise<FeatureCache> {
+  return FeatureCache.open(dir, extractor, dim, opts);
+}
+
+/**
+ * A NumPy .npy v1.0 header for a little-endian C-order array: magic, version 1.0, u16 header
+ * length, then the dict padded with spaces and a newline so the data starts on a 64-byte boundary.
+ */
+export function npyHeader(descr: '<f4' | '<f8' | '<i8' | '<i4' | '<u4', shape: readonly number[]): Buffer {
+  const shapeStr = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeStr}, }`;
+  const pre = 10; // magic(6) + version(2) + header length(2)
+  const total = Math.ceil((pre + dict.length + 1) / 64) * 64;
+  const padded = dict + ' '.repeat(total - pre - dict.length - 1) + '\n';
+  if (padded.length > 0xffff) throw new Error('npy header too long for v1.0');
+  const buf = Buffer.alloc(total);
+  buf.write('\x93NUMPY', 0, 'latin1');
+  buf[6] = 1;
+  buf[7] = 0;
+  buf.writeUInt16LE(padded.length, 8);
+  buf.write(padded, pre, 'latin1');
+  return buf;
+}
+
+async function readShardHead(file: string): Promise<{ header: ShardHeader; ids: number[] }> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const fixed = Buffer.alloc(24);
+    await fh.read(fixed, 0, 24, 0);
+    if (fixed.toString('latin1', 0, 8) !== MAGIC) throw new Error(`${file} is not a feature shard`);
+    const headerBytes = fixed.readUInt32LE(8);
+    const dim = fixed.readUInt32LE(12);
+    const count = fixed.readUInt32LE(16);
+    const nameLen = fixed.readUInt32LE(20);
+    const rest = Buffer.alloc(headerBytes - 24 + count * 8);
+    await fh.read(rest, 0, rest.length, 24);
+    const extractor = rest.toString('utf8', 0, nameLen);
+    const ids: number[] = new Array<number>(count);
+    for (let i = 0; i < count; i++) ids[i] = Number(rest.readBigInt64LE(headerBytes - 24 + i * 8));
+    const { size } = await fh.stat();
+    if (size !== headerBytes + count * 8 + count * dim * 4) throw new Error(`${file} has the wrong size`);
+    return { header: { file, seq: 0, headerBytes, dim, count, extractor }, ids };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readShard(s: ShardHeader): Promise<{ ids: number[]; rows: Float32Array }> {
+  const buf = await fsp.readFile(s.file);
+  const ids: number[] = new Array<number>(s.count);
+  for (let i = 0; i < s.count; i++) ids[i] = Number(buf.readBigInt64LE(s.headerBytes + i * 8));
+  const off = s.headerBytes + s.count * 8;
+  const n = s.count * s.dim;
+  let rows: Float32Array;
+  if (isLittleEndian() && (buf.byteOffset + off) % 4 === 0) {
+    rows = new Float32Array(buf.buffer, buf.byteOffset + off, n);
+  } else {
+    rows = new Float32Array(n);
+    for (let i = 0; i < n; i++) rows[i] = buf.readFloatLE(off + i * 4);
+  }
+  return { ids, rows };
+}
+
+function float32LE(a: Float32Array): Buffer {
+  if (isLittleEndian()) return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const b = Buffer.alloc(a.length * 4);
+  for (let i = 0; i < a.length; i++) b.writeFloatLE(a[i], i * 4);
+  return b;
+}
+
+let littleEndian: boolean | null = null;
+function isLittleEndian(): boolean {
+  littleEndian ??= new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  return littleEndian;
+}
+
+async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  for (const part of parts) {
+    let off = 0;
+    while (off < part.byteLength) {
+      const { bytesWritten } = await fh.write(part, off, part.byteLength - off);
+      off += bytesWritten;
+    }
+  }
+}
+
+function pushAll(target: number[], src: readonly number[]): void {
+  for (const v of src) target.push(v);
+}
+
+function align8(n: number): number {
+  return Math.ceil(n / 8) * 8;
+}
+
+async function writeAtomic(file: string, body: (fh: fsp.FileHandle) => Promise<void>): Promise<void> {
+  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+  const fh = await fsp.open(tmp, 'wx');
+  try {
+    await body(fh);
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await fsp.rename(tmp, file);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // Not supported on every platform (e.g. Windows); the rename is still atomic.
+  }
+}
