@@ -64,7 +64,10 @@ export function registerScrape(program: Command): void {
         const job = prev ? engine.jobs.resume(prev.id) : engine.jobs.start('scrape', params);
         if (prev) process.stderr.write(`resuming scrape job #${prev.id}\n`);
         const { code, job: final } = await runForeground(engine, job);
-        if (opts.json) printJson(final.result);
+        if (opts.json) {
+          const peak = process.env.CARSTUDIO_REPORT_RSS ? { peakRssMb: process.resourceUsage().maxRSS / 1024 } : {};
+          printJson({ ...(final.result as object), ...peak });
+        }
         else if (final.state === 'done') {
           const r = final.result as { ok: number; gone: number; failed: number; imagesStored: number; imagesFailed: number; imagesReused: number };
           process.stdout.write(

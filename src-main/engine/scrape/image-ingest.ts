@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import sharp from 'sharp';
 import type { ImageStore } from '../workspace/image-store.ts';
+import { hashRow } from '../dedup/hash-row.ts';
 
 /** Larger inputs are refused before decoding (a pixel bomb); 100 MP covers any real photo. */
 export const MAX_INPUT_PIXELS = 100_000_000;
@@ -9,6 +10,20 @@ export interface StoredImage {
   width: number;
   height: number;
   bytes: number;
+  /** Dedup hashes of the stored JPEG (see dedup/hash-row.ts); hashError when it cannot be hashed. */
+  hashes?: StoredHashes;
+}
+
+export type StoredHashes = { exact: string; phash: string; thumb: Buffer } | { error: string };
+
+/** Dedup hashes of stored bytes; never throws (a failure is recorded, and the dedup job skips it). */
+export async function hashStored(input: Buffer | string): Promise<StoredHashes> {
+  try {
+    const h = await hashRow(input);
+    return { exact: h.exact, phash: h.phash, thumb: h.thumb };
+  } catch (e) {
+    return { error: (e as Error).message.split('\n')[0]! };
+  }
 }
 
 /** An image that cannot be used (not an image, truncated, too large): recorded, never fatal. */
@@ -40,8 +55,9 @@ export async function ingestImage(store: ImageStore, key: string, input: Buffer,
   } catch (e) {
     throw new ImageRejected(describeSharpError(e as Error));
   }
+  const hashes = await hashStored(out.data);
   await store.write(key, out.data);
-  return { width: out.info.width, height: out.info.height, bytes: out.data.length };
+  return { width: out.info.width, height: out.info.height, bytes: out.data.length, hashes };
 }
 
 /** Reads back the size of a file already in the store (after a crash between write and commit). */
@@ -50,7 +66,7 @@ export async function storedInfo(store: ImageStore, key: string): Promise<Stored
     const file = store.pathFor(key);
     const meta = await sharp(file, { failOn: 'warning' }).metadata();
     if (!meta.width || !meta.height) return null;
-    return { width: meta.width, height: meta.height, bytes: fs.statSync(file).size };
+    return { width: meta.width, height: meta.height, bytes: fs.statSync(file).size, hashes: await hashStored(file) };
   } catch {
     return null;
   }
@@ -60,6 +76,8 @@ function describeSharpError(e: Error): string {
   const m = e.message;
   if (/pixel limit/i.test(m)) return `image too large (over ${MAX_INPUT_PIXELS / 1e6} megapixels)`;
   if (/unsupported image format/i.test(m)) return 'not an image (unsupported format)';
-  if (/premature end|truncated|VipsJpeg|corrupt/i.test(m)) return `corrupt or truncated image: ${m.split('\n')[0]}`;
+  // libvips words the same damage differently from run to run (a warning under failOn, or an
+  // error); record the stable category so the ledger does not depend on which one fired.
+  if (/premature end|truncated|VipsJpeg|corrupt|failOn|extraneous bytes/i.test(m)) return 'corrupt or truncated image';
   return `cannot decode image: ${m.split('\n')[0]}`;
 }

@@ -1,8 +1,9 @@
 import type { Db } from '../workspace/db.ts';
 import type { ScrapedListing } from './source.ts';
+import type { StoredHashes } from './image-ingest.ts';
 
 export type ImageOutcome =
-  | { key: string; url: string; state: 'stored'; width: number; height: number; bytes: number }
+  | { key: string; url: string; state: 'stored'; width: number; height: number; bytes: number; hashes?: StoredHashes }
   | { key: string; url: string; state: 'reused' }
   | { key: string; url: string; state: 'failed'; reason: string };
 
@@ -54,6 +55,8 @@ export function openLedger(db: Db, source: string): Ledger {
      RETURNING id`,
   );
   const imageId = db.prepare(`SELECT id FROM images WHERE key = ?`).pluck();
+  // Dedup hashes of the stored file, written with the image row (a newly stored file replaces them).
+  const setHashes = db.prepare(`UPDATE images SET exact_hash = ?, phash = ?, thumb = ?, hash_error = ? WHERE id = ?`);
   const clearListingImages = db.prepare(`DELETE FROM listing_images WHERE listing_rowid = ?`);
   const addListingImage = db.prepare(`INSERT INTO listing_images (listing_rowid, position, image_id) VALUES (?, ?, ?)`);
   const retry = db.prepare(
@@ -63,7 +66,15 @@ export function openLedger(db: Db, source: string): Ledger {
 
   const writeImage = (o: ImageOutcome, now: number): number => {
     if (o.state === 'reused') return imageId.get(o.key) as number;
-    if (o.state === 'stored') return (upsertImage.get(o.key, o.url, 'stored', o.width, o.height, o.bytes, null, now) as { id: number }).id;
+    if (o.state === 'stored') {
+      const id = (upsertImage.get(o.key, o.url, 'stored', o.width, o.height, o.bytes, null, now) as { id: number }).id;
+      const h = o.hashes;
+      if (h) {
+        if ('error' in h) setHashes.run(null, null, null, h.error, id);
+        else setHashes.run(h.exact, h.phash, h.thumb, null, id);
+      }
+      return id;
+    }
     return (upsertImage.get(o.key, o.url, 'failed', null, null, null, o.reason, now) as { id: number }).id;
   };
 

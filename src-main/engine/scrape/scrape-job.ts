@@ -22,6 +22,8 @@ class ScrapeFatal extends Error {
 }
 
 interface Counters {
+  /** Most HTTP requests this scrape had in flight at once (never above the concurrency). */
+  maxInFlight: number;
   ok: number;
   gone: number;
   failed: number;
@@ -62,7 +64,7 @@ export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<Scr
   const ledger = openLedger(ctx.workspace.db, p.source);
   try {
     await preflight(baseUrl, agent, internal.signal);
-    const counters: Counters = { ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0 };
+    const counters: Counters = { maxInFlight: 0, ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0 };
     const policy: FetchPolicy = {
       retries: p.retries,
       baseDelayMs: p.retryDelayMs,
@@ -73,7 +75,7 @@ export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<Scr
     };
     const imagePolicy: FetchPolicy = { ...policy, maxBodyBytes: p.maxImageBytes };
     const limiter = new RateLimiter(p.rps, Math.max(1, Math.ceil(p.rps)));
-    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map() };
+    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map(), inFlightRequests: 0 };
 
     const attemptedBefore = ledger.countFinalInRange(p.minId, p.maxId);
     const result = await crawlIds(env, attemptedBefore);
@@ -105,10 +107,11 @@ interface CrawlEnv {
   /** Stops every worker (a fatal error). */
   stop(): void;
   inFlightImages: Map<string, Promise<ImageOutcome>>;
+  inFlightRequests: number;
 }
 
 function zeroResult(): ScrapeResult {
-  return { ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0, idsInRange: 0, attemptedBefore: 0, imagesRetried: 0 };
+  return { maxInFlight: 0, ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0, idsInRange: 0, attemptedBefore: 0, imagesRetried: 0 };
 }
 
 async function preflight(baseUrl: string, agent: Agent, signal: AbortSignal): Promise<void> {
@@ -135,6 +138,8 @@ async function crawlIds(env: CrawlEnv, attemptedBefore: number): Promise<ScrapeR
   const cp = ctx.checkpoint as { cursor?: number; seed?: number } | undefined;
   let next = cp && cp.seed === seed && typeof cp.cursor === 'number' ? cp.cursor : 0;
   const inFlight = new Set<number>();
+  /** Indexes whose listing was abandoned by a cancel: the checkpoint must not move past them. */
+  const abandoned = new Set<number>();
   let done = attemptedBefore;
   let fatal: Error | null = null;
   let consecutiveUnreachable = 0;
@@ -154,7 +159,8 @@ async function crawlIds(env: CrawlEnv, attemptedBefore: number): Promise<ScrapeR
   const checkpoint = (force = false): void => {
     if (!force && Date.now() - lastCheckpoint < CHECKPOINT_MS) return;
     lastCheckpoint = Date.now();
-    const cursor = inFlight.size ? Math.min(...inFlight) : next;
+    const pending = [...inFlight, ...abandoned];
+    const cursor = pending.length ? Math.min(...pending) : next;
     ctx.saveCheckpoint({ cursor, seed });
   };
   report();
@@ -179,6 +185,7 @@ async function crawlIds(env: CrawlEnv, attemptedBefore: number): Promise<ScrapeR
           fatal = new ScrapeFatal(`the site has not answered for ${consecutiveUnreachable} listings in a row; stopping. Run the same scrape again to resume.`);
         }
       } catch (e) {
+        abandoned.add(idx);
         if (fatal || env.signal.aborted) return;
         fatal = e as Error;
         env.stop();
@@ -208,7 +215,7 @@ async function handleId(env: CrawlEnv, id: number): Promise<IdOutcome> {
   for (;;) {
     let res;
     try {
-      res = await fetchWithRetry(pageUrl, { ...policy, retries: maxTries - triesUsed - 1 }, {
+      res = await tracked(env, pageUrl, { ...policy, retries: maxTries - triesUsed - 1 }, {
         signal: env.signal,
         limiter: env.limiter,
         dispatcher: env.agent,
@@ -307,7 +314,7 @@ async function fetchImage(env: CrawlEnv, key: string, canonical: string): Promis
   const abs = new URL(canonical, env.baseUrl).href;
   let body: Buffer;
   try {
-    const res = await fetchWithRetry(abs, env.imagePolicy, { signal: env.signal, limiter: env.limiter, dispatcher: env.agent, accept404: true, onRetry: (r) => onRetry(env, r) });
+    const res = await tracked(env, abs, env.imagePolicy, { signal: env.signal, limiter: env.limiter, dispatcher: env.agent, accept404: true, onRetry: (r) => onRetry(env, r) });
     if (res.status !== 200) return imageFailed(env, key, canonical, `HTTP ${res.status}`);
     body = res.body;
   } catch (e) {
@@ -324,6 +331,17 @@ async function fetchImage(env: CrawlEnv, key: string, canonical: string): Promis
   }
   counters.imagesStored++;
   return { key, url: canonical, state: 'stored', ...info };
+}
+
+/** fetchWithRetry, counting requests in flight (tries within one call are sequential). */
+async function tracked(env: CrawlEnv, url: string, policy: FetchPolicy, opts: Parameters<typeof fetchWithRetry>[2]) {
+  env.inFlightRequests++;
+  env.counters.maxInFlight = Math.max(env.counters.maxInFlight, env.inFlightRequests);
+  try {
+    return await fetchWithRetry(url, policy, opts);
+  } finally {
+    env.inFlightRequests--;
+  }
 }
 
 function onRetry(env: CrawlEnv, r: RetryInfo): void {
