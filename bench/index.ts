@@ -1,4 +1,6 @@
 import { storeBench } from './store.bench.ts';
+import { scrapeBench } from './scrape.bench.ts';
+import { dedupBench } from './dedup.bench.ts';
 
 export interface Benchmark {
   name: string;
@@ -7,4 +9,4 @@ export interface Benchmark {
 }
 
 /** Every benchmark, in pipeline order; each stage adds its own. */
-export const benchmarks: Benchmark[] = [storeBench];
+export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench];

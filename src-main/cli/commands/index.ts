@@ -6,6 +6,7 @@ import { registerJobs } from './jobs.ts';
 import { registerVerify } from './verify.ts';
 import { registerScrape } from './scrape.ts';
 import { registerDemoSite } from './demo-site.ts';
+import { registerDedup } from './dedup.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
 export function registerCommands(program: Command): void {
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerVerify(program);
   registerScrape(program);
   registerDemoSite(program);
+  registerDedup(program);
 }

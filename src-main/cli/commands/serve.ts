@@ -5,6 +5,7 @@ import { Engine } from '../../engine/engine.ts';
 import { startStudioServer } from '../../engine/api/http-server.ts';
 import { demoWorkspaceDir } from '../../engine/workspace/paths.ts';
 import { prepareDemo } from '../../engine/demo.ts';
+import '../../engine/demo-steps.ts';
 import { Workspace } from '../../engine/workspace/workspace.ts';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { intArg, resolveWorkspace, workspaceOption } from '../common.ts';

@@ -78,7 +78,10 @@ export function renderListingPage(listing: DemoListing, baseUrl: string, opts: {
     `<header><nav><a href="/">Demo Autos</a></nav></header>\n` +
     `<main><div class="vehicle-header">\n  <h1 class="heading-2">\n    ${esc(title)}\n  </h1>\n` +
     `  <div class="price">$${listing.price.toLocaleString('en-US')}</div></div>\n` +
-    `<section id="vehicle-photos"><img src="${esc(imageSrc(listing.images[listing.primary], baseUrl))}" alt=""></section>\n</main>\n` +
+    (listing.images.length
+      ? `<section id="vehicle-photos"><img src="${esc(imageSrc(listing.images[listing.primary]!, baseUrl))}" alt=""></section>\n`
+      : '') +
+    `</main>\n` +
     `<script>window.__BONNET_DATA__=${json};</script>\n` +
     `<script src="/static/app.js" async></script>`;
   return shell(`${title} | Demo Autos`, body);

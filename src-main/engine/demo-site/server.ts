@@ -74,6 +74,11 @@ export interface DemoSiteOptions {
   minId?: number;
   maxId?: number;
   faults?: FaultOptions;
+  /**
+   * 'rendered' (default): a generated photo per image id. 'tiny': one small cached JPEG for every
+   * id (benchmarks of the scraper's own overhead). 'none': listings without images.
+   */
+  images?: 'rendered' | 'tiny' | 'none';
 }
 
 export interface DemoSite {
@@ -124,7 +129,10 @@ export async function startDemoSite(opts: DemoSiteOptions = {}): Promise<DemoSit
     timers.add(t);
   };
 
+  const imageMode = opts.images ?? 'rendered';
+  let tiny: Promise<Buffer | null> | null = null;
   function image(imageId: string): Promise<Buffer | null> {
+    if (imageMode === 'tiny') return (tiny ??= renderImage('s-0', seed));
     let p = imageCache.get(imageId);
     if (!p) {
       p = renderImage(imageId, seed);
@@ -298,7 +306,7 @@ export async function startDemoSite(opts: DemoSiteOptions = {}): Promise<DemoSit
       const malformed = permanent === 'malformed-json' || (d?.fault === 'malformed-json' && listing !== null);
       let status = 200;
       let html: string;
-      if (listing) html = renderListingPage(listing, baseUrl, { malformedJson: malformed });
+      if (listing) html = renderListingPage(imageMode === 'none' ? { ...listing, images: [], primary: 0 } : listing, baseUrl, { malformedJson: malformed });
       else if (presence === 'missing-gone') html = renderGonePage(id);
       else {
         status = 404;

@@ -1,3 +1,4 @@
 // Every job kind registers itself when its definition module is imported; each stage adds one line.
 import '../store/verify-kind.ts';
 import '../scrape/scrape-kind.ts';
+import '../dedup/dedup-kind.ts';

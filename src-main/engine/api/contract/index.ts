@@ -5,14 +5,20 @@
  */
 import type { z } from 'zod';
 import { coreMethods, type CoreEvents, type CoreResults } from './core.ts';
+import { datasetMethods, type DatasetResults } from './dataset.ts';
+import { dedupMethods, type DedupResults } from './dedup.ts';
 
 export * from './core.ts';
+export * from './dataset.ts';
+export * from './dedup.ts';
 
 export const methods = {
   ...coreMethods,
+  ...datasetMethods,
+  ...dedupMethods,
 } as const;
 
-export interface Results extends CoreResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults {}
 
 export interface Events extends CoreEvents {}
 

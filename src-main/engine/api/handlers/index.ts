@@ -1,7 +1,11 @@
 import { coreHandlers } from './core.ts';
+import { datasetHandlers } from './dataset.ts';
+import { dedupHandlers } from './dedup.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
 export const handlers: Handlers = {
   ...coreHandlers,
+  ...datasetHandlers,
+  ...dedupHandlers,
 };

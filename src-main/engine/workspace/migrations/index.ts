@@ -1,4 +1,5 @@
 import { migration001 } from './001-foundation.ts';
+import { migration002 } from './002-dedup.ts';
 
 export interface Migration {
   /** Becomes PRAGMA user_version once applied; versions are 1, 2, 3, ... with no gaps. */
@@ -8,4 +9,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. A stage that needs new tables appends one file here. */
-export const migrations: readonly Migration[] = [migration001];
+export const migrations: readonly Migration[] = [migration001, migration002];

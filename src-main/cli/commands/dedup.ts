@@ -1,0 +1,65 @@
+import { Option, type Command } from 'commander';
+import { findResumable, intArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
+import { UserError } from '../../engine/workspace/errors.ts';
+import { DEFAULT_MAX_DISTANCE } from '../../engine/dedup/near-index.ts';
+import { dedupSummary, setOverride } from '../../engine/dedup/summary.ts';
+import type { DedupParams } from '../../engine/dedup/dedup-kind.ts';
+
+export function registerDedup(program: Command): void {
+  const cmd = program
+    .command('dedup')
+    .description('hash stored images (the backlog), group exact or near duplicates and exclude them from training by a policy; run again to resume')
+    .addOption(workspaceOption())
+    .addOption(new Option('--method <method>', 'exact: the original hash; near: 64-bit pHash within --max-distance, checked by colour').choices(['exact', 'near']).default('near'))
+    .option('--max-distance <d>', `pHash Hamming distance for --method near (0-32)`, intArg('--max-distance', 0, 32), DEFAULT_MAX_DISTANCE)
+    .addOption(
+      new Option('--policy <policy>', 'default: exclude groups that span listings, keep one copy within a listing; original: drop every image whose exact hash repeats')
+        .choices(['default', 'original'])
+        .default('default'),
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { workspace?: string; method: 'exact' | 'near'; maxDistance: number; policy: 'default' | 'original'; json?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        const params: DedupParams = { method: opts.method, maxDistance: opts.maxDistance, policy: opts.policy };
+        const prev = findResumable(engine, 'dedup', (p) => JSON.stringify(p) === JSON.stringify(params));
+        const job = prev ? engine.jobs.resume(prev.id) : engine.jobs.start('dedup', params);
+        const { code, job: final } = await runForeground(engine, job);
+        if (opts.json) printJson({ ...(final.result as object), state: final.state, summary: dedupSummary(engine.ws.db) });
+        else if (final.state === 'done') {
+          const r = final.result as { hashedThisRun: number; errors: number; groups: number; imagesInGroups: number; excluded: number };
+          const s = dedupSummary(engine.ws.db);
+          process.stdout.write(
+            `hashed ${r.hashedThisRun} images this run (${s.hashed} in all, ${r.errors} unreadable); ${r.groups} ${opts.method} groups holding ${r.imagesInGroups} images; ` +
+              `${r.excluded} excluded from training (${(100 * s.excludedShare).toFixed(1)}% of ${s.stored})\n`,
+          );
+        }
+        process.exitCode = code;
+      } finally {
+        await engine.close();
+      }
+    });
+
+  cmd
+    .command('override')
+    .description('keep or drop a whole duplicate group; the choice survives re-runs')
+    .addOption(workspaceOption())
+    .requiredOption('--group <id>', 'group id (as listed by the API / UI; or its key with --key)', intArg('--group', 1))
+    .option('--keep', 'keep every image of the group')
+    .option('--drop', 'exclude every image of the group')
+    .option('--clear', 'remove the override (back to the policy)')
+    .option('--json', 'print the group as JSON')
+    .action((opts: { workspace?: string; group: number; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean }, sub: Command) => {
+      const parent = sub.parent?.opts() as { workspace?: string } | undefined;
+      const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
+      if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
+      const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
+      try {
+        const g = setOverride(engine.ws.db, { groupId: opts.group, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
+        if (opts.json) printJson(g);
+        else process.stdout.write(`group ${g.id} (${g.size} images, ${g.listings} listings): ${g.override ?? 'policy'}; ${g.members.filter((m) => m.excluded).length} excluded\n`);
+      } finally {
+        void engine.close();
+      }
+    });
+}

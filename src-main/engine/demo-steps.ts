@@ -1,0 +1,2 @@
+// The steps that fill the demo workspace on first start, in pipeline order (see demo.ts).
+import './scrape/demo-step.ts';
