@@ -1,0 +1,371 @@
+// The price model's four heads over a backbone feature vector, as a small functional graph of
+// named tf.Variables (so the trainer controls initialisation, dropout randomness, the optimizer
+// state and checkpoints exactly): price-bin logits (10), median price (1 linear output, in units
+// of $30,000), make/model logits (top pairs + Unknown) and year logits (42). An optional hidden
+// layer (ReLU) and dropout sit in front of them. The four output layers share one matrix, sliced
+// by head, so a step is one matmul.
+//
+// Loss = w_price * CE(price) + w_median * L1(price) / 30000 + w_year * CE(year) + w_make * CE(make/model).
+import type * as TF from '@tensorflow/tfjs';
+import type { TfModule } from '../ml/backend.ts';
+import { UserError } from '../workspace/errors.ts';
+import { MEDIAN_PRICE_SCALE, NUM_PRICE_BINS, NUM_YEARS } from './labels.ts';
+import { Rng } from './rng.ts';
+
+export interface HeadsConfig {
+  inputDim: number;
+  numPriceBins: number;
+  numMakeModels: number;
+  numYears: number;
+  /** Width of a hidden ReLU layer in front of the heads; 0 = none (linear heads). */
+  hidden: number;
+  /** Dropout rate on the heads' input (after the hidden layer when there is one); 0 = none. */
+  dropout: number;
+  /** Initialisation seed. */
+  seed: number;
+}
+
+export function headsConfig(p: Partial<HeadsConfig> & Pick<HeadsConfig, 'inputDim' | 'numMakeModels'>): HeadsConfig {
+  return { numPriceBins: NUM_PRICE_BINS, numYears: NUM_YEARS, hidden: 0, dropout: 0, seed: 1, ...p };
+}
+
+export interface HeadOutputs {
+  /** [N, 10] */
+  price: TF.Tensor2D;
+  /** [N], price / 30000 */
+  median: TF.Tensor1D;
+  /** [N, numMakeModels] */
+  makeModel: TF.Tensor2D;
+  /** [N, 42] */
+  year: TF.Tensor2D;
+}
+
+export interface Heads {
+  config: HeadsConfig;
+  /** Trainable variables in a fixed order, by stable name (checkpoint and optimizer keys). */
+  vars: Map<string, TF.Variable>;
+  /**
+   * Forward pass. With training and dropout > 0, `dropoutSeed` fixes the mask. `inputNeedsGrad`:
+   * x comes from a backbone being trained (otherwise its gradient is not computed).
+   */
+  forward(x: TF.Tensor2D, training: boolean, dropoutSeed?: number, inputNeedsGrad?: boolean): HeadOutputs;
+  dispose(): void;
+}
+
+/** Column ranges of the fused output matrix. */
+export function headSlices(c: HeadsConfig): {
+  price: [number, number];
+  median: [number, number];
+  makeModel: [number, number];
+  year: [number, number];
+  width: number;
+} {
+  const p0 = 0;
+  const m0 = p0 + c.numPriceBins;
+  const k0 = m0 + 1;
+  const y0 = k0 + c.numMakeModels;
+  const width = y0 + c.numYears;
+  return { price: [p0, c.numPriceBins], median: [m0, 1], makeModel: [k0, c.numMakeModels], year: [y0, c.numYears], width };
+}
+
+export function createHeads(tf: TfModule, config: HeadsConfig): Heads {
+  const c = config;
+  for (const [k, v] of Object.entries({
+    inputDim: c.inputDim,
+    numPriceBins: c.numPriceBins,
+    numMakeModels: c.numMakeModels,
+    numYears: c.numYears,
+  })) {
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`heads: ${k} must be a positive integer, got ${v}`);
+  }
+  if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`heads: dropout ${c.dropout} is not in [0, 1)`);
+  const rng = new Rng(c.seed);
+  const vars = new Map<string, TF.Variable>();
+  const glorot = (rows: number, cols: number, fanOut: number[]): Float32Array => {
+    // Column blocks (one per head) each get their own Glorot-uniform limit.
+    const out = new Float32Array(rows * cols);
+    let col = 0;
+    for (const width of fanOut) {
+      const lim = Math.sqrt(6 / (rows + width));
+      for (let r = 0; r < rows; r++) for (let j = col; j < col + width; j++) out[r * cols + j] = rng.uniform(-lim, lim);
+      col += width;
+    }
+    return out;
+  };
+  let dim = c.inputDim;
+  if (c.hidden > 0) {
+    vars.set(
+      'hidden/kernel',
+      tf.variable(tf.tensor2d(glorot(dim, c.hidden, [c.hidden]), [dim, c.hidden]), true, uniqueName('hidden_kernel')),
+    );
+    vars.set('hidden/bias', tf.variable(tf.zeros([c.hidden]), true, uniqueName('hidden_bias')));
+    dim = c.hidden;
+  }
+  const s = headSlices(c);
+  const kernel = glorot(dim, s.width, [c.numPriceBins, 1, c.numMakeModels, c.numYears]);
+  const bias = new Float32Array(s.width);
+  // The median head starts at $30k (target 1.0) rather than $0.
+  bias[s.median[0]] = 1;
+  vars.set('out/kernel', tf.variable(tf.tensor2d(kernel, [dim, s.width]), true, uniqueName('out_kernel')));
+  vars.set('out/bias', tf.variable(tf.tensor1d(bias), true, uniqueName('out_bias')));
+
+  const dense = denseLayer(tf, true);
+  const denseNoDx = denseLayer(tf, false);
+
+  function forward(x: TF.Tensor2D, training: boolean, dropoutSeed = 0, inputNeedsGrad = false): HeadOutputs {
+    return tf.tidy(() => {
+      let h: TF.Tensor2D = x;
+      if (c.hidden > 0) h = tf.relu(denseNoDx(h, vars.get('hidden/kernel')!, vars.get('hidden/bias')!)) as TF.Tensor2D;
+      if (training && c.dropout > 0) {
+        const keep = tf.cast(tf.greaterEqual(tf.randomUniform(h.shape, 0, 1, 'float32', dropoutSeed), c.dropout), 'float32');
+        h = tf.mul(h, tf.mul(keep, 1 / (1 - c.dropout)));
+      }
+      // The heads' input needs a gradient only behind a hidden layer or a backbone being tuned.
+      const outDense = c.hidden > 0 || inputNeedsGrad ? dense : denseNoDx;
+      const y = outDense(h, vars.get('out/kernel')!, vars.get('out/bias')!);
+      const n = y.shape[0];
+      return {
+        price: tf.slice(y, [0, s.price[0]], [n, s.price[1]]),
+        median: tf.reshape(tf.slice(y, [0, s.median[0]], [n, 1]), [n]) as TF.Tensor1D,
+        makeModel: tf.slice(y, [0, s.makeModel[0]], [n, s.makeModel[1]]),
+        year: tf.slice(y, [0, s.year[0]], [n, s.year[1]]),
+      };
+    });
+  }
+
+  return {
+    config: c,
+    vars,
+    forward,
+    dispose: () => vars.forEach((v) => v.dispose()),
+  };
+}
+
+/**
+ * x W + b with its gradient written out: tfjs's own gradient of matMul asks for a transposed-A
+ * product, which the wasm backend runs about 10x slower than an explicit transpose followed by a
+ * plain product (measured: 42 ms vs 4 ms for [64,1280]^T x [64,566]). Without `withDx` the
+ * gradient of x is returned as zeros (x is a constant: cached features).
+ */
+function denseLayer(tf: TfModule, withDx: boolean): (x: TF.Tensor2D, w: TF.Variable, b: TF.Variable) => TF.Tensor2D {
+  const op = tf.customGrad((...args: (TF.Tensor | TF.GradSaveFunc)[]) => {
+    const [x, w, b, save] = args as [TF.Tensor2D, TF.Tensor2D, TF.Tensor1D, TF.GradSaveFunc];
+    save([x, w]);
+    return {
+      value: tf.add(tf.matMul(x, w), b) as TF.Tensor2D,
+      gradFunc: (dy: TF.Tensor, saved: TF.Tensor[]) => {
+        const [xs, ws] = saved as [TF.Tensor2D, TF.Tensor2D];
+        const dy2 = dy as TF.Tensor2D;
+        const dw = tf.matMul(tf.transpose(xs), dy2);
+        const db = tf.sum(dy2, 0);
+        const dx = withDx ? tf.matMul(dy2, tf.transpose(ws)) : tf.zerosLike(xs);
+        return [dx, dw, db];
+      },
+    };
+  });
+  return (x, w, b) => op(x, w, b) as TF.Tensor2D;
+}
+
+let nameCounter = 0;
+function uniqueName(base: string): string {
+  // tf.Variable names are global to the engine; several models may coexist in one process.
+  return `carstudio_heads_${base}_${++nameCounter}`;
+}
+
+// ---------- loss weights ----------
+
+export interface LossWeights {
+  price: number;
+  median: number;
+  year: number;
+  makeModel: number;
+}
+
+export const LOSS_PRESETS = {
+  default: { price: 1, median: 1, year: 1, makeModel: 1 },
+  price_ce_only: { price: 1, median: 0, year: 0, makeModel: 0 },
+} as const satisfies Record<string, LossWeights>;
+export type LossPreset = keyof typeof LOSS_PRESETS;
+
+const WEIGHT_KEYS: Record<string, keyof LossWeights> = {
+  price: 'price',
+  price_ce: 'price',
+  median: 'median',
+  price_l1: 'median',
+  year: 'year',
+  make: 'makeModel',
+  make_model: 'makeModel',
+  makemodel: 'makeModel',
+  model: 'makeModel',
+};
+
+/**
+ * A preset name (`default`, `price_ce_only`) or `k=v,...` with keys price, median, year, make
+ * (aliases price_ce, price_l1, make_model); keys left out keep the default weight 1.
+ */
+export function parseLossWeights(spec: string): LossWeights {
+  const s = spec.trim();
+  if (s in LOSS_PRESETS) return { ...LOSS_PRESETS[s as LossPreset] };
+  if (!s.includes('=')) {
+    throw new UserError(
+      `unknown loss-weight preset '${s}' (presets: ${Object.keys(LOSS_PRESETS).join(', ')}; or k=v,... with keys price, median, year, make)`,
+    );
+  }
+  const w: LossWeights = { ...LOSS_PRESETS.default };
+  for (const part of s.split(',')) {
+    if (!part.trim()) continue;
+    const [k, v, extra] = part.split('=').map((x) => x.trim());
+    const key = WEIGHT_KEYS[k?.toLowerCase() ?? ''];
+    const num = Number(v);
+    if (!key || extra !== undefined || v === undefined || v === '' || !Number.isFinite(num) || num < 0) {
+      throw new UserError(`bad loss weight '${part.trim()}' (expected key=number >= 0, keys price, median, year, make)`);
+    }
+    w[key] = num;
+  }
+  return w;
+}
+
+export function formatLossWeights(w: LossWeights): string {
+  for (const [name, p] of Object.entries(LOSS_PRESETS)) {
+    if (p.price === w.price && p.median === w.median && p.year === w.year && p.makeModel === w.makeModel) return name;
+  }
+  return `price=${w.price},median=${w.median},year=${w.year},make=${w.makeModel}`;
+}
+
+// ---------- losses and metrics ----------
+
+export interface BatchLabels {
+  priceBin: TF.Tensor1D; // int32
+  median: TF.Tensor1D; // float32, price / 30000
+  makeModel: TF.Tensor1D; // int32
+  year: TF.Tensor1D; // int32
+}
+
+/**
+ * Order of the values in the metrics vector `lossesAndCounts` returns:
+ * total, price CE, median L1 (/30000), make/model CE, year CE (batch means), then the number of
+ * correct price, make/model and year predictions in the batch.
+ */
+export const METRIC_ORDER = ['total', 'price', 'median', 'makeModel', 'year', 'priceCorrect', 'makeModelCorrect', 'yearCorrect'] as const;
+
+function crossEntropy(tf: TfModule, logits: TF.Tensor2D, labels: TF.Tensor1D): TF.Scalar {
+  const depth = logits.shape[1];
+  const onehot = tf.oneHot(labels, depth);
+  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1))) as TF.Scalar;
+}
+
+function correct(tf: TfModule, logits: TF.Tensor2D, labels: TF.Tensor1D): TF.Scalar {
+  return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
+}
+
+/**
+ * The weighted total loss (a differentiable scalar) and a [8] vector of metrics in METRIC_ORDER.
+ * A head whose weight is 0 contributes nothing to the total (and so gets no gradient).
+ */
+export function lossesAndCounts(
+  tf: TfModule,
+  out: HeadOutputs,
+  labels: BatchLabels,
+  w: LossWeights,
+): { total: TF.Scalar; metrics: TF.Tensor1D } {
+  const price = crossEntropy(tf, out.price, labels.priceBin);
+  const median = tf.mean(tf.abs(tf.sub(out.median, labels.median))) as TF.Scalar;
+  const make = crossEntropy(tf, out.makeModel, labels.makeModel);
+  const year = crossEntropy(tf, out.year, labels.year);
+  const terms: TF.Scalar[] = [];
+  if (w.price !== 0) terms.push(tf.mul(price, w.price));
+  if (w.median !== 0) terms.push(tf.mul(median, w.median));
+  if (w.makeModel !== 0) terms.push(tf.mul(make, w.makeModel));
+  if (w.year !== 0) terms.push(tf.mul(year, w.year));
+  const total = terms.length ? (tf.addN(terms) as TF.Scalar) : tf.scalar(0);
+  const metrics = tf.stack([
+    total,
+    price,
+    median,
+    make,
+    year,
+    correct(tf, out.price, labels.priceBin),
+    correct(tf, out.makeModel, labels.makeModel),
+    correct(tf, out.year, labels.year),
+  ]) as TF.Tensor1D;
+  return { total, metrics };
+}
+
+export interface HeadMetrics {
+  loss: number;
+  accuracy: number;
+}
+
+/** Metrics of a training step or an evaluation: per-head loss and accuracy, price MAE in dollars. */
+export interface Metrics {
+  /** The weighted total loss. */
+  loss: number;
+  price: HeadMetrics;
+  /** L1 loss of the median-price head (dollars / 30000) and its mean absolute error in dollars. */
+  median: { loss: number; maeDollars: number };
+  makeModel: HeadMetrics;
+  year: HeadMetrics;
+  samples: number;
+}
+
+/** Turns summed metric vectors (each batch's means multiplied by its size) into Metrics. */
+export function metricsFromSums(sums: ArrayLike<number>, n: number): Metrics {
+  const d = Math.max(1, n);
+  return {
+    loss: sums[0] / d,
+    price: { loss: sums[1] / d, accuracy: sums[5] / d },
+    median: { loss: sums[2] / d, maeDollars: (sums[2] / d) * MEDIAN_PRICE_SCALE },
+    makeModel: { loss: sums[3] / d, accuracy: sums[6] / d },
+    year: { loss: sums[4] / d, accuracy: sums[7] / d },
+    samples: n,
+  };
+}
+
+/** Accumulates the metric vector of a batch of n samples (the means are weighted by n). */
+export function addBatchMetrics(sums: Float64Array, batch: ArrayLike<number>, n: number): void {
+  for (let i = 0; i < 5; i++) sums[i] += batch[i] * n;
+  for (let i = 5; i < 8; i++) sums[i] += batch[i];
+}
+
+// ---------- backbones for fine-tuning ----------
+
+export interface Backbone {
+  /** Input [N, S, S, 3] RGB in [0, 1], output [N, featureDim]. */
+  model: TF.LayersModel;
+  inputSize: number;
+  featureDim: number;
+  name: string;
+}
+
+/**
+ * A tiny CNN (two strided 3x3 convolutions with ReLU, global average pooling) at a small
+ * resolution: the finetune code path at a size the pure-JS cpu backend trains in seconds.
+ */
+export function tinyCnnBackbone(tf: TfModule, opts: { inputSize?: number; channels?: number; seed?: number } = {}): Backbone {
+  const S = opts.inputSize ?? 32;
+  const ch = opts.channels ?? 16;
+  const seed = opts.seed ?? 7;
+  const model = tf.sequential({
+    layers: [
+      tf.layers.conv2d({
+        inputShape: [S, S, 3],
+        filters: ch / 2,
+        kernelSize: 3,
+        strides: 2,
+        padding: 'same',
+        activation: 'relu',
+        kernelInitializer: tf.initializers.heNormal({ seed }),
+      }),
+      tf.layers.conv2d({
+        filters: ch,
+        kernelSize: 3,
+        strides: 2,
+        padding: 'same',
+        activation: 'relu',
+        kernelInitializer: tf.initializers.heNormal({ seed: seed + 1 }),
+      }),
+      tf.layers.globalAveragePooling2d({}),
+    ],
+  });
+  return { model, inputSize: S, featureDim: ch, name: `tiny-cnn-${S}px-${ch}ch` };
+}

@@ -1,0 +1,465 @@
+// The training engine core: label spaces, split, heads training on synthetic features, loss
+// presets, checkpoint/resume equivalence and fine-tuning a tiny CNN on augmented JPEGs on the
+// pure-JS cpu backend.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, type BackendInfo } from '../src-main/engine/ml/backend.ts';
+import { AugmentPool } from '../src-main/engine/train/augment-pool.ts';
+import { augmentToFloat, planAugment } from '../src-main/engine/train/augment.ts';
+import { readCheckpoint } from '../src-main/engine/train/checkpoint.ts';
+import {
+  buildLabelSpace,
+  encode,
+  encodeColumns,
+  majorityClass,
+  priceBin,
+  splitByHash,
+  UNKNOWN_YEAR,
+  type LabelRow,
+  type LabelSpace,
+} from '../src-main/engine/train/labels.ts';
+import { headSlices, LOSS_PRESETS, parseLossWeights, tinyCnnBackbone } from '../src-main/engine/train/model.ts';
+import { Rng } from '../src-main/engine/train/rng.ts';
+import {
+  buildRunHeads,
+  readCheckpointWeights,
+  resume,
+  train,
+  trainConfig,
+  type EvalEvent,
+  type FeatureSplit,
+  type StepEvent,
+  type TrainConfig,
+  type TrainData,
+} from '../src-main/engine/train/trainer.ts';
+
+let backend: BackendInfo;
+let tmp: string;
+
+beforeAll(async () => {
+  backend = await initBackend('cpu');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'carstudio-train-'));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function row(p: Partial<LabelRow> & { imageId: number }): LabelRow {
+  return { hash: p.imageId.toString(16).padStart(8, '0'), price: 20_000, make: 'Toyota', model: 'Camry', year: 2015, ...p };
+}
+
+describe('labels', () => {
+  it('bins prices with a price on a bound falling in the lower bin', () => {
+    expect(priceBin(0)).toBe(0);
+    expect(priceBin(10_000)).toBe(0);
+    expect(priceBin(10_000.01)).toBe(1);
+    expect(priceBin(15_000)).toBe(1);
+    expect(priceBin(40_000)).toBe(6);
+    expect(priceBin(40_001)).toBe(7);
+    expect(priceBin(50_000)).toBe(7);
+    expect(priceBin(60_000)).toBe(8);
+    expect(priceBin(60_001)).toBe(9);
+    expect(priceBin(1e7)).toBe(9);
+  });
+
+  it('encodes years, unknown years and the Unknown make/model', () => {
+    const rows: LabelRow[] = [
+      ...Array.from({ length: 5 }, (_, i) => row({ imageId: i, make: 'Honda', model: 'Civic' })),
+      ...Array.from({ length: 3 }, (_, i) => row({ imageId: 10 + i, make: 'Ford', model: 'F-150' })),
+      ...Array.from({ length: 3 }, (_, i) => row({ imageId: 20 + i, make: 'Audi', model: 'A4' })),
+      row({ imageId: 30, make: 'Kia', model: 'Rio' }),
+      row({ imageId: 31, make: null, model: 'Rio' }),
+    ];
+    const space = buildLabelSpace(rows, { top: 3 });
+    // Most frequent first; the 3-3 tie is broken by make.
+    expect(space.makeModels.map((c) => `${c.make}/${c.model}/${c.count}`)).toEqual(['Honda/Civic/5', 'Audi/A4/3', 'Ford/F-150/3']);
+    expect(space.unknownMakeModelCount).toBe(2);
+    expect(JSON.parse(JSON.stringify(space))).toEqual(space);
+    expect(space.years).toHaveLength(42);
+    expect(space.years[0]).toBe('1983');
+    expect(space.years[40]).toBe('2023');
+    expect(space.years[41]).toBe('unknown');
+
+    expect(encode(space, { price: 30_000, make: 'Honda', model: 'Civic', year: 1983 })).toEqual({
+      priceBin: 4,
+      median: 1,
+      makeModel: 0,
+      year: 0,
+    });
+    expect(encode(space, { price: 60_000, make: ' Ford ', model: 'F-150', year: 2023 })).toMatchObject({
+      priceBin: 8,
+      makeModel: 2,
+      year: 40,
+    });
+    // A pair outside the top 3, a missing make, and years outside 1983..2023 or missing.
+    expect(encode(space, { price: 5, make: 'Kia', model: 'Rio', year: 1982 })).toMatchObject({ makeModel: 3, year: UNKNOWN_YEAR });
+    expect(encode(space, { price: 5, make: null, model: 'Rio', year: 2024 })).toMatchObject({ makeModel: 3, year: UNKNOWN_YEAR });
+    expect(encode(space, { price: 5, make: 'Honda', model: 'Civic', year: null }).year).toBe(41);
+    expect(encode(space, { price: 5, make: 'Honda', model: 'Civic', year: 2000.5 }).year).toBe(41);
+  });
+
+  it('keeps the top 512 pairs plus Unknown by default', () => {
+    const rows = Array.from({ length: 600 }, (_, i) => row({ imageId: i, make: `M${i}`, model: 'X' }));
+    const space = buildLabelSpace(rows);
+    expect(space.makeModels).toHaveLength(512);
+    expect(space.unknownMakeModelCount).toBe(88);
+  });
+
+  it('splits by sorted hash, independent of input order', () => {
+    const rng = new Rng(5);
+    const rows = Array.from({ length: 1234 }, (_, i) => row({ imageId: i, hash: rng.nextUint32().toString(16).padStart(8, '0') }));
+    const a = splitByHash(rows);
+    const b = splitByHash(new Rng(9).shuffle([...rows]));
+    expect(a.test).toHaveLength(123);
+    expect(a.train).toHaveLength(1111);
+    expect(a.test.map((r) => r.imageId)).toEqual(b.test.map((r) => r.imageId));
+    expect(a.train.map((r) => r.imageId)).toEqual(b.train.map((r) => r.imageId));
+    const maxTest = a.test.reduce((m, r) => (r.hash > m ? r.hash : m), '');
+    expect(a.train.every((r) => r.hash > maxTest)).toBe(true);
+  });
+
+  it('parses loss weights', () => {
+    expect(parseLossWeights('default')).toEqual(LOSS_PRESETS.default);
+    expect(parseLossWeights('price_ce_only')).toEqual({ price: 1, median: 0, year: 0, makeModel: 0 });
+    expect(parseLossWeights('year=0.5, make=0')).toEqual({ price: 1, median: 1, year: 0.5, makeModel: 0 });
+    expect(() => parseLossWeights('colour=1')).toThrow(/bad loss weight/);
+    expect(() => parseLossWeights('fancy')).toThrow(/unknown loss-weight preset/);
+  });
+});
+
+// ---------- synthetic features with a learnable signal ----------
+
+const PAIRS: [string, string][] = [
+  ['Toyota', 'Camry'],
+  ['Honda', 'Civic'],
+  ['Ford', 'F-150'],
+  ['BMW', '3 Series'],
+  ['Audi', 'A4'],
+];
+const BIN_PRICES = [8_000, 12_000, 17_000, 22_000, 27_000, 32_000, 37_000, 45_000, 55_000, 80_000];
+
+/** Rows whose features are a noisy code of their price bin, pair and year. */
+function syntheticDataset(
+  n: number,
+  dim: number,
+  seed: number,
+): { space: LabelSpace; train: FeatureSplit; test: FeatureSplit; majority: number } {
+  const rng = new Rng(seed);
+  // Price bins skewed so that the majority class is about a quarter of the data.
+  const binWeights = [1, 2, 3, 5, 3, 2, 1.5, 1, 1, 1];
+  const wsum = binWeights.reduce((a, b) => a + b, 0);
+  const protoBin = Array.from({ length: 10 }, () => Float32Array.from({ length: dim }, () => rng.normal()));
+  const protoPair = Array.from({ length: PAIRS.length }, () => Float32Array.from({ length: dim }, () => rng.normal()));
+  const rows: (LabelRow & { x: Float32Array })[] = [];
+  for (let i = 0; i < n; i++) {
+    let u = rng.next() * wsum;
+    let bin = 0;
+    while (u > binWeights[bin]) u -= binWeights[bin++];
+    const pair = rng.int(PAIRS.length);
+    const x = new Float32Array(dim);
+    for (let d = 0; d < dim; d++) x[d] = 0.7 * protoBin[bin][d] + 0.5 * protoPair[pair][d] + rng.normal();
+    rows.push({
+      imageId: i + 1,
+      hash: rng.nextUint32().toString(16).padStart(8, '0'),
+      price: BIN_PRICES[bin] + rng.uniform(-500, 500),
+      make: PAIRS[pair][0],
+      model: PAIRS[pair][1],
+      year: rng.next() < 0.1 ? null : 2005 + pair * 2,
+      x,
+    });
+  }
+  const space = buildLabelSpace(rows);
+  const { train, test } = splitByHash(rows);
+  const split = (rs: typeof rows): FeatureSplit => {
+    const features = new Float32Array(rs.length * dim);
+    rs.forEach((r, i) => features.set(r.x, i * dim));
+    return { dim, features, labels: encodeColumns(space, rs) };
+  };
+  const tr = split(train);
+  const te = split(test);
+  return { space, train: tr, test: te, majority: majorityClass(te.labels.priceBin, 10).fraction };
+}
+
+describe('heads training', () => {
+  const DIM = 64;
+  const ds = syntheticDataset(3000, DIM, 42);
+  const data: TrainData = { mode: 'heads', train: ds.train, test: ds.test };
+  const cfg = (over: Partial<TrainConfig> = {}): TrainConfig =>
+    trainConfig('heads', { steps: 300, batchSize: 64, evalEvery: 50, checkpointEvery: 50, seed: 3, ...over });
+
+  it('improves test price-bin accuracy well above the majority-class baseline', async () => {
+    const evals: EvalEvent[] = [];
+    const steps: StepEvent[] = [];
+    const res = await train(path.join(tmp, 'heads-default'), cfg(), {
+      backend,
+      space: ds.space,
+      data,
+      onStep: (e) => void steps.push(e),
+      onEval: (e) => void evals.push(e),
+    });
+    expect(res.state).toBe('done');
+    expect(res.step).toBe(300);
+    expect(steps).toHaveLength(300);
+    expect(evals.map((e) => e.step)).toEqual([50, 100, 150, 200, 250, 300]);
+    const acc = res.lastEval!.test.price.accuracy;
+    console.log(
+      `heads: test price-bin accuracy ${acc.toFixed(3)} vs majority baseline ${ds.majority.toFixed(3)}; ` +
+        `price CE ${res.lastEval!.test.price.loss.toFixed(3)}, make/model acc ${res.lastEval!.test.makeModel.accuracy.toFixed(3)}, ` +
+        `MAE $${res.lastEval!.test.median.maeDollars.toFixed(0)}`,
+    );
+    expect(ds.majority).toBeGreaterThan(0.15);
+    expect(acc).toBeGreaterThan(ds.majority + 0.3);
+    expect(res.lastEval!.test.makeModel.accuracy).toBeGreaterThan(0.9);
+    expect(evals[evals.length - 1].test.loss).toBeLessThan(evals[0].test.loss);
+    // MAE in dollars is the median head's L1 loss times 30,000, and it improves.
+    expect(res.lastEval!.test.median.maeDollars).toBeCloseTo(res.lastEval!.test.median.loss * 30_000, 3);
+    expect(res.lastEval!.test.median.maeDollars).toBeLessThan(evals[0].test.median.maeDollars);
+    const dir = res.runDir;
+    for (const f of ['config.json', 'metrics.jsonl', 'last.ckpt', 'best.ckpt', 'summary.json'])
+      expect(fs.existsSync(path.join(dir, f))).toBe(true);
+    const lines = fs
+      .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { t: string; step: number });
+    expect(lines.filter((l) => l.t === 'train')).toHaveLength(300);
+    expect(lines.filter((l) => l.t === 'eval')).toHaveLength(6);
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { space: LabelSpace };
+    expect(saved.space.makeModels.map((c) => c.model)).toEqual(ds.space.makeModels.map((c) => c.model));
+    const best = await readCheckpoint<{ best: { step: number; loss: number } }>(path.join(dir, 'best.ckpt'));
+    expect(best.meta.best!.loss).toBe(Math.min(...evals.map((e) => e.test.loss)));
+  });
+
+  it('price_ce_only: the total is the price CE and the other heads never move', async () => {
+    const c = cfg({ steps: 60, evalEvery: 60, lossWeights: parseLossWeights('price_ce_only') });
+    const res = await train(path.join(tmp, 'heads-pce'), c, { backend, space: ds.space, data });
+    const t = res.lastTrain!;
+    expect(t.loss).toBeCloseTo(t.price.loss, 6);
+    expect(res.lastEval!.test.loss).toBeCloseTo(res.lastEval!.test.price.loss, 6);
+    // The other heads are still measured, just not trained.
+    expect(res.lastEval!.test.makeModel.loss).toBeGreaterThan(0.5);
+    const init = buildRunHeads(backend.tf, c, ds.space, DIM);
+    const k0 = (await init.vars.get('out/kernel')!.data()) as Float32Array;
+    init.dispose();
+    const { weights } = await readCheckpointWeights(path.join(res.runDir, 'last.ckpt'));
+    const k1 = weights.get('heads/out/kernel')!;
+    const s = headSlices(init.config);
+    const width = s.width;
+    let priceMoved = 0;
+    let otherMoved = 0;
+    for (let r = 0; r < DIM; r++) {
+      for (let j = 0; j < width; j++) {
+        const d = Math.abs(k1.data[r * width + j] - k0[r * width + j]);
+        if (j < s.price[1]) priceMoved = Math.max(priceMoved, d);
+        else otherMoved = Math.max(otherMoved, d);
+      }
+    }
+    expect(priceMoved).toBeGreaterThan(1e-3);
+    expect(otherMoved).toBe(0);
+  });
+
+  it('resumes to the same weights and losses as an uninterrupted run (after a stop and after a crash)', async () => {
+    const c = cfg({ steps: 40, evalEvery: 10, checkpointEvery: 10, hidden: 32, dropout: 0.2 });
+    const a = await train(path.join(tmp, 'resume-a'), c, { backend, space: ds.space, data });
+
+    // Stopped by its AbortSignal after step 20, then resumed.
+    const ac = new AbortController();
+    const b1 = await train(path.join(tmp, 'resume-b'), c, {
+      backend,
+      space: ds.space,
+      data,
+      signal: ac.signal,
+      onStep: (e) => {
+        if (e.step === 20) ac.abort();
+      },
+    });
+    expect(b1).toMatchObject({ state: 'stopped', step: 20 });
+    const b = await resume(path.join(tmp, 'resume-b'), { backend, space: ds.space, data });
+
+    // Crashed at step 27 (last checkpoint at 20), then resumed.
+    await expect(
+      train(path.join(tmp, 'resume-c'), c, {
+        backend,
+        space: ds.space,
+        data,
+        onStep: (e) => {
+          if (e.step === 27) throw new Error('simulated crash');
+        },
+      }),
+    ).rejects.toThrow('simulated crash');
+    const cMeta = (await readCheckpointWeights(path.join(tmp, 'resume-c', 'last.ckpt'))).meta;
+    expect(cMeta.step).toBe(20);
+    expect(cMeta.cursor).toEqual({ epoch: 0, pos: 20 * 64 });
+    const cRes = await resume(path.join(tmp, 'resume-c'), { backend, space: ds.space, data });
+
+    const wa = await readCheckpointWeights(path.join(a.runDir, 'last.ckpt'));
+    for (const r of [b, cRes]) {
+      expect(r).toMatchObject({ state: 'done', step: 40 });
+      const wr = await readCheckpointWeights(path.join(r.runDir, 'last.ckpt'));
+      expect(wr.meta.rng).toEqual(wa.meta.rng);
+      let maxDiff = 0;
+      for (const [k, t] of wa.weights) {
+        const u = wr.weights.get(k)!;
+        for (let i = 0; i < t.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(t.data[i] - u.data[i]));
+      }
+      expect(maxDiff).toBeLessThan(1e-5);
+      expect(r.lastEval!.test.loss).toBeCloseTo(a.lastEval!.test.loss, 5);
+      expect(r.lastTrain!.loss).toBeCloseTo(a.lastTrain!.loss, 5);
+      expect(r.best).toEqual(a.best);
+      const lines = fs
+        .readFileSync(path.join(r.runDir, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { t: string; step: number });
+      expect(lines.filter((l) => l.t === 'train').map((l) => l.step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    }
+  });
+});
+
+// ---------- fine-tuning a tiny CNN on augmented JPEGs ----------
+
+describe('finetune', () => {
+  it('refuses the pure-JS cpu backend unless forced', async () => {
+    const ds = await imageDataset(path.join(tmp, 'imgs-refuse'), 8);
+    const bb = tinyCnnBackbone(backend.tf, { inputSize: 32 });
+    await expect(
+      train(path.join(tmp, 'ft-refused'), trainConfig('finetune', { steps: 2 }), {
+        backend,
+        space: ds.space,
+        data: { mode: 'finetune', train: ds.train, test: ds.test, backbone: bb },
+      }),
+    ).rejects.toThrow(/refused on the pure-JS cpu backend.*tfjs-node/s);
+    bb.model.dispose();
+  });
+
+  it('augments deterministically per seed, with torchvision crop semantics', async () => {
+    const file = path.join(tmp, 'aug.jpg');
+    await sharp({ create: { width: 80, height: 60, channels: 3, background: { r: 200, g: 40, b: 90 } } })
+      .jpeg()
+      .toFile(file);
+    const a = await augmentToFloat(file, 32, 11);
+    const b = await augmentToFloat(file, 32, 11);
+    expect(a).toEqual(b);
+    expect(a.length).toBe(32 * 32 * 3);
+    expect(Math.max(...a)).toBeLessThanOrEqual(1);
+    // 4:3 with a square crop of >= 80% area cannot fit: the centre square of full height.
+    expect(planAugment(80, 60, new Rng(1)).crop).toEqual({ left: 10, top: 0, width: 60, height: 60 });
+    const sq = planAugment(100, 100, new Rng(2)).crop;
+    expect(sq.width).toBe(sq.height);
+    expect(sq.width * sq.height).toBeGreaterThanOrEqual(0.8 * 100 * 100 - 200);
+  });
+
+  it('trains a tiny CNN with forced cpu and the augmentation pool: loss goes down, checkpoint, stop, resume', async () => {
+    const ds = await imageDataset(path.join(tmp, 'imgs'), 60);
+    const pool = new AugmentPool(2);
+    try {
+      const c = trainConfig('finetune', {
+        steps: 40,
+        batchSize: 8,
+        lr: 3e-3,
+        evalEvery: 10,
+        checkpointEvery: 10,
+        evalBatchSize: 16,
+        seed: 5,
+      });
+      const mk = () => tinyCnnBackbone(backend.tf, { inputSize: 32, channels: 16, seed: 7 });
+      const run = async (dir: string, stopAt: number | null) => {
+        const ac = new AbortController();
+        const evals: EvalEvent[] = [];
+        const bb = mk();
+        const r = await train(dir, c, {
+          backend,
+          space: ds.space,
+          force: true,
+          signal: ac.signal,
+          data: { mode: 'finetune', train: ds.train, test: ds.test, backbone: bb, pool },
+          onEval: (e) => void evals.push(e),
+          onStep: (e) => {
+            if (e.step === stopAt) ac.abort();
+          },
+        });
+        bb.model.dispose();
+        return { r, evals };
+      };
+      const full = await run(path.join(tmp, 'ft-full'), null);
+      expect(full.r.state).toBe('done');
+      const first = full.evals[0].test.loss;
+      const last = full.evals[full.evals.length - 1].test.loss;
+      console.log(
+        `finetune tiny CNN: test loss ${first.toFixed(3)} @10 -> ${last.toFixed(3)} @40, price acc ${full.r.lastEval!.test.price.accuracy.toFixed(2)}`,
+      );
+      expect(last).toBeLessThan(first);
+
+      const part = await run(path.join(tmp, 'ft-stop'), 20);
+      expect(part.r).toMatchObject({ state: 'stopped', step: 20 });
+      const bb2 = mk();
+      const resumed = await resume(path.join(tmp, 'ft-stop'), {
+        backend,
+        space: ds.space,
+        force: true,
+        data: { mode: 'finetune', train: ds.train, test: ds.test, backbone: bb2, pool },
+      });
+      bb2.model.dispose();
+      expect(resumed).toMatchObject({ state: 'done', step: 40 });
+      expect(resumed.lastEval!.test.loss).toBeCloseTo(full.r.lastEval!.test.loss, 4);
+      const wa = await readCheckpointWeights(path.join(tmp, 'ft-full', 'last.ckpt'));
+      const wb = await readCheckpointWeights(path.join(tmp, 'ft-stop', 'last.ckpt'));
+      let maxDiff = 0;
+      for (const [k, t] of wa.weights) {
+        expect(k.startsWith('heads/') || k.startsWith('backbone.w/')).toBe(true);
+        const u = wb.weights.get(k)!;
+        for (let i = 0; i < t.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(t.data[i] - u.data[i]));
+      }
+      expect([...wa.weights.keys()].some((k) => k.startsWith('backbone.w/'))).toBe(true);
+      expect(maxDiff).toBeLessThan(1e-4);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+/** JPEGs whose colour encodes the price bin (red = cheap, blue = dear), with noise and a shape. */
+async function imageDataset(
+  dir: string,
+  n: number,
+): Promise<{
+  space: LabelSpace;
+  train: { inputs: string[]; labels: ReturnType<typeof encodeColumns> };
+  test: { inputs: string[]; labels: ReturnType<typeof encodeColumns> };
+}> {
+  fs.mkdirSync(dir, { recursive: true });
+  const rng = new Rng(17);
+  const rows: (LabelRow & { file: string })[] = [];
+  for (let i = 0; i < n; i++) {
+    const cheap = i % 2 === 0;
+    const w = 48 + rng.int(16);
+    const h = 40;
+    const px = Buffer.alloc(w * h * 3);
+    for (let p = 0; p < w * h; p++) {
+      const noise = rng.int(40);
+      px[p * 3] = cheap ? 200 + (noise % 50) : 30 + noise;
+      px[p * 3 + 1] = 60 + noise;
+      px[p * 3 + 2] = cheap ? 30 + noise : 200 + (noise % 50);
+    }
+    const file = path.join(dir, `${i}.jpg`);
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(file);
+    rows.push({
+      imageId: i + 1,
+      hash: rng.nextUint32().toString(16).padStart(8, '0'),
+      price: cheap ? 9_000 : 70_000,
+      make: cheap ? 'Kia' : 'BMW',
+      model: cheap ? 'Rio' : 'X5',
+      year: cheap ? 2010 : 2020,
+      file,
+    });
+  }
+  const space = buildLabelSpace(rows);
+  const { train, test } = splitByHash(rows, 0.25);
+  const split = (rs: typeof rows) => ({ inputs: rs.map((r) => r.file), labels: encodeColumns(space, rs) });
+  return { space, train: split(train), test: split(test) };
+}
