@@ -8,6 +8,7 @@
  * acts on). False merges: the number of distinct source images whose group (through any of its
  * images, copies included) also holds an image of another source.
  */
+import { mulberry32 } from '../util/random.ts';
 import sharp from 'sharp';
 import { hashImage, type ImageHashes } from './exact-hash.ts';
 import { exactGroups, nearGroups } from './near-index.ts';
@@ -40,16 +41,7 @@ export interface Report {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function makeRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const makeRng = mulberry32;
 
 /** One perturbed copy of `src` (encoded bytes). */
 export async function perturb(src: Buffer, kind: PerturbationKind, rng: () => number): Promise<Buffer> {

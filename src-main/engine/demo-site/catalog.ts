@@ -5,6 +5,7 @@
  * make/model (base price), year (depreciation) and odometer, with noise, so that a model can
  * learn price signals from the rendered images (whose shape/colour depend on make/model/year).
  */
+import { mix32, mulberry32 } from '../util/random.ts';
 
 export type BodyStyle = 'sedan' | 'coupe' | 'hatch' | 'suv' | 'truck' | 'van' | 'wagon';
 
@@ -88,14 +89,6 @@ export const CURRENT_YEAR = 2024;
 // ---------------------------------------------------------------------------------------------
 // Deterministic hashing (no state): every random quantity is hash(seed, id, salt).
 
-function mix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 /** 32-bit hash of a list of numbers/strings. */
 export function hash32(...parts: Array<number | string>): number {
@@ -120,16 +113,7 @@ export function rand01(...parts: Array<number | string>): number {
 }
 
 /** A small seeded PRNG (mulberry32) for sequences within one listing. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = mulberry32;
 
 function pick<T>(r: () => number, xs: readonly T[]): T {
   return xs[Math.floor(r() * xs.length) % xs.length];

@@ -8,6 +8,7 @@
 // decision_function for classes [0, 1]. libsvm orders classes by first appearance in the
 // training labels and its decision value is positive for the *first* label, so the sign is
 // flipped when the first label libsvm saw is 0 (always the case here: see fit).
+import { mulberry32 } from '../util/random.ts';
 import { createRequire } from 'node:module';
 
 /** A row-major matrix of rows x cols. */
@@ -322,16 +323,6 @@ function subRows(m: FeatureMatrix, idx: readonly number[]): FeatureMatrix {
   return { data, rows: idx.length, cols: m.cols };
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ParsedModel {
   labels: number[];

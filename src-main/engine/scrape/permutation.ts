@@ -9,17 +9,9 @@
  * the two halves stay below 2^27 and are only combined when the result is known to be < n.
  */
 
-const ROUNDS = 6;
+import { mix32 } from '../util/random.ts';
 
-function mix32(x: number): number {
-  // murmur3 fmix32
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
+const ROUNDS = 6;
 
 export class IdPermutation {
   readonly size: number;
