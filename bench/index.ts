@@ -1,6 +1,7 @@
 import { storeBench } from './store.bench.ts';
 import { scrapeBench } from './scrape.bench.ts';
 import { dedupBench } from './dedup.bench.ts';
+import { predictBench } from './predict.bench.ts';
 
 export interface Benchmark {
   name: string;
@@ -9,4 +10,4 @@ export interface Benchmark {
 }
 
 /** Every benchmark, in pipeline order; each stage adds its own. */
-export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench];
+export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench, predictBench];

@@ -7,6 +7,7 @@ import { registerVerify } from './verify.ts';
 import { registerScrape } from './scrape.ts';
 import { registerDemoSite } from './demo-site.ts';
 import { registerDedup } from './dedup.ts';
+import { registerPredict } from './predict.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
 export function registerCommands(program: Command): void {
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerScrape(program);
   registerDemoSite(program);
   registerDedup(program);
+  registerPredict(program);
 }

@@ -2,3 +2,4 @@
 import '../store/verify-kind.ts';
 import '../scrape/scrape-kind.ts';
 import '../dedup/dedup-kind.ts';
+import '../predict/predict-kind.ts';

@@ -1,14 +1,504 @@
-import { Planned } from '../components/Planned.tsx';
+import { useEffect, useMemo, useState } from 'react';
+import { api } from '../api/client.ts';
+import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
+import { fmtDuration, fmtInt, fmtPct, fmtPrice, fmtRate } from '../format.ts';
+import { BarChart } from '../components/charts.tsx';
+import type { CompareItem, CropPan, Prediction, PredictRecord } from '../../../src-main/engine/api/contract/index.ts';
+
+type Sort = 'path' | 'price' | 'makeConfidence';
+type Rec = PredictRecord & { index?: number };
+
+const thumbCache = new Map<string, string>();
+
+function Thumb({ path, size = 240 }: { path: string; size?: number }) {
+  const [url, setUrl] = useState<string | null>(thumbCache.get(`${size}:${path}`) ?? null);
+  useEffect(() => {
+    const k = `${size}:${path}`;
+    if (thumbCache.has(k)) return setUrl(thumbCache.get(k)!);
+    let live = true;
+    api
+      .request('predict.thumbnail', { path, size })
+      .then((t) => {
+        thumbCache.set(k, t.dataUrl);
+        if (live) setUrl(t.dataUrl);
+      })
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [path, size]);
+  return url ? <img className="predict-thumb" src={url} alt="" /> : <div className="predict-thumb predict-thumb-empty" />;
+}
+
+function PriceBars({ p, testid }: { p: Prediction; testid?: string }) {
+  return <BarChart ariaLabel="price-range probabilities" testid={testid} bars={p.priceBins.map((b) => ({ label: b.label.replace(/\$/g, ''), value: Math.round(b.p * 1000) / 10, title: `${b.label}: ${fmtPct(b.p)}` }))} />;
+}
+
+function Card({ r, onOpen, selected, onSelect }: { r: Rec; onOpen: () => void; selected: boolean; onSelect: (v: boolean) => void }) {
+  const p = r.prediction;
+  return (
+    <div className={`predict-card${r.error ? ' predict-card-error' : ''}`} data-testid="predict-card" data-path={r.path}>
+      {p ? <Thumb path={r.path} /> : <div className="predict-thumb predict-thumb-empty" />}
+      <div className="predict-card-body">
+        <div className="predict-name" title={r.path}>
+          <label>
+            <input type="checkbox" checked={selected} onChange={(e) => onSelect(e.target.checked)} data-testid="predict-select" /> {r.rel}
+          </label>
+        </div>
+        {p ? (
+          <>
+            <PriceBars p={p} />
+            <div className="predict-median" data-testid="predict-median">
+              {fmtPrice(p.medianPrice)}
+            </div>
+            <ol className="predict-mm">
+              {p.makeModels.slice(0, 3).map((m) => (
+                <li key={m.label}>
+                  {m.label} <span className="muted">{fmtPct(m.p)}</span>
+                </li>
+              ))}
+            </ol>
+            <div className="muted small">year {p.topYears[0]?.label} ({fmtPct(p.topYears[0]?.p)})</div>
+            <button onClick={onOpen} data-testid="predict-open">
+              Details
+            </button>
+          </>
+        ) : (
+          <div className="predict-error" data-testid="predict-error">
+            {r.error}
+          </div>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () => void }) {
+  const p = r.prediction!;
+  return (
+    <section className="card predict-detail" data-testid="predict-detail">
+      <div className="predict-detail-head">
+        <h3>{r.rel}</h3>
+        <button onClick={onPan} data-testid="predict-pan-this">
+          Crop pan this photo
+        </button>
+        <button onClick={onClose}>Close</button>
+      </div>
+      <div className="predict-detail-grid">
+        <Thumb path={r.path} size={480} />
+        <div>
+          <p>
+            Median price <b data-testid="predict-detail-median">{fmtPrice(p.medianPrice)}</b> · {r.width}×{r.height}
+          </p>
+          <h4>Price range</h4>
+          <PriceBars p={p} testid="predict-detail-price" />
+        </div>
+      </div>
+      <h4>Make / model (top 5)</h4>
+      <table className="table" data-testid="predict-detail-mm">
+        <tbody>
+          {p.makeModels.map((m) => (
+            <tr key={m.label}>
+              <td>{m.label}</td>
+              <td>{fmtPct(m.p)}</td>
+              <td className="predict-share">
+                <span style={{ width: `${m.p * 100}%` }} />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h4>Year</h4>
+      <BarChart ariaLabel="year probabilities" testid="predict-detail-years" bars={p.years.map((y) => ({ label: y.label, value: Math.round(y.p * 1000) / 10, title: `${y.label}: ${fmtPct(y.p)}` }))} />
+    </section>
+  );
+}
+
+const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea'];
+
+function MultiLine({ series, n, testid, max, fmt }: { series: Array<{ label: string; values: number[] }>; n: number; testid: string; max: number; fmt: (v: number) => string }) {
+  const W = 600;
+  const H = 180;
+  const L = 60;
+  const top = max > 0 ? max : 1;
+  const sx = (i: number) => L + (n <= 1 ? 0 : (i / (n - 1)) * (W - L - 10));
+  const sy = (v: number) => 10 + (H - 40) * (1 - v / top);
+  return (
+    <svg className="chart" viewBox={`0 0 ${W} ${H}`} data-testid={testid} data-points={n} role="img" aria-label={testid}>
+      {[0, 0.5, 1].map((f) => (
+        <g key={f}>
+          <line x1={L} x2={W - 10} y1={sy(top * f)} y2={sy(top * f)} className="chart-grid" />
+          <text x={L - 4} y={sy(top * f) + 4} textAnchor="end" className="chart-tick">
+            {fmt(top * f)}
+          </text>
+        </g>
+      ))}
+      {series.map((s, k) => (
+        <polyline key={s.label} fill="none" stroke={COLORS[k % COLORS.length]} strokeWidth={2} points={s.values.map((v, i) => `${sx(i).toFixed(1)},${sy(v).toFixed(1)}`).join(' ')} />
+      ))}
+      <text x={L} y={H - 8} className="chart-tick">
+        crop position →
+      </text>
+    </svg>
+  );
+}
+
+function PanView({ pan, pos, setPos }: { pan: CropPan; pos: number; setPos: (n: number) => void }) {
+  const s = pan.steps[pos]!;
+  const maxPrice = Math.max(...pan.steps.map((x) => x.medianPrice));
+  return (
+    <div data-testid="predict-pan-result">
+      <div className="predict-pan-image">
+        <svg viewBox={`0 0 ${pan.width} ${pan.height}`} data-testid="predict-pan-image">
+          <image href={pan.image} width={pan.width} height={pan.height} />
+          <rect x={s.crop.left} y={s.crop.top} width={s.crop.size} height={s.crop.size} className="predict-crop" data-testid="predict-crop-rect" />
+        </svg>
+      </div>
+      <label>
+        Position {pos + 1}/{pan.steps.length}: {fmtPrice(s.medianPrice)}, {s.top.label} {fmtPct(s.top.p)}
+        <input type="range" min={0} max={pan.steps.length - 1} value={pos} onChange={(e) => setPos(Number(e.target.value))} data-testid="predict-pan-pos" />
+      </label>
+      <h4>Median price vs crop position</h4>
+      <MultiLine testid="predict-pan-price" n={pan.steps.length} max={maxPrice * 1.1} fmt={(v) => fmtPrice(v)} series={[{ label: 'median', values: pan.steps.map((x) => x.medianPrice) }]} />
+      <h4>Make/model probability vs crop position</h4>
+      <MultiLine testid="predict-pan-mm" n={pan.steps.length} max={1} fmt={(v) => fmtPct(v, 0)} series={pan.tracked.map((label, k) => ({ label, values: pan.steps.map((x) => x.tracked[k]!) }))} />
+      <div className="predict-legend">
+        {pan.tracked.map((l, k) => (
+          <span key={l} style={{ color: COLORS[k % COLORS.length] }}>
+            ■ {l}
+          </span>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+function CompareView({ items }: { items: CompareItem[] }) {
+  return (
+    <table className="table" data-testid="predict-compare-table">
+      <thead>
+        <tr>
+          <th>image</th>
+          <th>median price</th>
+          <th>Δ vs first</th>
+          <th>top make/model</th>
+          <th>year</th>
+          <th>price-range shift</th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.map((it) => (
+          <tr key={it.path}>
+            <td title={it.path}>
+              <Thumb path={it.path} size={96} />
+            </td>
+            {it.prediction ? (
+              <>
+                <td>{fmtPrice(it.prediction.medianPrice)}</td>
+                <td className={it.diff && Math.abs(it.diff.medianPrice) > 1000 ? 'predict-diff' : ''}>{it.diff ? `${it.diff.medianPrice >= 0 ? '+' : '−'}${fmtPrice(Math.abs(it.diff.medianPrice))}` : '—'}</td>
+                <td className={it.diff?.topMakeModelChanged ? 'predict-diff' : ''}>
+                  {it.prediction.makeModels[0]!.label} {fmtPct(it.prediction.makeModels[0]!.p)}
+                </td>
+                <td className={it.diff?.topYearChanged ? 'predict-diff' : ''}>{it.prediction.topYears[0]!.label}</td>
+                <td className={it.diff && it.diff.priceBinsTv > 0.1 ? 'predict-diff' : ''}>{it.diff ? fmtPct(it.diff.priceBinsTv) : '—'}</td>
+              </>
+            ) : (
+              <td colSpan={5} className="predict-error">
+                {it.error}
+              </td>
+            )}
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
 
 export function PredictStage() {
+  const runs = useQuery('predict.runs', {});
+  const call = useCall();
+  const jobs = useJobs();
+  const [runId, setRunId] = useState('');
+  const [checkpoint, setCheckpoint] = useState('');
+  const [folder, setFolder] = useState('');
+  const [jobId, setJobId] = useState<number | null>(null);
+  const [sort, setSort] = useState<Sort>('path');
+  const [order, setOrder] = useState<'asc' | 'desc'>('asc');
+  const [make, setMake] = useState('');
+  const [minConf, setMinConf] = useState(0);
+  const [page, setPage] = useState(0);
+  const [detail, setDetail] = useState<Rec | null>(null);
+  const [uploads, setUploads] = useState<Rec[]>([]);
+  const [panPath, setPanPath] = useState('');
+  const [panSteps, setPanSteps] = useState(9);
+  const [pan, setPan] = useState<CropPan | null>(null);
+  const [panPos, setPanPos] = useState(0);
+  const [panBusy, setPanBusy] = useState(false);
+  const [selected, setSelected] = useState<string[]>([]);
+  const [comparison, setComparison] = useState<CompareItem[] | null>(null);
+  const PAGE = 48;
+
+  const run = runs.data?.find((r) => r.id === runId) ?? runs.data?.[0];
+  useEffect(() => {
+    if (!runId && runs.data?.[0]) setRunId(runs.data[0].id);
+  }, [runs.data, runId]);
+  const ckpt = checkpoint || run?.defaultCheckpoint || '';
+
+  const predictJobs = jobs.filter((j) => j.kind === 'predict');
+  const current = jobId ? jobs.find((j) => j.id === jobId) : predictJobs[0];
+  const shownJob = jobId ?? current?.id ?? null;
+  const results = useQuery(
+    'predict.results',
+    { jobId: shownJob ?? 1, offset: page * PAGE, limit: PAGE, sort, order, make: make || undefined, minConfidence: minConf > 0 ? minConf : undefined },
+    [shownJob],
+  );
+  useJobRefresh(['predict'], () => void results.reload(), 700);
+  const running = current && (current.state === 'running' || current.state === 'cancelling');
+  const data = shownJob ? results.data : null;
+
+  const start = async () => {
+    const j = await call('predict.start', { runId: run?.id, checkpoint: ckpt || undefined, input: folder });
+    if (j) {
+      setJobId(j.id);
+      setPage(0);
+    }
+  };
+  const exportAs = async (format: 'csv' | 'json') => {
+    if (!shownJob) return;
+    const r = await call('predict.export', { jobId: shownJob, format });
+    if (!r) return;
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([r.content], { type: r.mime }));
+    a.download = r.filename;
+    a.click();
+  };
+  const runPan = async (p = panPath) => {
+    setPanBusy(true);
+    const r = await call('predict.cropPan', { runId: run?.id, checkpoint: ckpt || undefined, path: p, steps: panSteps });
+    setPanBusy(false);
+    if (r) {
+      setPan(r);
+      setPanPos(0);
+    }
+  };
+  const runCompare = async () => {
+    const r = await call('predict.compare', { runId: run?.id, checkpoint: ckpt || undefined, paths: selected });
+    if (r) setComparison(r.items);
+  };
+  const onDrop = async (files: FileList) => {
+    for (const f of Array.from(files)) {
+      const buf = new Uint8Array(await f.arrayBuffer());
+      let bin = '';
+      for (let i = 0; i < buf.length; i += 0x8000) bin += String.fromCharCode(...buf.subarray(i, i + 0x8000));
+      const r = await call('predict.image', { runId: run?.id, checkpoint: ckpt || undefined, data: btoa(bin), name: f.name });
+      if (r) setUploads((u) => [{ ...r, path: URL.createObjectURL(f) }, ...u]);
+    }
+  };
+  const select = (path: string, on: boolean) => setSelected((s) => (on ? [...s.filter((x) => x !== path), path] : s.filter((x) => x !== path)));
+  const pages = data ? Math.max(1, Math.ceil(data.total / PAGE)) : 1;
+  const items = useMemo(() => data?.items ?? [], [data]);
+
   return (
-    <div>
+    <div
+      data-testid="predict-stage"
+      onDragOver={(e) => e.preventDefault()}
+      onDrop={(e) => {
+        e.preventDefault();
+        if (e.dataTransfer.files.length) void onDrop(e.dataTransfer.files);
+      }}
+    >
       <h1>Predict</h1>
-      <p className="lead">Run a trained model on a folder of your own photos.</p>
-      <Planned title="Predictions, crop panning and interventions">
-        A grid of cards with the price-range distribution, median price, top make/models and year for each photo; a square crop
-        panned along a wide photo; edited variants side by side.
-      </Planned>
+      <p className="lead">Run a trained model on a folder of your own photos, pan a crop along a wide shot, compare edited variants. Drop image files anywhere here to predict them.</p>
+
+      <section className="card">
+        <h3>Predict a folder</h3>
+        {runs.data && runs.data.length === 0 && <p className="muted">No trained runs yet — train a model in the Train stage first.</p>}
+        <div className="form">
+          <label>
+            Run
+            <select data-testid="predict-run" value={run?.id ?? ''} onChange={(e) => { setRunId(e.target.value); setCheckpoint(''); }}>
+              {runs.data?.map((r) => (
+                <option key={r.id} value={r.id}>
+                  {r.id} ({r.mode}, {r.steps} steps{r.best ? `, best loss ${r.best.loss.toFixed(3)} @${r.best.step}` : ''})
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            Checkpoint
+            <select data-testid="predict-checkpoint" value={ckpt} onChange={(e) => setCheckpoint(e.target.value)}>
+              {run?.checkpoints.map((c) => (
+                <option key={c} value={c}>
+                  {c}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label className="predict-folder">
+            Folder (path on the engine's machine)
+            <input data-testid="predict-folder" value={folder} placeholder="/home/me/Pictures/cars" onChange={(e) => setFolder(e.target.value)} />
+          </label>
+          <div className="form-actions">
+            <button className="primary" data-testid="predict-start" disabled={!run || !folder || !!running} onClick={() => void start()}>
+              {running ? 'Predicting…' : 'Predict'}
+            </button>
+            {running && current && (
+              <button data-testid="predict-stop" onClick={() => void call('jobs.cancel', { id: current.id })}>
+                Stop
+              </button>
+            )}
+            {current && !running && current.resumable && (
+              <button data-testid="predict-resume" onClick={() => void call('jobs.resume', { id: current.id })}>
+                Resume
+              </button>
+            )}
+          </div>
+        </div>
+        {current && (
+          <div className="predict-progress" data-testid="predict-progress" data-state={current.state} data-done={current.done} data-total={current.total ?? ''}>
+            <progress max={current.total ?? 1} value={current.done} />
+            <span>
+              {fmtInt(current.done)}/{fmtInt(current.total)} images · <span data-testid="predict-rate">{fmtRate(current.rate)}</span> · ETA {fmtDuration(current.eta)} · {current.state}
+              {current.message ? ` · ${current.message}` : ''}
+            </span>
+          </div>
+        )}
+      </section>
+
+      {uploads.length > 0 && (
+        <section className="card">
+          <h3>Dropped images</h3>
+          <div className="predict-grid" data-testid="predict-uploads">
+            {uploads.map((u, i) => (
+              <div key={i} className="predict-card">
+                <img className="predict-thumb" src={u.path} alt="" />
+                <div className="predict-card-body">
+                  <div className="predict-name">{u.rel}</div>
+                  {u.prediction ? (
+                    <>
+                      <PriceBars p={u.prediction} />
+                      <div className="predict-median">{fmtPrice(u.prediction.medianPrice)}</div>
+                      <div>
+                        {u.prediction.makeModels[0]!.label} {fmtPct(u.prediction.makeModels[0]!.p)} · {u.prediction.topYears[0]!.label}
+                      </div>
+                    </>
+                  ) : (
+                    <div className="predict-error">{u.error}</div>
+                  )}
+                </div>
+              </div>
+            ))}
+          </div>
+        </section>
+      )}
+
+      {detail && detail.prediction && (
+        <Detail
+          r={detail}
+          onClose={() => setDetail(null)}
+          onPan={() => {
+            setPanPath(detail.path);
+            void runPan(detail.path);
+          }}
+        />
+      )}
+
+      <section className="card">
+        <h3>Results {data ? <span className="muted small" data-testid="predict-counts">{`${fmtInt(data.predicted)} predicted, ${fmtInt(data.errors)} errors, ${fmtInt(data.count)} files`}</span> : null}</h3>
+        <div className="form">
+          <label>
+            Sort
+            <select data-testid="predict-sort" value={sort} onChange={(e) => setSort(e.target.value as Sort)}>
+              <option value="path">file</option>
+              <option value="price">predicted price</option>
+              <option value="makeConfidence">make confidence</option>
+            </select>
+          </label>
+          <label>
+            Order
+            <select value={order} onChange={(e) => setOrder(e.target.value as 'asc' | 'desc')} data-testid="predict-order">
+              <option value="asc">ascending</option>
+              <option value="desc">descending</option>
+            </select>
+          </label>
+          <label>
+            Make
+            <select data-testid="predict-make" value={make} onChange={(e) => { setMake(e.target.value); setPage(0); }}>
+              <option value="">all</option>
+              {data?.makes.map((m) => (
+                <option key={m.make} value={m.make}>
+                  {m.make} ({m.count})
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            Min. confidence {fmtPct(minConf, 0)}
+            <input type="range" min={0} max={1} step={0.05} value={minConf} onChange={(e) => setMinConf(Number(e.target.value))} data-testid="predict-minconf" />
+          </label>
+          <div className="form-actions">
+            <button onClick={() => void exportAs('csv')} disabled={!shownJob} data-testid="predict-export-csv">
+              Export CSV
+            </button>
+            <button onClick={() => void exportAs('json')} disabled={!shownJob} data-testid="predict-export-json">
+              Export JSON
+            </button>
+            <button onClick={() => void runCompare()} disabled={selected.length < 2} data-testid="predict-compare">
+              Compare {selected.length} selected
+            </button>
+          </div>
+        </div>
+        {!data || data.count === 0 ? (
+          <p className="muted">{shownJob ? 'no results yet' : 'no predictions yet — choose a run and a folder'}</p>
+        ) : (
+          <>
+            <div className="predict-grid" data-testid="predict-grid" data-count={data.count}>
+              {items.map((r) => (
+                <Card key={r.path} r={r} onOpen={() => setDetail(r)} selected={selected.includes(r.path)} onSelect={(v) => select(r.path, v)} />
+              ))}
+            </div>
+            {pages > 1 && (
+              <div className="pager">
+                <button disabled={page === 0} onClick={() => setPage(page - 1)}>
+                  ‹
+                </button>
+                {page + 1}/{pages}
+                <button disabled={page + 1 >= pages} onClick={() => setPage(page + 1)}>
+                  ›
+                </button>
+              </div>
+            )}
+          </>
+        )}
+      </section>
+
+      {comparison && (
+        <section className="card">
+          <h3>Intervention set: differences against the first image</h3>
+          <CompareView items={comparison} />
+        </section>
+      )}
+
+      <section className="card" data-testid="predict-pan">
+        <h3>Crop panning</h3>
+        <p className="muted small">A square crop (the shorter side) slid along a wide photo in N steps; how the predicted price and make/model change with what the model sees.</p>
+        <div className="form">
+          <label className="predict-folder">
+            Image path
+            <input data-testid="predict-pan-path" value={panPath} onChange={(e) => setPanPath(e.target.value)} />
+          </label>
+          <label>
+            Steps
+            <input type="number" min={2} max={40} value={panSteps} onChange={(e) => setPanSteps(Math.max(2, Math.min(40, Number(e.target.value) || 2)))} data-testid="predict-pan-steps" />
+          </label>
+          <div className="form-actions">
+            <button className="primary" disabled={!panPath || panBusy} onClick={() => void runPan()} data-testid="predict-pan-run">
+              {panBusy ? 'Panning…' : 'Pan'}
+            </button>
+          </div>
+        </div>
+        {pan && <PanView pan={pan} pos={panPos} setPos={setPanPos} />}
+      </section>
     </div>
   );
 }

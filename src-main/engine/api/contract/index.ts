@@ -7,18 +7,21 @@ import type { z } from 'zod';
 import { coreMethods, type CoreEvents, type CoreResults } from './core.ts';
 import { datasetMethods, type DatasetResults } from './dataset.ts';
 import { dedupMethods, type DedupResults } from './dedup.ts';
+import { predictMethods, type PredictResults } from './predict.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
 export * from './dedup.ts';
+export * from './predict.ts';
 
 export const methods = {
   ...coreMethods,
   ...datasetMethods,
   ...dedupMethods,
+  ...predictMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults {}
 
 export interface Events extends CoreEvents {}
 

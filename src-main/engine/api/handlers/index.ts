@@ -1,6 +1,7 @@
 import { coreHandlers } from './core.ts';
 import { datasetHandlers } from './dataset.ts';
 import { dedupHandlers } from './dedup.ts';
+import { predictHandlers } from './predict.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -8,4 +9,5 @@ export const handlers: Handlers = {
   ...coreHandlers,
   ...datasetHandlers,
   ...dedupHandlers,
+  ...predictHandlers,
 };

@@ -1,0 +1,197 @@
+// Where predictions live: one set per predict job, in <workspace>/predictions/:
+//   <jobId>.json    the set's identity: { jobId, runId, checkpoint, input, createdAt }
+//   <jobId>.jsonl   one PredictRecord per line, appended batch by batch as the job goes
+// A crash can leave a partial last line; readers skip it and the resuming job cuts it off.
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../workspace/errors.ts';
+import type { PredictPage, PredictRecord, PredictSetInfo } from '../api/contract/predict.ts';
+
+export interface PredictSetMeta {
+  jobId: number;
+  runId: string;
+  checkpoint: string;
+  input: string;
+  createdAt: string;
+}
+
+export function predictionsDir(workspaceDir: string): string {
+  return path.join(workspaceDir, 'predictions');
+}
+
+export function setFiles(workspaceDir: string, jobId: number): { meta: string; records: string } {
+  const dir = predictionsDir(workspaceDir);
+  return { meta: path.join(dir, `${jobId}.json`), records: path.join(dir, `${jobId}.jsonl`) };
+}
+
+export function writeSetMeta(workspaceDir: string, meta: PredictSetMeta): void {
+  const f = setFiles(workspaceDir, meta.jobId);
+  fs.mkdirSync(path.dirname(f.meta), { recursive: true });
+  if (!fs.existsSync(f.meta)) fs.writeFileSync(f.meta, JSON.stringify(meta, null, 2));
+  if (!fs.existsSync(f.records)) fs.writeFileSync(f.records, '');
+}
+
+export function readSetMeta(workspaceDir: string, jobId: number): PredictSetMeta {
+  const f = setFiles(workspaceDir, jobId);
+  try {
+    return JSON.parse(fs.readFileSync(f.meta, 'utf8')) as PredictSetMeta;
+  } catch {
+    throw new UserError(`no predictions for job ${jobId}`);
+  }
+}
+
+export function listSetMetas(workspaceDir: string): PredictSetMeta[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(predictionsDir(workspaceDir));
+  } catch {
+    return [];
+  }
+  const out: PredictSetMeta[] = [];
+  for (const n of names) {
+    const m = /^(\d+)\.json$/.exec(n);
+    if (!m) continue;
+    try {
+      out.push(readSetMeta(workspaceDir, Number(m[1])));
+    } catch {
+      /* a half-written set is skipped */
+    }
+  }
+  return out.sort((a, b) => b.jobId - a.jobId);
+}
+
+const cache = new Map<string, { size: number; mtime: number; records: PredictRecord[] }>();
+
+/** Every complete record of a set, in the order written (cached until the file changes). */
+export function readRecords(workspaceDir: string, jobId: number): PredictRecord[] {
+  const file = setFiles(workspaceDir, jobId).records;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return [];
+  }
+  const hit = cache.get(file);
+  if (hit && hit.size === st.size && hit.mtime === st.mtimeMs) return hit.records;
+  const text = fs.readFileSync(file, 'utf8');
+  const records: PredictRecord[] = [];
+  const end = text.lastIndexOf('\n');
+  if (end >= 0) {
+    for (const line of text.slice(0, end).split('\n')) {
+      if (!line) continue;
+      try {
+        records.push(JSON.parse(line) as PredictRecord);
+      } catch {
+        /* a torn line (a crash mid-write) */
+      }
+    }
+  }
+  cache.set(file, { size: st.size, mtime: st.mtimeMs, records });
+  return records;
+}
+
+/** Cuts a partial last line off (before a resumed job appends). */
+export function trimPartialLine(workspaceDir: string, jobId: number): void {
+  const file = setFiles(workspaceDir, jobId).records;
+  if (!fs.existsSync(file)) return;
+  const buf = fs.readFileSync(file);
+  const end = buf.lastIndexOf(0x0a);
+  if (end !== buf.length - 1) fs.truncateSync(file, end + 1);
+}
+
+export function appendRecords(workspaceDir: string, jobId: number, records: readonly PredictRecord[]): void {
+  if (records.length === 0) return;
+  fs.appendFileSync(setFiles(workspaceDir, jobId).records, records.map((r) => JSON.stringify(r) + '\n').join(''));
+}
+
+export function setInfo(workspaceDir: string, meta: PredictSetMeta): PredictSetInfo {
+  const recs = readRecords(workspaceDir, meta.jobId);
+  const predicted = recs.filter((r) => r.prediction).length;
+  return { ...meta, records: recs.length, predicted, errors: recs.length - predicted };
+}
+
+export interface PageQuery {
+  offset: number;
+  limit: number;
+  sort: 'path' | 'price' | 'makeConfidence';
+  order: 'asc' | 'desc';
+  make?: string;
+  minConfidence?: number;
+  show: 'all' | 'ok' | 'errors';
+}
+
+export function resultsPage(workspaceDir: string, jobId: number, q: PageQuery): PredictPage {
+  const meta = readSetMeta(workspaceDir, jobId);
+  const all = readRecords(workspaceDir, jobId).map((r, index) => ({ ...r, index }));
+  const predicted = all.filter((r) => r.prediction).length;
+  const makes = new Map<string, number>();
+  for (const r of all) {
+    const top = r.prediction?.makeModels[0];
+    if (top) makes.set(top.make, (makes.get(top.make) ?? 0) + 1);
+  }
+  let rows = all;
+  if (q.show === 'ok') rows = rows.filter((r) => r.prediction);
+  if (q.show === 'errors') rows = rows.filter((r) => r.error);
+  if (q.make) rows = rows.filter((r) => r.prediction?.makeModels[0]?.make === q.make);
+  if (q.minConfidence != null) rows = rows.filter((r) => (r.prediction?.makeModels[0]?.p ?? -1) >= q.minConfidence!);
+  const key = (r: PredictRecord): number | string =>
+    q.sort === 'price' ? (r.prediction?.medianPrice ?? NaN) : q.sort === 'makeConfidence' ? (r.prediction?.makeModels[0]?.p ?? NaN) : r.rel;
+  const dir = q.order === 'desc' ? -1 : 1;
+  rows = [...rows].sort((a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    // Records without a value (errors) go last whatever the order.
+    const na = typeof ka === 'number' && Number.isNaN(ka);
+    const nb = typeof kb === 'number' && Number.isNaN(kb);
+    if (na || nb) return na === nb ? a.index - b.index : na ? 1 : -1;
+    return (ka < kb ? -1 : ka > kb ? 1 : 0) * dir || a.index - b.index;
+  });
+  return {
+    jobId,
+    runId: meta.runId,
+    checkpoint: meta.checkpoint,
+    input: meta.input,
+    count: all.length,
+    predicted,
+    errors: all.length - predicted,
+    total: rows.length,
+    items: rows.slice(q.offset, q.offset + q.limit),
+    makes: [...makes].map(([make, count]) => ({ make, count })).sort((a, b) => b.count - a.count || (a.make < b.make ? -1 : 1)),
+  };
+}
+
+/** Earlier predictions of the same run and checkpoint, by path, for files unchanged since. */
+export function reusableRecords(workspaceDir: string, runId: string, checkpoint: string, exceptJob: number): Map<string, PredictRecord & { jobId: number }> {
+  const out = new Map<string, PredictRecord & { jobId: number }>();
+  for (const m of listSetMetas(workspaceDir).reverse()) {
+    if (m.jobId === exceptJob || m.runId !== runId || m.checkpoint !== checkpoint) continue;
+    for (const r of readRecords(workspaceDir, m.jobId)) if (r.prediction) out.set(r.path, { ...r, jobId: m.jobId });
+  }
+  return out;
+}
+
+const CSV_HEAD = ['path', 'rel', 'width', 'height', 'median_price', 'price_bin_top', 'price_bin_top_p', 'make_model_1', 'p1', 'make_model_2', 'p2', 'make_model_3', 'p3', 'year_top', 'year_p', 'error'];
+
+export function exportSet(workspaceDir: string, jobId: number, format: 'csv' | 'json'): { filename: string; mime: string; content: string } {
+  const meta = readSetMeta(workspaceDir, jobId);
+  const recs = readRecords(workspaceDir, jobId);
+  const base = `predictions-${meta.runId}-${meta.checkpoint}-job${jobId}`;
+  if (format === 'json') return { filename: `${base}.json`, mime: 'application/json', content: JSON.stringify({ ...meta, records: recs }, null, 2) };
+  const lines = [CSV_HEAD.join(',')];
+  for (const r of recs) {
+    const p = r.prediction;
+    const topBin = p ? p.priceBins.reduce((a, b) => (b.p > a.p ? b : a)) : null;
+    const mm = (i: number) => [p?.makeModels[i]?.label ?? '', p?.makeModels[i] ? p.makeModels[i].p.toFixed(6) : ''];
+    lines.push(
+      [r.path, r.rel, r.width ?? '', r.height ?? '', p ? p.medianPrice.toFixed(2) : '', topBin?.label ?? '', topBin ? topBin.p.toFixed(6) : '', ...mm(0), ...mm(1), ...mm(2), p?.topYears[0]?.label ?? '', p?.topYears[0] ? p.topYears[0].p.toFixed(6) : '', r.error ?? '']
+        .map(csvCell)
+        .join(','),
+    );
+  }
+  return { filename: `${base}.csv`, mime: 'text/csv', content: lines.join('\n') + '\n' };
+}
+
+function csvCell(v: string | number): string {
+  const s = String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}

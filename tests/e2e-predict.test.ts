@@ -1,0 +1,102 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { SHARED_DATA, tmpDir } from './helpers/workspace.ts';
+import { startServe, type Served } from './helpers/processes.ts';
+import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
+import { buildHeadsRun } from './helpers/predict-run.ts';
+
+const GOOD = path.join(SHARED_DATA, 'listing-photos', 'good');
+const ok = hasChromium() && fs.existsSync(GOOD);
+if (!ok) console.log(`skipping the Predict stage UI test: needs Chromium at ${CHROMIUM} and ${GOOD}`);
+
+/**
+ * The Predict stage against a real `carstudio serve`: a run trained here, a folder of real photos
+ * chosen by path, the grid filling with live progress, a detail view, and a crop pan with its chart.
+ */
+describe.runIf(ok)('Predict stage in Chromium', () => {
+  let browser: Browser;
+  let served: Served;
+  let folder: string;
+  let wide: string;
+  beforeAll(async () => {
+    const root = tmpDir('carstudio-e2e-predict-');
+    const ws = path.join(root, 'ws');
+    served = await startServe(['--workspace', ws, '--create']);
+    await buildHeadsRun(ws, 'ui-run', { synthetic: true, photos: 48, steps: 20 });
+    folder = path.join(root, 'photos');
+    fs.mkdirSync(path.join(folder, 'sub'), { recursive: true });
+    const files = fs.readdirSync(GOOD).filter((f) => f.endsWith('.jpg')).sort().filter((_, i) => i % 12 === 0).slice(0, 40);
+    files.forEach((f, i) => fs.copyFileSync(path.join(GOOD, f), path.join(folder, i % 4 ? '' : 'sub', f)));
+    fs.writeFileSync(path.join(folder, 'broken.jpg'), 'not a photo');
+    wide = path.join(folder, files[1]!);
+    browser = await launchChromium();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await served?.stop('SIGKILL');
+  });
+
+  it('predicts a folder, fills the grid live, opens a detail view and pans a crop', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${served.url}?token=${served.token}`);
+    await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor();
+    await page.getByTestId('nav-predict').click();
+    await page.getByTestId('predict-stage').waitFor();
+    expect(await page.getByTestId('predict-run').inputValue()).toBe('ui-run');
+    expect(await page.getByTestId('predict-checkpoint').inputValue()).toBe('best');
+
+    await page.getByTestId('predict-folder').fill(folder);
+    await page.getByTestId('predict-start').click();
+    const progress = page.getByTestId('predict-progress');
+    await progress.waitFor();
+    // the grid fills while the job runs: cards appear before it is done
+    await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length > 0`, undefined, { timeout: 60_000 });
+    const seenWhileRunning = (await page.evaluate(`({
+      cards: document.querySelectorAll('[data-testid="predict-card"]').length,
+      state: document.querySelector('[data-testid="predict-progress"]')?.getAttribute('data-state'),
+      done: Number(document.querySelector('[data-testid="predict-progress"]')?.getAttribute('data-done')),
+      rate: document.querySelector('[data-testid="predict-rate"]')?.textContent,
+    })`)) as { cards: number; state: string; done: number; rate: string };
+    await page.locator('[data-testid="predict-progress"][data-state="done"]').waitFor({ timeout: 60_000 });
+    expect(await progress.getAttribute('data-total')).toBe('41');
+    await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length === 41`);
+    console.log(`grid while running: ${seenWhileRunning.cards} cards at ${seenWhileRunning.done}/41 (state ${seenWhileRunning.state}, rate ${seenWhileRunning.rate})`);
+    expect(seenWhileRunning.cards).toBeLessThan(41);
+    await page.getByTestId('predict-counts').filter({ hasText: '40 predicted, 1 errors, 41 files' }).waitFor();
+    await page.getByTestId('predict-error').filter({ hasText: 'not an image' }).waitFor();
+    await progress.filter({ hasText: '40 predicted, 1 errors' }).waitFor();
+
+    // sort by predicted price, descending
+    await page.getByTestId('predict-sort').selectOption('price');
+    await page.getByTestId('predict-order').selectOption('desc');
+    await page.waitForTimeout(500);
+    const medians = await page.getByTestId('predict-median').allTextContents();
+    const vals = medians.map((m) => Number(m.replace(/[^0-9.]/g, '')));
+    expect(vals).toEqual([...vals].sort((a, b) => b - a));
+
+    // detail view
+    await page.getByTestId('predict-open').first().click();
+    await page.getByTestId('predict-detail').waitFor();
+    expect(Number(await page.getByTestId('predict-detail-price').getAttribute('data-bars'))).toBe(10);
+    expect(Number(await page.getByTestId('predict-detail-years').getAttribute('data-bars'))).toBe(42);
+    expect(await page.getByTestId('predict-detail-mm').locator('tr').count()).toBe(5);
+
+    // crop pan of a chosen photo
+    await page.getByTestId('predict-pan-path').fill(wide);
+    await page.getByTestId('predict-pan-steps').fill('7');
+    await page.getByTestId('predict-pan-run').click();
+    await page.getByTestId('predict-pan-result').waitFor({ timeout: 30_000 });
+    expect(await page.getByTestId('predict-pan-price').getAttribute('data-points')).toBe('7');
+    expect(await page.getByTestId('predict-pan-mm').locator('polyline').count()).toBeGreaterThan(0);
+    const x0 = Number(await page.getByTestId('predict-crop-rect').getAttribute('x'));
+    await page.getByTestId('predict-pan-pos').fill('6');
+    const x6 = Number(await page.getByTestId('predict-crop-rect').getAttribute('x'));
+    expect(x6).toBeGreaterThan(x0);
+    await page.screenshot({ path: artifactPath('e2e-predict.png'), fullPage: true });
+    expect(errors).toEqual([]);
+  }, 90_000);
+});
