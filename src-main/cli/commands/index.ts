@@ -7,6 +7,8 @@ import { registerVerify } from './verify.ts';
 import { registerScrape } from './scrape.ts';
 import { registerDemoSite } from './demo-site.ts';
 import { registerDedup } from './dedup.ts';
+import { registerFilter } from './filter.ts';
+import { registerTrain } from './train.ts';
 import { registerPredict } from './predict.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
@@ -19,5 +21,7 @@ export function registerCommands(program: Command): void {
   registerScrape(program);
   registerDemoSite(program);
   registerDedup(program);
+  registerFilter(program);
+  registerTrain(program);
   registerPredict(program);
 }

@@ -3,3 +3,5 @@ import '../store/verify-kind.ts';
 import '../scrape/scrape-kind.ts';
 import '../dedup/dedup-kind.ts';
 import '../predict/predict-kind.ts';
+import '../filter/filter-kinds.ts';
+import '../train/train-kind.ts';

@@ -1,14 +1,286 @@
-import { Planned } from '../components/Planned.tsx';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { api } from '../api/client.ts';
+import { useCall, useJobRefresh, useQuery } from '../hooks.ts';
+import { fmtInt, fmtPct } from '../format.ts';
+import type { FilterMeter, LabelQueueItem, ThresholdCurvePoint } from '../../../src-main/engine/api/contract/index.ts';
+
+const COLS = 6;
 
 export function FilterStage() {
+  const state = useQuery('filter.state', {});
+  useJobRefresh(['features', 'filter-fit', 'filter-apply', 'scrape', 'dedup'], () => void state.reload());
+  const s = state.data;
   return (
     <div>
       <h1>Label &amp; Filter</h1>
-      <p className="lead">Throw out wheels, dashboards, interiors and placeholders before training.</p>
-      <Planned title="Labelling and the junk filter">
-        A keyboard-first labelling grid (good / bad / skip / undo), MobileNetV2 or CLIP features, an RBF SVM with 10-fold
-        cross-validation, and a threshold slider with a live false-negative meter.
-      </Planned>
+      <p className="lead">
+        Label whole-car photos good and close-ups, interiors and placeholders bad; an RBF SVM on MobileNetV2 features learns the difference and a
+        threshold keeps the good images you would lose under a false-negative rate you choose.
+      </p>
+      <section className="cards">
+        <div className="metric" data-testid="count-good">
+          <div className="metric-value">{fmtInt(s?.counts.good)}</div>
+          <div className="metric-label">labelled good</div>
+        </div>
+        <div className="metric" data-testid="count-bad">
+          <div className="metric-value">{fmtInt(s?.counts.bad)}</div>
+          <div className="metric-label">labelled bad</div>
+        </div>
+        <div className="metric">
+          <div className="metric-value">{fmtInt(s?.usable)}</div>
+          <div className="metric-label">usable images</div>
+        </div>
+        <div className="metric">
+          <div className="metric-value">{s?.model ? s.model.threshold.toFixed(3) : '—'}</div>
+          <div className="metric-label">threshold{s?.model && !s.model.applied ? ' (not applied)' : ''}</div>
+        </div>
+      </section>
+      <FilterJobs onChange={() => void state.reload()} />
+      <LabelGrid onCounts={() => void state.reload()} hasModel={Boolean(s?.model)} />
+      {s?.model ? <ThresholdPanel min={s.model.minScore} max={s.model.maxScore} initial={s.model.threshold} onSaved={() => void state.reload()} /> : null}
     </div>
+  );
+}
+
+function FilterJobs({ onChange }: { onChange: () => void }) {
+  const call = useCall();
+  const [maxFnr, setMaxFnr] = useState(1);
+  const start = async (kind: string, params: Record<string, unknown>) => {
+    await call('jobs.start', { kind, params });
+    onChange();
+  };
+  return (
+    <section className="card">
+      <h3>Filter</h3>
+      <div className="row">
+        <button onClick={() => void start('features', { extractor: 'mobilenet_v2', scope: 'usable' })}>Extract features</button>
+        <label className="row">
+          max FNR %
+          <input type="number" min={0} max={100} step={0.5} value={maxFnr} onChange={(e) => setMaxFnr(Number(e.target.value))} style={{ width: 70 }} />
+        </label>
+        <button className="primary" data-testid="fit-filter" onClick={() => void start('filter-fit', { extractor: 'mobilenet_v2', maxFnr: maxFnr / 100 })}>
+          Fit filter (10-fold CV)
+        </button>
+        <button data-testid="apply-filter" onClick={() => void start('filter-apply', {})}>
+          Apply to all usable images
+        </button>
+      </div>
+      <p className="muted small">Features are extracted on the best backend available (WebAssembly without a native TensorFlow); progress shows in the jobs panel.</p>
+    </section>
+  );
+}
+
+function LabelGrid({ onCounts, hasModel }: { onCounts: () => void; hasModel: boolean }) {
+  const call = useCall();
+  const [items, setItems] = useState<LabelQueueItem[]>([]);
+  const [cursor, setCursor] = useState(0);
+  const [page, setPage] = useState(1);
+  const gridRef = useRef<HTMLDivElement>(null);
+  const load = useCallback(async () => {
+    const q = await call('filter.queue', { limit: 36, order: 'auto', seed: page });
+    if (q) {
+      setItems(q);
+      setCursor(0);
+    }
+  }, [call, page]);
+  useEffect(() => {
+    void load();
+  }, [load]);
+
+  const label = useCallback(
+    async (i: number, l: 'good' | 'bad' | null) => {
+      const it = items[i];
+      if (!it) return;
+      setItems((all) => all.map((x, k) => (k === i ? { ...x, label: l } : x)));
+      await call('filter.setLabel', { imageId: it.imageId, label: l });
+      onCounts();
+      setCursor(Math.min(items.length - 1, i + 1));
+    },
+    [items, call, onCounts],
+  );
+  const undo = useCallback(async () => {
+    const r = await call('filter.undo', {});
+    if (!r?.imageId) return;
+    const i = items.findIndex((x) => x.imageId === r.imageId);
+    if (i >= 0) {
+      setItems((all) => all.map((x, k) => (k === i ? { ...x, label: r.label } : x)));
+      setCursor(i);
+    }
+    onCounts();
+  }, [call, items, onCounts]);
+
+  const onKey = (e: React.KeyboardEvent) => {
+    const k = e.key;
+    if (k === 'ArrowRight') setCursor((c) => Math.min(items.length - 1, c + 1));
+    else if (k === 'ArrowLeft') setCursor((c) => Math.max(0, c - 1));
+    else if (k === 'ArrowDown') setCursor((c) => Math.min(items.length - 1, c + COLS));
+    else if (k === 'ArrowUp') setCursor((c) => Math.max(0, c - COLS));
+    else if (k === 'g') void label(cursor, 'good');
+    else if (k === 'b') void label(cursor, 'bad');
+    else if (k === 's') setCursor((c) => Math.min(items.length - 1, c + 1));
+    else if (k === 'u' || k === 'Backspace') void undo();
+    else if (k === 'n' || k === 'Enter') setPage((p) => p + 1);
+    else return;
+    e.preventDefault();
+  };
+
+  return (
+    <section className="card">
+      <h3>Label</h3>
+      <p className="muted small">
+        Click the grid, then: <kbd>g</kbd> good · <kbd>b</kbd> bad · <kbd>s</kbd> skip · <kbd>u</kbd>/<kbd>⌫</kbd> undo · arrows move · <kbd>n</kbd>/<kbd>Enter</kbd>{' '}
+        next page. {hasModel ? 'Images nearest the threshold come first.' : 'Random order until a filter is fitted and applied.'}
+      </p>
+      {items.length === 0 ? (
+        <p className="muted">No unlabelled usable images. Scrape some, or import labels with `carstudio label --good DIR --bad DIR`.</p>
+      ) : (
+        <div ref={gridRef} className="label-grid" tabIndex={0} onKeyDown={onKey} data-testid="label-grid" style={{ gridTemplateColumns: `repeat(${COLS}, 1fr)` }}>
+          {items.map((it, i) => (
+            <div
+              key={it.imageId}
+              className={`thumb ${it.label ?? ''} ${i === cursor ? 'selected' : ''}`}
+              data-testid="label-item"
+              data-label={it.label ?? ''}
+              data-image-id={it.imageId}
+              onClick={() => {
+                setCursor(i);
+                gridRef.current?.focus();
+              }}
+            >
+              <img src={api.imageUrl(it.key)} alt="" loading="lazy" />
+              <div className="label-actions">
+                <button onClick={() => void label(i, 'good')}>good</button>
+                <button onClick={() => void label(i, 'bad')}>bad</button>
+              </div>
+            </div>
+          ))}
+        </div>
+      )}
+      <div className="row" style={{ marginTop: 8 }}>
+        <button onClick={() => void undo()}>Undo</button>
+        <button onClick={() => setPage((p) => p + 1)} data-testid="next-page">
+          Next page
+        </button>
+      </div>
+    </section>
+  );
+}
+
+function ThresholdPanel({ min, max, initial, onSaved }: { min: number; max: number; initial: number; onSaved: () => void }) {
+  const call = useCall();
+  const [t, setT] = useState(initial);
+  const [meter, setMeter] = useState<FilterMeter | null>(null);
+  const [curve, setCurve] = useState<ThresholdCurvePoint[]>([]);
+  const [near, setNear] = useState<{ above: LabelQueueItem[]; below: LabelQueueItem[] } | null>(null);
+  const [fnr, setFnr] = useState(1);
+  useEffect(() => {
+    void call('filter.curve', { points: 120 }).then((c) => c && setCurve(c));
+  }, [call, initial]);
+  useEffect(() => {
+    const id = setTimeout(() => {
+      void call('filter.meter', { threshold: t }).then((m) => m && setMeter(m));
+      void call('filter.near', { threshold: t, n: 6 }).then((n) => n && setNear(n));
+    }, 60);
+    return () => clearTimeout(id);
+  }, [call, t]);
+  const lo = Math.min(min, initial);
+  const hi = Math.max(max, initial);
+  return (
+    <section className="card" data-testid="threshold-panel">
+      <h3>Threshold</h3>
+      <div className="row">
+        <input
+          type="range"
+          min={lo}
+          max={hi}
+          step={(hi - lo) / 500}
+          value={t}
+          onChange={(e) => setT(Number(e.target.value))}
+          style={{ flex: 1 }}
+          data-testid="threshold-slider"
+          aria-label="threshold"
+        />
+        <code data-testid="threshold-value">{t.toFixed(3)}</code>
+      </div>
+      <div className="cards" data-testid="meter">
+        <MeterBox label="false-negative rate (good thrown away)" value={fmtPct(meter?.falseNegativeRate, 2)} testid="meter-fnr" warn={(meter?.falseNegativeRate ?? 0) > fnr / 100} />
+        <MeterBox label="bad images removed" value={fmtPct(meter?.badRemoved)} testid="meter-bad" />
+        <MeterBox label="accuracy (CV)" value={fmtPct(meter?.accuracy)} testid="meter-acc" />
+        <MeterBox label={`dataset kept${meter?.scored ? ` (of ${fmtInt(meter.scored)} scored)` : ' (apply to see)'}`} value={fmtPct(meter?.keptShare)} testid="meter-kept" />
+      </div>
+      <Curve curve={curve} t={t} />
+      <div className="row">
+        <label className="row">
+          largest threshold with FNR under
+          <input type="number" min={0} max={100} step={0.5} value={fnr} onChange={(e) => setFnr(Number(e.target.value))} style={{ width: 70 }} />%
+        </label>
+        <button
+          data-testid="choose-threshold"
+          onClick={() =>
+            void call('filter.chooseThreshold', { maxFnr: fnr / 100 }).then((m) => {
+              if (m) setT(m.threshold);
+            })
+          }
+        >
+          Choose
+        </button>
+        <button className="primary" onClick={() => void call('filter.setThreshold', { threshold: t }).then(() => onSaved())}>
+          Save threshold
+        </button>
+      </div>
+      {near && (
+        <div className="grid2">
+          <NearRow title="Just above (kept)" items={near.above} />
+          <NearRow title="Just below (removed)" items={near.below} />
+        </div>
+      )}
+    </section>
+  );
+}
+
+function MeterBox({ label, value, testid, warn }: { label: string; value: string; testid: string; warn?: boolean }) {
+  return (
+    <div className="metric" data-testid={testid} style={warn ? { borderColor: 'var(--bad)' } : undefined}>
+      <div className="metric-value">{value}</div>
+      <div className="metric-label">{label}</div>
+    </div>
+  );
+}
+
+function NearRow({ title, items }: { title: string; items: LabelQueueItem[] }) {
+  return (
+    <div>
+      <h4 className="muted">{title}</h4>
+      <div className="thumbs">
+        {items.map((it) => (
+          <div key={it.imageId} className={`thumb ${it.label ?? ''}`} title={`score ${it.score?.toFixed(3)}`}>
+            <img src={api.imageUrl(it.key)} alt="" loading="lazy" />
+          </div>
+        ))}
+        {items.length === 0 && <p className="muted small">none (apply the filter to score the dataset)</p>}
+      </div>
+    </div>
+  );
+}
+
+function Curve({ curve, t }: { curve: ThresholdCurvePoint[]; t: number }) {
+  if (curve.length < 2) return null;
+  const W = 640;
+  const H = 180;
+  const x0 = curve[0]!.threshold;
+  const x1 = curve[curve.length - 1]!.threshold;
+  const sx = (x: number) => ((x - x0) / (x1 - x0 || 1)) * (W - 40) + 30;
+  const sy = (y: number) => H - 20 - y * (H - 30);
+  const line = (f: (p: ThresholdCurvePoint) => number) => curve.map((p, i) => `${i ? 'L' : 'M'}${sx(p.threshold).toFixed(1)},${sy(f(p)).toFixed(1)}`).join('');
+  return (
+    <svg viewBox={`0 0 ${W} ${H}`} className="chart" data-testid="threshold-curve">
+      <path d={line((p) => p.falseNegativeRate)} stroke="var(--bad)" fill="none" strokeWidth={2} />
+      <path d={line((p) => p.badRemoved)} stroke="var(--good)" fill="none" strokeWidth={2} />
+      <path d={line((p) => p.accuracy)} stroke="var(--accent)" fill="none" strokeWidth={2} />
+      <line x1={sx(t)} x2={sx(t)} y1={5} y2={H - 20} stroke="var(--text)" strokeDasharray="4 3" />
+      <text x={30} y={H - 4} fill="var(--muted)" fontSize={11}>
+        threshold {x0.toFixed(2)} … {x1.toFixed(2)} — red FNR, green bad removed, blue accuracy
+      </text>
+    </svg>
   );
 }

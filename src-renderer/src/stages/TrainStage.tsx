@@ -1,14 +1,346 @@
-import { Planned } from '../components/Planned.tsx';
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { useCall, useEvent, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
+import { fmtInt, fmtPct, fmtPrice } from '../format.ts';
+import { LiveChart, type Series } from '../components/LiveChart.tsx';
+import type { RunInfo, RunMetricPoint, TrainMetrics } from '../../../src-main/engine/api/contract/index.ts';
+
+const COLORS = ['#4f9cf9', '#f0883e', '#3fb950', '#d2a8ff', '#f85149', '#e3b341', '#56d4dd', '#ff7b72'];
+type Head = 'total' | 'price' | 'makeModel' | 'year' | 'median';
+const HEADS: Array<[Head, string]> = [
+  ['total', 'total loss'],
+  ['price', 'price range'],
+  ['makeModel', 'make/model'],
+  ['year', 'year'],
+  ['median', 'median price'],
+];
+
+function lossOf(m: TrainMetrics, h: Head): number {
+  if (h === 'total') return m.loss;
+  if (h === 'median') return m.median.loss;
+  return m[h].loss;
+}
+function accOf(m: TrainMetrics, h: Head): number | null {
+  if (h === 'total') return m.price.accuracy;
+  if (h === 'median') return null;
+  return m[h].accuracy;
+}
 
 export function TrainStage() {
+  const dataset = useQuery('train.dataset', {});
+  const runs = useQuery('runs.list', {});
+  const [history, setHistory] = useState<Record<number, RunMetricPoint[]>>({});
+  const [shown, setShown] = useState<number[]>([]);
+  const [head, setHead] = useState<Head>('total');
+  const [smooth, setSmooth] = useState(0.6);
+  const call = useCall();
+  const jobs = useJobs();
+  useJobRefresh(['train', 'filter-apply', 'dedup', 'scrape'], () => {
+    void runs.reload();
+  });
+
+  // load the history of runs when they are first shown
+  useEffect(() => {
+    for (const id of shown) {
+      if (history[id]) continue;
+      void call('runs.metrics', { id, maxTrainPoints: 1500 }).then((m) => m && setHistory((h) => ({ ...h, [id]: m })));
+    }
+  }, [shown, history, call]);
+  // newest runs are shown by default
+  useEffect(() => {
+    if (runs.data && shown.length === 0 && runs.data.length) setShown(runs.data.slice(0, 2).map((r) => r.id));
+  }, [runs.data, shown.length]);
+
+  useEvent('train.metrics', (e) => {
+    setShown((s) => (s.includes(e.runId) ? s : [e.runId, ...s]));
+    setHistory((h) => ({ ...h, [e.runId]: [...(h[e.runId] ?? []), { ...e.metrics, split: e.split, step: e.step, samplesPerSec: e.samplesPerSec }] }));
+  });
+
+  const runById = useMemo(() => new Map((runs.data ?? []).map((r) => [r.id, r])), [runs.data]);
+  const series = useCallback(
+    (value: (m: TrainMetrics) => number | null): Series[] =>
+      shown.flatMap((id, k) => {
+        const pts = history[id] ?? [];
+        const color = COLORS[k % COLORS.length]!;
+        const name = `#${id} ${runById.get(id)?.lossWeights ?? ''}`;
+        const train: Array<[number, number]> = [];
+        let ema: number | null = null;
+        for (const p of pts) {
+          if (p.split !== 'train') continue;
+          const v = value(p);
+          if (v == null || !Number.isFinite(v)) continue;
+          ema = ema == null ? v : smooth * ema + (1 - smooth) * v;
+          train.push([p.step, ema]);
+        }
+        const test = pts.filter((p) => p.split === 'test').flatMap((p) => {
+          const v = value(p);
+          return v == null ? [] : [[p.step, v] as [number, number]];
+        });
+        return [
+          { label: `${name} train`, color, points: train },
+          { label: `${name} test`, color, dash: true, points: test },
+        ];
+      }),
+    [shown, history, smooth, runById],
+  );
+  const running = jobs.find((j) => j.kind === 'train' && (j.state === 'running' || j.state === 'cancelling'));
+  const lastSpeed = running ? [...(history[shown[0] ?? -1] ?? [])].reverse().find((p) => p.samplesPerSec)?.samplesPerSec : undefined;
+
+  const d = dataset.data;
   return (
     <div>
       <h1>Train</h1>
-      <p className="lead">A multi-task price model: price range, median price, make/model and year.</p>
-      <Planned title="Runs and live curves">
-        Start a run (heads on cached features, or a full fine-tune where a native TensorFlow backend is present), watch train and
-        test loss and accuracy per head live, overlay runs to compare loss presets, resume from checkpoints.
-      </Planned>
+      <p className="lead">A multi-task model: price range (10 bins), median price, make/model and year, on a MobileNetV2 backbone.</p>
+      <section className="cards">
+        <Metric label="training images (with a price)" value={fmtInt(d?.images)} />
+        <Metric label="test images (first 10% by hash)" value={fmtInt(d?.testImages)} />
+        <Metric label="make/model classes" value={d ? `${d.makeModels.length} + Unknown` : '—'} />
+        <Metric label="backend" value={d?.backend.name ?? '—'} testid="backend" />
+      </section>
+      {d && <p className="muted small">{d.backend.note}</p>}
+      <StartForm canFinetune={Boolean(d?.backend.canFinetune)} fastFinetune={Boolean(d?.backend.fastFinetune)} busy={Boolean(running)} onStarted={() => void runs.reload()} />
+      {running && (
+        <section className="card" data-testid="train-live">
+          <strong>{running.title}</strong> — {running.step}: {fmtInt(running.done)} / {fmtInt(running.total)} · {lastSpeed ? `${lastSpeed.toFixed(0)} samples/s` : ''} · ETA{' '}
+          {running.eta != null ? `${Math.round(running.eta)} s` : '—'}{' '}
+          <button onClick={() => void call('jobs.cancel', { id: running.id })}>Stop</button>
+        </section>
+      )}
+      <section className="card">
+        <div className="row">
+          <h3 style={{ margin: 0 }}>Curves</h3>
+          <label className="row">
+            head
+            <select value={head} onChange={(e) => setHead(e.target.value as Head)} data-testid="head-select">
+              {HEADS.map(([h, l]) => (
+                <option key={h} value={h}>
+                  {l}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label className="row">
+            smoothing
+            <input type="range" min={0} max={0.98} step={0.02} value={smooth} onChange={(e) => setSmooth(Number(e.target.value))} />
+          </label>
+          <span className="muted small">solid = train (smoothed), dashed = test</span>
+        </div>
+        <div className="grid2">
+          <LiveChart title={`${HEADS.find((h) => h[0] === head)![1]} — loss`} series={series((m) => lossOf(m, head))} testid="chart-loss" />
+          {head !== 'median' ? (
+            <LiveChart title={`${head === 'total' ? 'price range' : HEADS.find((h) => h[0] === head)![1]} — accuracy`} series={series((m) => accOf(m, head))} testid="chart-acc" />
+          ) : (
+            <LiveChart title="median price — MAE ($)" series={series((m) => m.median.maeDollars)} testid="chart-acc" />
+          )}
+        </div>
+      </section>
+      <RunsTable runs={runs.data ?? []} shown={shown} setShown={setShown} onChange={() => void runs.reload()} busy={Boolean(running)} />
+      {d && <ClassLists d={d} />}
     </div>
+  );
+}
+
+function Metric({ label, value, testid }: { label: string; value: string; testid?: string }) {
+  return (
+    <div className="metric" data-testid={testid}>
+      <div className="metric-value">{value}</div>
+      <div className="metric-label">{label}</div>
+    </div>
+  );
+}
+
+function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune: boolean; fastFinetune: boolean; busy: boolean; onStarted: () => void }) {
+  const call = useCall();
+  const [f, setF] = useState({ mode: 'heads', steps: 2000, batchSize: 64, lr: '', preset: 'default', custom: 'price=1,median=1,year=1,make=1', evalEvery: 100, hidden: 256, augment: true, name: '', force: false });
+  const set = (k: keyof typeof f, v: unknown) => setF((x) => ({ ...x, [k]: v }));
+  const finetuneWhy = !canFinetune
+    ? 'needs a backend with convolution gradients (install @tensorflow/tfjs-node or -gpu)'
+    : !fastFinetune
+      ? 'the pure-JS backend takes minutes a step: tick "force" to run it anyway'
+      : '';
+  return (
+    <section className="card">
+      <h3>New run</h3>
+      <div className="form">
+        <label>
+          mode
+          <select value={f.mode} onChange={(e) => set('mode', e.target.value)} data-testid="train-mode">
+            <option value="heads">heads — on cached features (fast on any CPU)</option>
+            <option value="finetune" disabled={!canFinetune}>
+              finetune — the whole network{finetuneWhy ? ' (unavailable)' : ''}
+            </option>
+          </select>
+        </label>
+        <label>
+          steps
+          <input type="number" min={1} value={f.steps} onChange={(e) => set('steps', Number(e.target.value))} data-testid="train-steps" />
+        </label>
+        <label>
+          batch size
+          <input type="number" min={1} value={f.batchSize} onChange={(e) => set('batchSize', Number(e.target.value))} />
+        </label>
+        <label>
+          learning rate
+          <input placeholder={f.mode === 'heads' ? '1e-3' : '1e-4'} value={f.lr} onChange={(e) => set('lr', e.target.value)} />
+        </label>
+        <label>
+          loss weights
+          <select value={f.preset} onChange={(e) => set('preset', e.target.value)} data-testid="train-loss">
+            <option value="default">default (all heads)</option>
+            <option value="price_ce_only">price_ce_only</option>
+            <option value="custom">custom…</option>
+          </select>
+        </label>
+        {f.preset === 'custom' && (
+          <label>
+            custom weights
+            <input value={f.custom} onChange={(e) => set('custom', e.target.value)} />
+          </label>
+        )}
+        <label>
+          eval every
+          <input type="number" min={1} value={f.evalEvery} onChange={(e) => set('evalEvery', Number(e.target.value))} data-testid="train-eval" />
+        </label>
+        <label>
+          hidden units
+          <input type="number" min={0} value={f.hidden} onChange={(e) => set('hidden', Number(e.target.value))} />
+        </label>
+        <label>
+          name
+          <input value={f.name} onChange={(e) => set('name', e.target.value)} />
+        </label>
+        <label className="row">
+          <input type="checkbox" checked={f.augment} onChange={(e) => set('augment', e.target.checked)} /> augmentation (finetune)
+        </label>
+        {f.mode === 'finetune' && !fastFinetune && (
+          <label className="row">
+            <input type="checkbox" checked={f.force} onChange={(e) => set('force', e.target.checked)} /> force on the slow backend
+          </label>
+        )}
+      </div>
+      {finetuneWhy && <p className="muted small">Finetune: {finetuneWhy}.</p>}
+      <button
+        className="primary"
+        disabled={busy}
+        data-testid="start-train"
+        onClick={() =>
+          void call('jobs.start', {
+            kind: 'train',
+            params: {
+              mode: f.mode,
+              steps: f.steps,
+              batchSize: f.batchSize,
+              ...(f.lr ? { lr: Number(f.lr) } : {}),
+              lossWeights: f.preset === 'custom' ? f.custom : f.preset,
+              evalEvery: f.evalEvery,
+              hidden: f.hidden,
+              augment: f.augment,
+              force: f.force,
+              ...(f.name ? { name: f.name } : {}),
+            },
+          }).then(() => onStarted())
+        }
+      >
+        {busy ? 'A run is training…' : 'Start run'}
+      </button>
+    </section>
+  );
+}
+
+function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[]; shown: number[]; setShown: (f: (s: number[]) => number[]) => void; onChange: () => void; busy: boolean }) {
+  const call = useCall();
+  if (!runs.length) return <p className="muted">No runs yet.</p>;
+  return (
+    <section className="card">
+      <h3>Runs</h3>
+      <table data-testid="runs-table">
+        <thead>
+          <tr>
+            <th>show</th>
+            <th>run</th>
+            <th>mode</th>
+            <th>loss weights</th>
+            <th>state</th>
+            <th>step</th>
+            <th>test price acc</th>
+            <th>baseline</th>
+            <th>price CE</th>
+            <th>make CE</th>
+            <th>MAE</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {runs.map((r) => (
+            <tr key={r.id} data-testid={`run-${r.id}`} data-state={r.state}>
+              <td>
+                <input type="checkbox" checked={shown.includes(r.id)} onChange={(e) => setShown((s) => (e.target.checked ? [...s, r.id] : s.filter((x) => x !== r.id)))} />
+              </td>
+              <td>
+                #{r.id} {r.name}
+              </td>
+              <td>{r.mode}</td>
+              <td>{r.lossWeights}</td>
+              <td title={r.error ?? ''}>{r.state}</td>
+              <td>
+                {r.step}/{r.steps}
+              </td>
+              <td>{fmtPct(r.lastTest?.price.accuracy)}</td>
+              <td>{fmtPct(r.baseline?.priceAccuracy)}</td>
+              <td>{r.lastTest?.price.loss.toFixed(3) ?? '—'}</td>
+              <td>{r.lastTest?.makeModel.loss.toFixed(3) ?? '—'}</td>
+              <td>{fmtPrice(r.lastTest?.median.maeDollars)}</td>
+              <td className="row">
+                {(r.state === 'stopped' || r.state === 'failed') && (
+                  <button disabled={busy} onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}>
+                    Resume
+                  </button>
+                )}
+                <button className="link" onClick={() => void call('runs.delete', { id: r.id }).then(onChange)}>
+                  delete
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+function ClassLists({ d }: { d: NonNullable<ReturnType<typeof useQuery<'train.dataset'>>['data']> }) {
+  return (
+    <section className="card">
+      <h3>Classes</h3>
+      <div className="grid2">
+        <div>
+          <h4 className="muted">Price ranges</h4>
+          <table>
+            <tbody>
+              {d.priceBins.map((b) => (
+                <tr key={b.label}>
+                  <td>{b.label}</td>
+                  <td>{fmtInt(b.count)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        <div>
+          <h4 className="muted">Top make/models ({d.makeModels.length} classes + Unknown: {fmtInt(d.unknownMakeModels)})</h4>
+          <table>
+            <tbody>
+              {d.makeModels.slice(0, 15).map((m) => (
+                <tr key={`${m.make}/${m.model}`}>
+                  <td>
+                    {m.make} {m.model}
+                  </td>
+                  <td>{fmtInt(m.count)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </div>
+    </section>
   );
 }

@@ -8,22 +8,28 @@ import { coreMethods, type CoreEvents, type CoreResults } from './core.ts';
 import { datasetMethods, type DatasetResults } from './dataset.ts';
 import { dedupMethods, type DedupResults } from './dedup.ts';
 import { predictMethods, type PredictResults } from './predict.ts';
+import { filterMethods, type FilterResults } from './filter.ts';
+import { trainMethods, type TrainResults, type TrainEvents } from './train.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
 export * from './dedup.ts';
 export * from './predict.ts';
+export * from './filter.ts';
+export * from './train.ts';
 
 export const methods = {
   ...coreMethods,
   ...datasetMethods,
   ...dedupMethods,
   ...predictMethods,
+  ...filterMethods,
+  ...trainMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults {}
 
-export interface Events extends CoreEvents {}
+export interface Events extends CoreEvents, TrainEvents {}
 
 export type Method = keyof typeof methods & keyof Results;
 export type Params<M extends Method> = z.input<(typeof methods)[M]>;

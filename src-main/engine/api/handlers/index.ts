@@ -2,6 +2,8 @@ import { coreHandlers } from './core.ts';
 import { datasetHandlers } from './dataset.ts';
 import { dedupHandlers } from './dedup.ts';
 import { predictHandlers } from './predict.ts';
+import { filterHandlers } from './filter.ts';
+import { trainHandlers } from './train.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -10,4 +12,6 @@ export const handlers: Handlers = {
   ...datasetHandlers,
   ...dedupHandlers,
   ...predictHandlers,
+  ...filterHandlers,
+  ...trainHandlers,
 };

@@ -1,5 +1,7 @@
 import { migration001 } from './001-foundation.ts';
 import { migration002 } from './002-dedup.ts';
+import { migration003 } from './003-filter.ts';
+import { migration004 } from './004-train.ts';
 
 export interface Migration {
   /** Becomes PRAGMA user_version once applied; versions are 1, 2, 3, ... with no gaps. */
@@ -9,4 +11,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. A stage that needs new tables appends one file here. */
-export const migrations: readonly Migration[] = [migration001, migration002];
+export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004];

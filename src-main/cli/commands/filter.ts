@@ -1,0 +1,172 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { UserError } from '../../engine/workspace/errors.ts';
+import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/features.ts';
+import { exportLabels, importLabelled } from '../../engine/filter/labels.ts';
+import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
+import { findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
+import type { Engine } from '../../engine/engine.ts';
+
+function extractorArg(v: string): ExtractorName {
+  if (!(EXTRACTORS as readonly string[]).includes(v)) throw new UserError(`--extractor must be one of ${EXTRACTORS.join(', ')}, got '${v}'`);
+  return v as ExtractorName;
+}
+
+async function runJob(engine: Engine, kind: string, params: Record<string, unknown>): Promise<{ code: number; result: unknown }> {
+  const prev = findResumable(engine, kind, (p) => JSON.stringify(p) === JSON.stringify({ ...(p as object), ...params }));
+  const job = prev ? engine.jobs.resume(prev.id) : engine.jobs.start(kind, params);
+  const { code, job: final } = await runForeground(engine, job);
+  return { code, result: final.result };
+}
+
+export function registerFilter(program: Command): void {
+  const label = program
+    .command('label')
+    .description('import hand labels from folders of good and bad images (or export them)')
+    .addOption(workspaceOption())
+    .option('--good <folder>', 'folder of good images (whole cars)')
+    .option('--bad <folder>', 'folder of bad images (interiors, wheels, details, placeholders)')
+    .action(async (opts: { workspace?: string; good?: string; bad?: string }) => {
+      if (!opts.good && !opts.bad) throw new UserError('give --good FOLDER and/or --bad FOLDER');
+      const engine = openEngine(opts, { create: true });
+      try {
+        for (const [lab, folder] of [['good', opts.good], ['bad', opts.bad]] as const) {
+          if (!folder) continue;
+          const r = await importLabelled(engine.ws, folder, lab, (d, t) => {
+            if (process.stderr.isTTY) process.stderr.write(`\r${lab}: ${d}/${t}`);
+          });
+          if (process.stderr.isTTY) process.stderr.write('\n');
+          process.stdout.write(`${lab}: ${r.imported} imported, ${r.already} already in the workspace, ${r.failed.length} unreadable\n`);
+          for (const f of r.failed) process.stderr.write(`  skipped ${f.file}: ${f.reason}\n`);
+        }
+      } finally {
+        await engine.close();
+      }
+    });
+  label
+    .command('export')
+    .description('write every label (image key, url, label, source, time) as JSON or CSV')
+    .addOption(workspaceOption())
+    .requiredOption('--out <file>', 'output file (.json or .csv)')
+    .action(async (_o: unknown, cmd: Command) => {
+      // --workspace may have been taken by the parent command: read both
+      const opts = cmd.optsWithGlobals<{ workspace?: string; out: string }>();
+      const engine = openEngine(opts);
+      try {
+        const rows = exportLabels(engine.ws);
+        const text = opts.out.endsWith('.csv')
+          ? ['key,url,label,source,at', ...rows.map((r) => [r.key, JSON.stringify(r.url), r.label, r.source, r.at].join(','))].join('\n') + '\n'
+          : JSON.stringify(rows, null, 2) + '\n';
+        fs.writeFileSync(opts.out, text);
+        process.stdout.write(`${rows.length} labels written to ${opts.out}\n`);
+      } finally {
+        await engine.close();
+      }
+    });
+
+  const features = program
+    .command('features')
+    .description('extract image features of the usable images into the workspace cache (resumable)')
+    .addOption(workspaceOption())
+    .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--labelled-only', 'only the labelled images')
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        const r = await runJob(engine, 'features', { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable' });
+        if (r.result) process.stdout.write(`${JSON.stringify(r.result)}\n`);
+        process.exitCode = r.code;
+      } finally {
+        await engine.close();
+      }
+    });
+  features
+    .command('export')
+    .description('write the feature matrix (features.npy, float32 [N, dim]) and its image ids (ids.npy, ids.txt) for numpy')
+    .addOption(workspaceOption())
+    .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--format <fmt>', 'npy', 'npy')
+    .requiredOption('--out <dir>', 'output folder')
+    .action(async (_o: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<{ workspace?: string; extractor: ExtractorName; format: string; out: string }>();
+      if (opts.format !== 'npy') throw new UserError(`--format must be npy, got '${opts.format}'`);
+      const engine = openEngine(opts);
+      try {
+        const cache = await openCache(engine.ws, opts.extractor);
+        fs.mkdirSync(opts.out, { recursive: true });
+        const r = await cache.exportNpy(path.resolve(opts.out));
+        process.stdout.write(`${r.rows} rows: ${r.files.join(', ')}\n`);
+      } finally {
+        await engine.close();
+      }
+    });
+
+  const filter = program.command('filter').description('the junk filter: fit an SVM on labelled features, apply it, read scores');
+  filter
+    .command('fit')
+    .description('fit the RBF SVM with 10-fold cross-validation and choose the largest threshold with FNR under --max-fnr')
+    .addOption(workspaceOption())
+    .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--max-fnr <x>', 'largest false-negative rate allowed (good images thrown away)', numArg('--max-fnr', 0, 1), 0.01)
+    .option('--json', 'print JSON')
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; maxFnr: number; json?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        const job = engine.jobs.start('filter-fit', { extractor: opts.extractor, maxFnr: opts.maxFnr });
+        const { code, job: final } = await runForeground(engine, job);
+        process.exitCode = code;
+        if (final.state !== 'done') return;
+        const m = currentModel(engine.ws)!;
+        const table = cvTable(m);
+        // a condensed table: 20 rows spread over the thresholds, plus the chosen one
+        const step = Math.max(1, Math.floor(table.length / 20));
+        const rows = table.filter((_, i) => i % step === 0 || table[i]!.threshold === m.threshold);
+        if (opts.json) return printJson({ ...(final.result as object), table: rows });
+        process.stdout.write('threshold   accuracy   FNR      bad removed\n');
+        for (const r of rows) {
+          process.stdout.write(
+            `${r.threshold.toFixed(4).padStart(9)}   ${(100 * r.accuracy).toFixed(1).padStart(6)}%   ${(100 * r.falseNegativeRate).toFixed(2).padStart(5)}%   ${(100 * r.badRemoved).toFixed(1).padStart(6)}%${r.threshold === m.threshold ? '   <- chosen' : ''}\n`,
+          );
+        }
+        process.stdout.write(`chosen threshold ${m.threshold} (largest with cross-validated FNR <= ${(100 * opts.maxFnr).toFixed(1)}%)\n`);
+      } finally {
+        await engine.close();
+      }
+    });
+  filter
+    .command('apply')
+    .description('score every usable image with the current filter; training then uses the kept ones')
+    .addOption(workspaceOption())
+    .option('--json', 'print JSON')
+    .action(async (opts: { workspace?: string; json?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        const r = await runJob(engine, 'filter-apply', {});
+        if (r.result) process.stdout.write(opts.json ? JSON.stringify(r.result, null, 2) + '\n' : `${JSON.stringify(r.result)}\n`);
+        process.exitCode = r.code;
+      } finally {
+        await engine.close();
+      }
+    });
+  filter
+    .command('score')
+    .description('the decision value of every scored image (positive = more like the good examples)')
+    .addOption(workspaceOption())
+    .option('--json', 'print JSON')
+    .action(async (opts: { workspace?: string; json?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        const m = currentModel(engine.ws);
+        if (!m) throw new UserError('no filter has been fitted yet');
+        const rows = engine.ws.db
+          .prepare(`SELECT i.id imageId, i.key, i.url, s.score FROM filter_scores s JOIN images i ON i.id = s.image_id WHERE s.model_id = ? ORDER BY i.id`)
+          .all(m.id) as Array<{ imageId: number; key: string; url: string; score: number }>;
+        const out = rows.map((r) => ({ ...r, kept: r.score >= m.threshold }));
+        if (opts.json) printJson({ modelId: m.id, threshold: m.threshold, images: out });
+        else for (const r of out) process.stdout.write(`${r.imageId}\t${r.score.toFixed(5)}\t${r.kept ? 'kept' : 'removed'}\t${r.url}\n`);
+      } finally {
+        await engine.close();
+      }
+    });
+}

@@ -1,0 +1,122 @@
+import type { Command } from 'commander';
+import { UserError } from '../../engine/workspace/errors.ts';
+import { parseLossWeights } from '../../engine/train/model.ts';
+import { deleteRun, listRuns } from '../../engine/train/runs.ts';
+import type { TrainParams } from '../../engine/train/train-kind.ts';
+import type { JobInfo, RunInfo } from '../../engine/api/contract/index.ts';
+import { formatDuration, formatRate } from '../../engine/jobs/progress.ts';
+import { intArg, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
+
+interface TrainOpts {
+  workspace?: string;
+  mode: 'heads' | 'finetune';
+  steps: number;
+  batchSize: number;
+  lr?: number;
+  lossWeights: string;
+  evalEvery: number;
+  checkpointEvery: number;
+  hidden: number;
+  name?: string;
+  resume?: number;
+  force?: boolean;
+  augment: boolean;
+  json?: boolean;
+}
+
+const pct = (x: number | undefined | null): string => (x == null ? '--' : `${(100 * x).toFixed(1)}%`);
+
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description('train the multi-task price model (price range, median price, make/model, year) on the workspace')
+    .addOption(workspaceOption())
+    .option('--mode <mode>', 'heads (on cached MobileNetV2 features; fast on any CPU) or finetune (whole network; needs tfjs-node)', (v: string) => {
+      if (v !== 'heads' && v !== 'finetune') throw new UserError(`--mode must be heads or finetune, got '${v}'`);
+      return v;
+    }, 'heads')
+    .option('--steps <n>', 'total optimizer steps', intArg('--steps', 1), 2000)
+    .option('--batch-size <n>', 'batch size', intArg('--batch-size', 1, 4096), 64)
+    .option('--lr <x>', 'learning rate (default 1e-3 heads, 1e-4 finetune)', numArg('--lr', 0))
+    .option('--loss-weights <spec>', 'default, price_ce_only, or k=v,... over price, median, year, make', 'default')
+    .option('--eval-every <n>', 'evaluate on the test split every N steps', intArg('--eval-every', 1), 100)
+    .option('--checkpoint-every <n>', 'checkpoint every N steps', intArg('--checkpoint-every', 1), 100)
+    .option('--hidden <n>', 'shared hidden ReLU layer before the heads (0 = linear heads, which cannot help each other)', intArg('--hidden', 0, 8192), 256)
+    .option('--no-augment', 'finetune: no augmentation')
+    .option('--name <name>', 'a name for the run')
+    .option('--resume <run>', 'continue this run from its last checkpoint (--steps is the new total)', intArg('--resume', 1))
+    .option('--force', 'fine-tune even on the slow pure-JS backend')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: TrainOpts) => {
+      parseLossWeights(opts.lossWeights);
+      const params: Partial<TrainParams> = {
+        mode: opts.mode,
+        steps: opts.steps,
+        batchSize: opts.batchSize,
+        lr: opts.lr,
+        lossWeights: opts.lossWeights,
+        evalEvery: opts.evalEvery,
+        checkpointEvery: opts.checkpointEvery,
+        hidden: opts.hidden,
+        augment: opts.augment,
+        name: opts.name,
+        resumeRun: opts.resume,
+        force: opts.force ?? false,
+      };
+      const engine = openEngine(opts);
+      try {
+        const job = engine.jobs.start('train', params);
+        const render = (j: JobInfo): string =>
+          `[train] ${j.step ?? ''} ${j.done}/${j.total ?? '?'}  ${formatRate(j.rate, j.step === 'train' ? ' steps/s' : '/s')}  ETA ${formatDuration(j.eta)}  ${j.message ?? ''}`;
+        const { code, job: final } = await runForeground(engine, job, { render });
+        if (opts.json) printJson(final.result);
+        else if (final.result) {
+          const r = final.result as { runId: number; state: string; step: number; lastEval: { test: RunInfo['lastTrain'] } | null; baselinePriceAccuracy: number };
+          const t = r.lastEval?.test;
+          process.stdout.write(
+            `run ${r.runId}: ${r.state} at step ${r.step}; test price-bin accuracy ${pct(t?.price.accuracy)} (majority-class baseline ${pct(r.baselinePriceAccuracy)}), ` +
+              `price CE ${t?.price.loss.toFixed(3) ?? '--'}, median-price MAE $${t ? Math.round(t.median.maeDollars) : '--'}\n`,
+          );
+        }
+        process.exitCode = code;
+      } finally {
+        await engine.close();
+      }
+    });
+
+  const runs = program.command('runs').description('training runs with their last and best metrics');
+  runs
+    .command('list', { isDefault: true })
+    .addOption(workspaceOption())
+    .option('--json', 'print JSON')
+    .action(async (opts: { workspace?: string; json?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        const list = listRuns(engine.ws);
+        if (opts.json) return printJson(list);
+        if (!list.length) return void process.stdout.write('no runs yet: carstudio train --workspace DIR\n');
+        process.stdout.write('run  mode      loss weights    state     step        test price acc  baseline  price CE  make CE  year CE  MAE\n');
+        for (const r of list) {
+          const t = r.lastTest;
+          process.stdout.write(
+            `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(9)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
+          );
+        }
+      } finally {
+        await engine.close();
+      }
+    });
+  runs
+    .command('delete <id>')
+    .description('delete a run and its files')
+    .addOption(workspaceOption())
+    .action(async (id: string, opts: { workspace?: string }) => {
+      const engine = openEngine(opts);
+      try {
+        deleteRun(engine.ws, intArg('id', 1)(id), (j) => engine.jobs.isRunning(j));
+        process.stdout.write(`deleted run ${id}\n`);
+      } finally {
+        await engine.close();
+      }
+    });
+}

@@ -1,0 +1,38 @@
+import { initBackend } from '../../ml/backend.ts';
+import { buildLabelSpace, encodeColumns, splitByHash } from '../../train/labels.ts';
+import { trainingRows } from '../../train/dataset.ts';
+import { deleteRun, getRun, listRuns, runMetrics } from '../../train/runs.ts';
+import type { TrainResults } from '../contract/train.ts';
+import type { Handlers } from './types.ts';
+
+export const trainHandlers: Handlers<keyof TrainResults> = {
+  'train.dataset': async (_p, e) => {
+    const rows = trainingRows(e.ws.db);
+    const space = buildLabelSpace(rows);
+    const cols = encodeColumns(space, rows);
+    const count = (arr: Int32Array, n: number) => {
+      const c = new Array<number>(n).fill(0);
+      for (const v of arr) c[v]!++;
+      return c;
+    };
+    const bins = count(cols.priceBin, space.priceBins.length);
+    const years = count(cols.year, space.years.length);
+    const b = await initBackend('auto');
+    return {
+      images: rows.length,
+      testImages: splitByHash(rows, 0.1).test.length,
+      backend: { name: b.name, note: b.note, canFinetune: b.canTrainConv, fastFinetune: b.fastConv },
+      priceBins: space.priceBins.map((label, i) => ({ label, count: bins[i]! })),
+      makeModels: space.makeModels.map(({ make, model, count: n }) => ({ make, model, count: n })),
+      unknownMakeModels: space.unknownMakeModelCount,
+      years: space.years.map((label, i) => ({ label, count: years[i]! })).filter((y) => y.count > 0),
+    };
+  },
+  'runs.list': (_p, e) => listRuns(e.ws),
+  'runs.get': (p, e) => getRun(e.ws, p.id),
+  'runs.metrics': (p, e) => runMetrics(e.ws, p.id, p.maxTrainPoints),
+  'runs.delete': (p, e) => {
+    deleteRun(e.ws, p.id, (jobId) => e.jobs.isRunning(jobId));
+    return { deleted: p.id };
+  },
+};

@@ -1,0 +1,85 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Workspace } from '../workspace/workspace.ts';
+import { UserError } from '../workspace/errors.ts';
+import type { RunInfo, RunMetricPoint } from '../api/contract/train.ts';
+
+interface RunRow {
+  id: number;
+  name: string;
+  mode: 'heads' | 'finetune';
+  params: string;
+  state: RunInfo['state'];
+  job_id: number | null;
+  step: number;
+  steps: number;
+  last_train: string | null;
+  last_test: string | null;
+  best: string | null;
+  baseline: string | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+const parse = <T>(s: string | null): T | null => (s ? (JSON.parse(s) as T) : null);
+
+function toInfo(r: RunRow): RunInfo {
+  const params = JSON.parse(r.params) as { lossWeights?: string };
+  return {
+    id: r.id,
+    name: r.name,
+    mode: r.mode,
+    lossWeights: params.lossWeights ?? 'default',
+    params,
+    state: r.state,
+    jobId: r.job_id,
+    step: r.step,
+    steps: r.steps,
+    lastTrain: parse(r.last_train),
+    lastTest: parse(r.last_test),
+    best: parse(r.best),
+    baseline: parse(r.baseline),
+    error: r.error,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export function listRuns(ws: Workspace): RunInfo[] {
+  return (ws.db.prepare(`SELECT * FROM runs ORDER BY id DESC`).all() as RunRow[]).map(toInfo);
+}
+
+export function getRun(ws: Workspace, id: number): RunInfo {
+  const r = ws.db.prepare(`SELECT * FROM runs WHERE id = ?`).get(id) as RunRow | undefined;
+  if (!r) throw new UserError(`no run ${id}`);
+  return toInfo(r);
+}
+
+/** The run's metric history from its metrics.jsonl (train steps and evaluations). */
+export function runMetrics(ws: Workspace, id: number, maxTrainPoints = 2000): RunMetricPoint[] {
+  getRun(ws, id);
+  const file = path.join(ws.dir, 'runs', String(id), 'metrics.jsonl');
+  if (!fs.existsSync(file)) return [];
+  const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+  const pts: RunMetricPoint[] = [];
+  for (const l of lines) {
+    try {
+      const o = JSON.parse(l) as Omit<RunMetricPoint, 'split'> & { t: 'train' | 'eval' };
+      const { t, ...rest } = o;
+      pts.push({ ...rest, split: t === 'train' ? 'train' : 'test' });
+    } catch {
+      /* a line cut by a crash */
+    }
+  }
+  const train = pts.filter((p) => p.split === 'train');
+  const every = Math.max(1, Math.ceil(train.length / maxTrainPoints));
+  return pts.filter((p) => p.split !== 'train' || p.step % every === 0);
+}
+
+export function deleteRun(ws: Workspace, id: number, isRunning: (jobId: number) => boolean): void {
+  const r = getRun(ws, id);
+  if (r.jobId && isRunning(r.jobId) && (r.state === 'running' || r.state === 'preparing')) throw new UserError(`run ${id} is training; stop it first`);
+  ws.db.prepare(`DELETE FROM runs WHERE id = ?`).run(id);
+  fs.rmSync(path.join(ws.dir, 'runs', String(id)), { recursive: true, force: true });
+}
