@@ -307,7 +307,8 @@ export class JobManager {
           final = { state: 'done', result: m.result };
           break;
         case 'cancelled':
-          final = { state: 'cancelled' };
+          // what a job returns when stopped (e.g. the run it was training) is kept too
+          final = { state: 'cancelled', result: m.result };
           break;
         case 'error':
           final = { state: 'failed', error: { name: m.name, message: m.message } };
@@ -328,7 +329,7 @@ export class JobManager {
         (r.row.state === 'cancelling'
           ? { state: 'cancelled' as const }
           : { state: 'failed' as const, error: { name: 'WorkerExit', message: `job worker exited with code ${code}` } });
-      if (r.suspending && f.state === 'cancelled') f = { state: 'interrupted' };
+      if (r.suspending && f.state === 'cancelled') f = { state: 'interrupted', result: f.result };
       const now = Date.now();
       this.ws.db
         .prepare(

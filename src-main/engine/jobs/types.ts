@@ -37,7 +37,7 @@ export type WorkerMessage =
   | { type: 'checkpoint'; value: unknown }
   | { type: 'event'; name: string; data: unknown }
   | { type: 'done'; result: unknown }
-  | { type: 'cancelled' }
+  | { type: 'cancelled'; result?: unknown }
   | { type: 'error'; name: string; message: string; stack?: string };
 
 export type ManagerMessage = { type: 'cancel' };

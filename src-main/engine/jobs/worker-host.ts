@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     };
     const result = await mod.default(ctx);
     flush();
-    if (controller.signal.aborted) send({ type: 'cancelled' });
+    if (controller.signal.aborted) send({ type: 'cancelled', result: result ?? null });
     else send({ type: 'done', result: result ?? null });
   } catch (e) {
     flush();
