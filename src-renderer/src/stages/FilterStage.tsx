@@ -87,38 +87,55 @@ function LabelGrid({ onCounts, hasModel }: { onCounts: () => void; hasModel: boo
     void load();
   }, [load]);
 
+  // Keys arrive faster than renders: the cursor and items live in refs, the screen updates at
+  // once, and API calls go out one after another in key order.
+  const cursorRef = useRef(0);
+  const itemsRef = useRef<LabelQueueItem[]>([]);
+  itemsRef.current = items;
+  const queue = useRef<Promise<unknown>>(Promise.resolve());
+  const move = useCallback((to: number) => {
+    cursorRef.current = Math.max(0, Math.min(itemsRef.current.length - 1, to));
+    setCursor(cursorRef.current);
+  }, []);
+  useEffect(() => {
+    cursorRef.current = 0;
+  }, [items.length]);
   const label = useCallback(
-    async (i: number, l: 'good' | 'bad' | null) => {
-      const it = items[i];
+    (i: number, l: 'good' | 'bad' | null) => {
+      const it = itemsRef.current[i];
       if (!it) return;
-      setItems((all) => all.map((x, k) => (k === i ? { ...x, label: l } : x)));
-      await call('filter.setLabel', { imageId: it.imageId, label: l });
-      onCounts();
-      setCursor(Math.min(items.length - 1, i + 1));
+      itemsRef.current = itemsRef.current.map((x, k) => (k === i ? { ...x, label: l } : x));
+      setItems(itemsRef.current);
+      move(i + 1);
+      queue.current = queue.current.then(() => call('filter.setLabel', { imageId: it.imageId, label: l })).then(() => onCounts());
     },
-    [items, call, onCounts],
+    [call, onCounts, move],
   );
-  const undo = useCallback(async () => {
-    const r = await call('filter.undo', {});
-    if (!r?.imageId) return;
-    const i = items.findIndex((x) => x.imageId === r.imageId);
-    if (i >= 0) {
-      setItems((all) => all.map((x, k) => (k === i ? { ...x, label: r.label } : x)));
-      setCursor(i);
-    }
-    onCounts();
-  }, [call, items, onCounts]);
+  const undo = useCallback(() => {
+    queue.current = queue.current.then(async () => {
+      const r = await call('filter.undo', {});
+      if (!r?.imageId) return;
+      const i = itemsRef.current.findIndex((x) => x.imageId === r.imageId);
+      if (i >= 0) {
+        itemsRef.current = itemsRef.current.map((x, k) => (k === i ? { ...x, label: r.label } : x));
+        setItems(itemsRef.current);
+        move(i);
+      }
+      onCounts();
+    });
+  }, [call, onCounts, move]);
 
   const onKey = (e: React.KeyboardEvent) => {
     const k = e.key;
-    if (k === 'ArrowRight') setCursor((c) => Math.min(items.length - 1, c + 1));
-    else if (k === 'ArrowLeft') setCursor((c) => Math.max(0, c - 1));
-    else if (k === 'ArrowDown') setCursor((c) => Math.min(items.length - 1, c + COLS));
-    else if (k === 'ArrowUp') setCursor((c) => Math.max(0, c - COLS));
-    else if (k === 'g') void label(cursor, 'good');
-    else if (k === 'b') void label(cursor, 'bad');
-    else if (k === 's') setCursor((c) => Math.min(items.length - 1, c + 1));
-    else if (k === 'u' || k === 'Backspace') void undo();
+    const c = cursorRef.current;
+    if (k === 'ArrowRight') move(c + 1);
+    else if (k === 'ArrowLeft') move(c - 1);
+    else if (k === 'ArrowDown') move(c + COLS);
+    else if (k === 'ArrowUp') move(c - COLS);
+    else if (k === 'g') label(c, 'good');
+    else if (k === 'b') label(c, 'bad');
+    else if (k === 's') move(c + 1);
+    else if (k === 'u' || k === 'Backspace') undo();
     else if (k === 'n' || k === 'Enter') setPage((p) => p + 1);
     else return;
     e.preventDefault();
@@ -143,21 +160,21 @@ function LabelGrid({ onCounts, hasModel }: { onCounts: () => void; hasModel: boo
               data-label={it.label ?? ''}
               data-image-id={it.imageId}
               onClick={() => {
-                setCursor(i);
+                move(i);
                 gridRef.current?.focus();
               }}
             >
               <img src={api.imageUrl(it.key)} alt="" loading="lazy" />
               <div className="label-actions">
-                <button onClick={() => void label(i, 'good')}>good</button>
-                <button onClick={() => void label(i, 'bad')}>bad</button>
+                <button onClick={() => label(i, 'good')}>good</button>
+                <button onClick={() => label(i, 'bad')}>bad</button>
               </div>
             </div>
           ))}
         </div>
       )}
       <div className="row" style={{ marginTop: 8 }}>
-        <button onClick={() => void undo()}>Undo</button>
+        <button onClick={() => undo()}>Undo</button>
         <button onClick={() => setPage((p) => p + 1)} data-testid="next-page">
           Next page
         </button>

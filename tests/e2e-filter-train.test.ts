@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { runCli, startServe, type Served } from './helpers/processes.ts';
+import { tmpDir } from './helpers/workspace.ts';
+import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
+
+if (!hasChromium()) console.log(`skipping the Label & Filter / Train UI tests: no Chromium at ${CHROMIUM}`);
+
+describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () => {
+  let browser: Browser;
+  let s: Served;
+  let page: Page;
+  beforeAll(async () => {
+    const dir = `${tmpDir()}/ws`;
+    const r = await runCli(['scrape', '--workspace', dir, '--base-url', 'demo', '--min-id', '1', '--max-id', '80', '--retry-delay-ms', '5'], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    s = await startServe(['--workspace', dir]);
+    browser = await launchChromium();
+    page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+    await page.goto(`${s.url}?token=${s.token}`);
+  }, 150_000);
+  afterAll(async () => {
+    await browser?.close();
+    await s?.stop();
+  });
+
+  const count = async (id: string) => Number((await page.getByTestId(id).locator('.metric-value').textContent())!.replace(/,/g, ''));
+
+  it('labels a page with the keyboard, keeps the labels over a reload, fits a filter and moves the threshold', async () => {
+    await page.getByTestId('nav-filter').click();
+    const grid = page.getByTestId('label-grid');
+    await grid.locator('[data-testid="label-item"]').first().waitFor();
+    await grid.locator('[data-testid="label-item"]').first().click();
+    const keys = ['g', 'b', 'g', 'b', 'g', 'b', 'g', 'b', 'g', 'b', 'g', 'b', 's', 'g'];
+    for (const k of keys) await page.keyboard.press(k);
+    // undo the last one
+    await page.keyboard.press('u');
+    await page.getByTestId('count-good').locator('.metric-value').filter({ hasText: /^6$/ }).waitFor();
+    await page.getByTestId('count-bad').locator('.metric-value').filter({ hasText: /^6$/ }).waitFor();
+    expect(await grid.locator('[data-label="good"]').count()).toBe(6);
+    expect(await grid.locator('[data-label="bad"]').count()).toBe(6);
+
+    await page.reload();
+    await page.getByTestId('nav-filter').click();
+    await page.getByTestId('count-good').locator('.metric-value').filter({ hasText: /^6$/ }).waitFor();
+    expect(await count('count-bad')).toBe(6);
+
+    await page.getByTestId('fit-filter').click();
+    const panel = page.getByTestId('threshold-panel');
+    await panel.waitFor({ timeout: 90_000 });
+    const fnr = page.getByTestId('meter-fnr').locator('.metric-value');
+    await fnr.filter({ hasText: /%/ }).waitFor();
+    const slider = page.getByTestId('threshold-slider');
+    const max = Number(await slider.getAttribute('max'));
+    await slider.fill(String(max));
+    await fnr.filter({ hasText: /^[1-9]\d*\.\d\d%|100\.00%/ }).waitFor();
+    const high = await fnr.textContent();
+    const min = Number(await slider.getAttribute('min'));
+    await slider.fill(String(min));
+    await fnr.filter({ hasText: /^0\.00%$/ }).waitFor();
+    expect(high).not.toBe('0.00%');
+    await page.screenshot({ path: artifactPath('filter-stage.png'), fullPage: true });
+  }, 150_000);
+
+  it('starts runs from the Train stage and shows their curves growing, overlaid', async () => {
+    await page.getByTestId('nav-train').click();
+    await page.getByTestId('backend').locator('.metric-value').filter({ hasText: /wasm|cpu|tensorflow/ }).waitFor();
+    await page.getByTestId('train-steps').fill('600');
+    await page.getByTestId('train-eval').fill('100');
+    await page.getByTestId('start-train').click();
+    const chart = page.getByTestId('chart-loss');
+    const points = async () => Number(await chart.getAttribute('data-points'));
+    await page.waitForFunction(`Number(document.querySelector('[data-testid="chart-loss"]').dataset.points) > 0`, undefined, { timeout: 90_000 });
+    const first = await points();
+    await page.waitForFunction(`Number(document.querySelector('[data-testid="chart-loss"]').dataset.points) > ${first}`, undefined, { timeout: 60_000 });
+    await page.locator('[data-testid^="run-"][data-state="done"]').first().waitFor({ timeout: 90_000 });
+    await page.getByTestId('train-loss').selectOption('price_ce_only');
+    await page.getByTestId('start-train').click();
+    await page.locator('[data-testid^="run-"][data-state="done"]').nth(1).waitFor({ timeout: 120_000 });
+    // both runs overlaid: the train and test series of each
+    expect(await page.locator('[data-testid="chart-loss"] .u-legend .u-series').count()).toBeGreaterThanOrEqual(4);
+    expect(await page.getByTestId('runs-table').textContent()).toContain('price_ce_only');
+    await page.screenshot({ path: artifactPath('train-stage.png'), fullPage: true });
+  }, 300_000);
+});
