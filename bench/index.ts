@@ -2,6 +2,8 @@ import { storeBench } from './store.bench.ts';
 import { scrapeBench } from './scrape.bench.ts';
 import { dedupBench } from './dedup.bench.ts';
 import { predictBench } from './predict.bench.ts';
+import { filterBench } from './filter.bench.ts';
+import { trainBench } from './train.bench.ts';
 
 export interface Benchmark {
   name: string;
@@ -10,4 +12,4 @@ export interface Benchmark {
 }
 
 /** Every benchmark, in pipeline order; each stage adds its own. */
-export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench, predictBench];
+export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench, filterBench, trainBench, predictBench];
