@@ -200,8 +200,10 @@ function ThresholdPanel({ min, max, initial, onSaved }: { min: number; max: numb
     }, 60);
     return () => clearTimeout(id);
   }, [call, t]);
-  const lo = Math.min(min, initial);
-  const hi = Math.max(max, initial);
+  // a margin past the extreme scores, so the ends of the slider keep everything / nothing
+  const pad = (Math.max(max, initial) - Math.min(min, initial)) * 0.02 || 0.01;
+  const lo = Math.min(min, initial) - pad;
+  const hi = Math.max(max, initial) + pad;
   return (
     <section className="card" data-testid="threshold-panel">
       <h3>Threshold</h3>
