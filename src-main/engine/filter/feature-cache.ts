@@ -14,9 +14,9 @@
 // A shard is either complete or absent; leftover temporary files are removed on open.
 // `exportNpy` writes features.npy / ids.npy (NumPy format v1.0) and ids.txt.
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { syncDir, writeAtomicWith } from '../util/atomic-file.ts';
 
 const MAGIC = 'CSFEAT01';
 const SHARD_RE = /^shard-(\d{8})\.f32$/;
@@ -196,7 +196,7 @@ export class FeatureCache {
     } finally {
       await fsp.rm(tmp, { force: true });
     }
-    await syncDir(this.dir);
+    syncDir(this.dir);
   }
 
   /**
@@ -247,7 +247,7 @@ export class FeatureCache {
     const idsPath = path.join(outDir, 'ids.npy');
     const txtPath = path.join(outDir, 'ids.txt');
     const allIds: number[] = [];
-    await writeAtomic(featPath, async (fh) => {
+    await writeAtomicWith(featPath, async (fh) => {
       await writeAll(fh, [npyHeader('<f4', [n, this.dim])]);
       for (const s of this.shards) {
         const { ids, rows } = await readShard(s);
@@ -255,12 +255,12 @@ export class FeatureCache {
         await writeAll(fh, [float32LE(rows)]);
       }
     });
-    await writeAtomic(idsPath, async (fh) => {
+    await writeAtomicWith(idsPath, async (fh) => {
       const body = Buffer.alloc(allIds.length * 8);
       allIds.forEach((id, i) => body.writeBigInt64LE(BigInt(id), i * 8));
       await writeAll(fh, [npyHeader('<i8', [n]), body]);
     });
-    await writeAtomic(txtPath, async (fh) => {
+    await writeAtomicWith(txtPath, async (fh) => {
       await writeAll(fh, [Buffer.from(allIds.length ? `${allIds.join('\n')}\n` : '', 'utf8')]);
     });
     return { rows: n, files: [featPath, idsPath, txtPath] };
@@ -379,30 +379,3 @@ function align8(n: number): number {
   return Math.ceil(n / 8) * 8;
 }
 
-async function writeAtomic(file: string, body: (fh: fsp.FileHandle) => Promise<void>): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  const fh = await fsp.open(tmp, 'wx');
-  try {
-    await body(fh);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await fsp.rename(tmp, file);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // Not supported on every platform (e.g. Windows); the rename is still atomic.
-  }
-}

@@ -5,10 +5,8 @@
 //          8   u32 LE length J of the JSON header
 //         12   JSON header (UTF-8): { meta, tensors: [{ name, shape, offset }] }, padded to 8 bytes
 //   12+J+pad   float32 LE data of every tensor, at the offsets named in the header
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import path from 'node:path';
+import { writeFileAtomic, sweepTemporaries } from '../util/atomic-file.ts';
 
 const MAGIC = 'CSCKPT01';
 
@@ -69,43 +67,7 @@ export async function readCheckpoint<M>(file: string): Promise<CheckpointFile<M>
   return { meta: header.meta, tensors };
 }
 
-/** Writes parts to a unique temporary next to `file`, fsyncs it, renames it over `file`. */
-export async function writeFileAtomic(file: string, parts: readonly Uint8Array[] | string): Promise<void> {
-  const dir = path.dirname(file);
-  await fsp.mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await fsp.open(tmp, 'wx');
-  try {
-    const list = typeof parts === 'string' ? [Buffer.from(parts, 'utf8')] : parts;
-    for (const p of list) {
-      let off = 0;
-      while (off < p.byteLength) off += (await fh.write(p, off, p.byteLength - off)).bytesWritten;
-    }
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await fsp.rename(tmp, file);
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // Directory fsync is not available everywhere; the rename is atomic regardless.
-  }
-}
-
-/** Removes temporaries a crashed writer left in a run folder. */
-export async function sweepTemporaries(dir: string): Promise<void> {
-  const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  await Promise.all(names.filter((n) => n.startsWith('.') && n.endsWith('.tmp')).map((n) => fsp.rm(path.join(dir, n), { force: true })));
-}
+export { writeFileAtomic, sweepTemporaries };
 
 function littleEndian(): boolean {
   return new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
