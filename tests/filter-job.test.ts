@@ -1,8 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from './helpers/processes.ts';
-import { SHARED_DATA, hasSharedData, tmpDir } from './helpers/workspace.ts';
+import { Engine } from '../src-main/engine/engine.ts';
+import { openCache } from '../src-main/engine/filter/features.ts';
+import { runCli, waitFor } from './helpers/processes.ts';
+import { SHARED_DATA, hasSharedData, seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
 
 const PHOTOS = path.join(SHARED_DATA, 'listing-photos');
 const present = hasSharedData('listing-photos/good') && hasSharedData('listing-photos/bad');
@@ -78,4 +80,45 @@ describe.runIf(present)('label & filter on real listing photos', () => {
     expect((await runCli(['label', 'export', '--workspace', dir, '--out', labels])).code).toBe(0);
     expect(fs.readFileSync(labels, 'utf8').trim().split('\n')).toHaveLength(321);
   }, 240_000);
+});
+
+describe('features job', () => {
+  it('reports its backend, skips and reports a corrupt image, and resumes after a cancel without extracting twice', async () => {
+    const ws = tmpWorkspace();
+    const keys = await seedStoredImages(ws, 150);
+    // a stored file that went bad after it was stored (still a usable image by the database)
+    fs.writeFileSync(ws.store.pathFor(keys[7]!), Buffer.from('\xff\xd8\xff garbage, not a jpeg'));
+    const corruptId = ws.db.prepare(`SELECT id FROM images WHERE key = ?`).pluck().get(keys[7]) as number;
+    const dir = ws.dir;
+    ws.close();
+    const engine = Engine.open(dir);
+    try {
+      const job = engine.jobs.start('features', { extractor: 'mobilenet_v2' });
+      await waitFor(() => (engine.jobs.get(job.id)!.done >= 48 ? true : null), 'extraction progress', 60_000);
+      engine.jobs.cancel(job.id);
+      const stopped = await engine.jobs.wait(job.id);
+      expect(stopped.state).toBe('cancelled');
+      const partial = (await openCache(engine.ws, 'mobilenet_v2')).size;
+      expect(partial).toBeGreaterThanOrEqual(32);
+      expect(partial).toBeLessThan(149);
+
+      engine.jobs.resume(job.id);
+      const final = await engine.jobs.wait(job.id);
+      expect(final.state, final.error?.message).toBe('done');
+      const r = final.result as { backend: string; images: number; extracted: number; failed: number; failures: Array<{ imageId: number; error: string }>; cached: number; imagesPerSecond: number };
+      // only what the cancelled run had not stored is extracted again
+      expect(r).toMatchObject({ images: 150, extracted: 149 - partial, failed: 1, cached: 149 });
+      expect(r.failures).toEqual([{ imageId: corruptId, error: expect.any(String) }]);
+      expect(r.backend).toMatch(/^tfjs (wasm|cpu|tensorflow)/);
+      const log = engine.ws.db.prepare(`SELECT message FROM job_log WHERE job_id = ? ORDER BY id`).pluck().all(job.id) as string[];
+      expect(log.some((l) => l.includes(`image ${corruptId} skipped`))).toBe(true);
+      expect(log.some((l) => l.includes(`on ${r.backend}`))).toBe(true);
+      console.log(`features job: ${r.imagesPerSecond?.toFixed(1)} images/s on ${r.backend} (small synthetic JPEGs), ${partial} kept over the cancel`);
+      const cache = await openCache(engine.ws, 'mobilenet_v2');
+      expect(cache.has(corruptId)).toBe(false);
+      await cache.close();
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
 });

@@ -5,6 +5,8 @@ import { UserError } from '../../engine/workspace/errors.ts';
 import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/features.ts';
 import { exportLabels, importLabelled } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
+import { CLIP_DEFAULT_URL, clipWeightsHelp, clipWeightsPath } from '../../engine/filter/clip.ts';
+import { downloadResumable } from '../../engine/ml/download.ts';
 import { findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import type { Engine } from '../../engine/engine.ts';
 
@@ -97,6 +99,59 @@ export function registerFilter(program: Command): void {
         fs.mkdirSync(opts.out, { recursive: true });
         const r = await cache.exportNpy(path.resolve(opts.out));
         process.stdout.write(`${r.rows} rows: ${r.files.join(', ')}\n`);
+      } finally {
+        await engine.close();
+      }
+    });
+
+  features
+    .command('weights')
+    .argument('[extractor]', 'clip-vit-b16 (mobilenet_v2 ships with CarStudio)', 'clip-vit-b16')
+    .description(`install an extractor's weights into the workspace: download them (progress, resumable) or copy a file you have (--from)`)
+    .addOption(workspaceOption())
+    .option('--from <file>', 'a vision_model.onnx already on this machine (offline)')
+    .option('--url <url>', 'download from here instead', CLIP_DEFAULT_URL)
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<{ workspace?: string; from?: string; url: string }>();
+      if (extractorArg(name) !== 'clip-vit-b16') {
+        process.stdout.write(`${name} needs no download: its weights ship with CarStudio (nsfwjs)\n`);
+        return;
+      }
+      const engine = openEngine(opts);
+      try {
+        const dest = clipWeightsPath(engine.ws.dir);
+        if (opts.from) {
+          if (!fs.existsSync(opts.from)) throw new UserError(`${opts.from} does not exist`);
+          fs.mkdirSync(path.dirname(dest), { recursive: true });
+          const tmp = `${dest}.${process.pid}.tmp`;
+          fs.copyFileSync(opts.from, tmp);
+          fs.renameSync(tmp, dest);
+          process.stdout.write(`copied ${opts.from} to ${dest}\n`);
+          return;
+        }
+        const ac = new AbortController();
+        const stop = (): void => ac.abort();
+        process.once('SIGINT', stop);
+        try {
+          const r = await downloadResumable(opts.url, dest, {
+            signal: ac.signal,
+            onProgress: (p) => {
+              if (!process.stderr.isTTY) return;
+              const mb = (b: number): string => (b / 1048576).toFixed(1);
+              process.stderr.write(`\r${mb(p.bytes)}${p.total ? ` / ${mb(p.total)}` : ''} MB`);
+            },
+          });
+          if (process.stderr.isTTY) process.stderr.write('\n');
+          process.stdout.write(`${dest}: ${r.bytes} bytes${r.resumedFrom ? ` (${r.resumedFrom} from an earlier download)` : ''}\n`);
+        } catch (e) {
+          if (ac.signal.aborted) throw new UserError('download stopped; run the same command again to continue it');
+          throw new UserError(
+            `${(e as Error).message}${(e as Error).cause ? ` (${String((e as { cause?: { message?: string } }).cause?.message ?? (e as Error).cause)})` : ''}. ` +
+              `Without network access: ${clipWeightsHelp(engine.ws.dir)}`,
+          );
+        } finally {
+          process.off('SIGINT', stop);
+        }
       } finally {
         await engine.close();
       }

@@ -23,5 +23,15 @@ export default async function featuresJob(ctx: JobContext<FeaturesParams>): Prom
     ctx.params.extractor,
   );
   await r.cache.close();
-  return { images: ids.length, extracted: r.extracted, failed: r.failed, cached: r.cache.size, imagesPerSecond: r.imagesPerSecond };
+  if (r.backend === null) ctx.log('info', `all ${ids.length} images already have ${ctx.params.extractor} features`);
+  return {
+    extractor: ctx.params.extractor,
+    backend: r.backend,
+    images: ids.length,
+    extracted: r.extracted,
+    failed: r.failed,
+    failures: r.failures,
+    cached: r.cache.size,
+    imagesPerSecond: r.imagesPerSecond,
+  };
 }

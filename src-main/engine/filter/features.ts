@@ -1,9 +1,10 @@
 import path from 'node:path';
 import type { Workspace } from '../workspace/workspace.ts';
-import { UserError } from '../workspace/errors.ts';
+import { loadClipExtractor, CLIP_DIM } from './clip.ts';
 import { FeatureCache } from './feature-cache.ts';
 import { extractFeatures, defaultExtractor, type FeatureExtractor } from './extract.ts';
 import { MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
+import { initBackend } from '../ml/backend.ts';
 
 export const EXTRACTORS = ['mobilenet_v2', 'clip-vit-b16'] as const;
 export type ExtractorName = (typeof EXTRACTORS)[number];
@@ -17,17 +18,15 @@ export function openCache(ws: Workspace, extractor: ExtractorName, bufferRows = 
 }
 
 function dimOf(extractor: ExtractorName): number {
-  return extractor === 'mobilenet_v2' ? MOBILENET_FEATURE_DIM : 512;
+  return extractor === 'mobilenet_v2' ? MOBILENET_FEATURE_DIM : CLIP_DIM;
 }
 
-/** The extractor's model on the best backend; CLIP needs what cannot ship offline. */
-export async function loadExtractor(extractor: ExtractorName): Promise<FeatureExtractor & { backend?: string }> {
-  if (extractor === 'mobilenet_v2') return defaultExtractor();
-  throw new UserError(
-    'the clip-vit-b16 extractor needs onnxruntime-node (npm install onnxruntime-node, with ONNXRUNTIME_NODE_INSTALL_CUDA=skip) ' +
-      'and the CLIP ViT-B/16 image-encoder ONNX weights in <workspace>/models/clip-vit-b16/ (e.g. exported with ' +
-      '@huggingface/transformers); neither is installed on this machine. Use --extractor mobilenet_v2, which works offline.',
-  );
+/** The extractor's model on the best backend, and that backend's name (shown to the user). */
+export async function loadExtractor(extractor: ExtractorName, workspaceDir: string): Promise<FeatureExtractor & { backend: string }> {
+  if (extractor === 'clip-vit-b16') return loadClipExtractor(workspaceDir);
+  const ex = await defaultExtractor();
+  const info = await initBackend('auto'); // the same (cached) ladder result defaultExtractor used
+  return { ...ex, backend: `tfjs ${info.name}` };
 }
 
 export interface EnsureFeaturesContext {
@@ -35,6 +34,17 @@ export interface EnsureFeaturesContext {
   signal: AbortSignal;
   progress(done: number, total: number, message: string): void;
   log(level: 'info' | 'warn', message: string): void;
+}
+
+export interface EnsureFeaturesResult {
+  cache: FeatureCache;
+  extracted: number;
+  failed: number;
+  /** The first 100 images that could not be decoded, and why. */
+  failures: Array<{ imageId: number; error: string }>;
+  imagesPerSecond: number | null;
+  /** The extractor's backend, null when nothing had to be extracted. */
+  backend: string | null;
 }
 
 /**
@@ -45,32 +55,49 @@ export async function ensureFeatures(
   c: EnsureFeaturesContext,
   imageIds: readonly number[],
   extractor: ExtractorName,
-): Promise<{ cache: FeatureCache; extracted: number; failed: number; imagesPerSecond: number | null }> {
+): Promise<EnsureFeaturesResult> {
   const cache = await openCache(c.ws, extractor);
   const missing = imageIds.filter((id) => !cache.has(id));
-  if (missing.length === 0) return { cache, extracted: 0, failed: 0, imagesPerSecond: null };
+  if (missing.length === 0) return { cache, extracted: 0, failed: 0, failures: [], imagesPerSecond: null, backend: null };
   const keyOf = c.ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
-  const ex = await loadExtractor(extractor);
-  c.log('info', `extracting ${extractor} features of ${missing.length} images`);
+  let ex: FeatureExtractor & { backend: string };
+  try {
+    ex = await loadExtractor(extractor, c.ws.dir);
+  } catch (e) {
+    await cache.close();
+    throw e;
+  }
+  c.log('info', `extracting ${extractor} features of ${missing.length} images on ${ex.backend}`);
   let failed = 0;
+  const failures: Array<{ imageId: number; error: string }> = [];
   const inputs = missing.map((id) => ({ id, data: c.ws.store.pathFor(keyOf.get(id) as string) }));
-  const res = await extractFeatures(
-    inputs,
-    {
-      batchSize: 16,
-      signal: c.signal,
-      collect: false,
-      onBatch: async (batch, p) => {
-        if (batch.ids.length) await cache.append(batch.ids, batch.features);
-        c.progress(p.done + p.failed, missing.length, `${p.imagesPerSecond.toFixed(1)} images/s`);
+  let res: Awaited<ReturnType<typeof extractFeatures>>;
+  try {
+    res = await extractFeatures(
+      inputs,
+      {
+        batchSize: 16,
+        signal: c.signal,
+        collect: false,
+        onBatch: async (batch, p) => {
+          if (batch.ids.length) await cache.append(batch.ids, batch.features);
+          c.progress(p.done + p.failed, missing.length, `${p.imagesPerSecond.toFixed(1)} images/s on ${ex.backend}`);
+        },
+        onError: (f) => {
+          failed++;
+          if (failures.length < 100) failures.push({ imageId: f.id, error: f.error });
+          c.log('warn', `image ${f.id} skipped: ${f.error}`);
+        },
       },
-      onError: (f) => {
-        failed++;
-        c.log('warn', `image ${f.id}: ${f.error}`);
-      },
-    },
-    ex,
-  );
+      ex,
+    );
+  } catch (e) {
+    // cancelled or failed: keep what was embedded (buffered rows become a shard) for the next run
+    await cache.flush().catch(() => undefined);
+    await cache.close().catch(() => undefined);
+    throw e;
+  }
   await cache.flush();
-  return { cache, extracted: res.stats.done, failed, imagesPerSecond: res.stats.imagesPerSecond };
+  c.log('info', `${res.stats.done} images embedded, ${failed} skipped, ${res.stats.imagesPerSecond.toFixed(1)} images/s on ${ex.backend}`);
+  return { cache, extracted: res.stats.done, failed, failures, imagesPerSecond: res.stats.imagesPerSecond, backend: ex.backend };
 }

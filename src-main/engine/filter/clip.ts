@@ -1,0 +1,128 @@
+// The CLIP ViT-B/16 image encoder (512-d embeddings, the original pipeline's features) through
+// ONNX Runtime. Neither ships with CarStudio: onnxruntime-node is an optional dependency (reached
+// only through a dynamic import) and the ONNX weights live in the workspace
+// (<workspace>/models/clip-vit-b16/vision_model.onnx), put there by `carstudio features weights`
+// (a download with progress and resume, or a copy of a file the user has). When either is
+// missing the error says exactly what to do.
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../workspace/errors.ts';
+import type { FeatureExtractor } from './extract.ts';
+
+export const CLIP_NAME = 'clip-vit-b16';
+export const CLIP_DIM = 512;
+export const CLIP_INPUT_SIZE = 224;
+export const CLIP_WEIGHTS_FILE = 'vision_model.onnx';
+/** Where `features weights clip-vit-b16` downloads from unless --url says otherwise. */
+export const CLIP_DEFAULT_URL = 'https://huggingface.co/Xenova/clip-vit-base-patch16/resolve/main/onnx/vision_model.onnx';
+// CLIPImageProcessor's normalisation (openai/clip-vit-base-patch16 preprocessor_config.json)
+const MEAN = [0.48145466, 0.4578275, 0.40821073];
+const STD = [0.26862954, 0.26130258, 0.27577711];
+
+export function clipWeightsPath(workspaceDir: string): string {
+  return path.join(workspaceDir, 'models', CLIP_NAME, CLIP_WEIGHTS_FILE);
+}
+
+/** What a user runs to get the weights, offline or not. */
+export function clipWeightsHelp(workspaceDir: string): string {
+  return (
+    `the ${CLIP_NAME} extractor needs the CLIP ViT-B/16 image encoder as ONNX at ${clipWeightsPath(workspaceDir)}. ` +
+    `Online: \`carstudio features weights ${CLIP_NAME} --workspace ${workspaceDir}\` downloads it (about 350 MB, resumable). ` +
+    `Offline: copy a vision_model.onnx (input pixel_values [N,3,224,224], output image_embeds [N,512], e.g. from Xenova/clip-vit-base-patch16) ` +
+    `to this machine and run \`carstudio features weights ${CLIP_NAME} --workspace ${workspaceDir} --from FILE\`. ` +
+    `Or use --extractor mobilenet_v2, which works offline.`
+  );
+}
+
+export const ORT_HELP =
+  `the ${CLIP_NAME} extractor runs on ONNX Runtime, and the onnxruntime-node package is not installed. ` +
+  `Install it in the CarStudio folder with \`ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install onnxruntime-node\` ` +
+  `(offline: \`npm install /path/to/onnxruntime-node-<version>.tgz\` from a tarball made elsewhere with \`npm pack onnxruntime-node\`), ` +
+  `or use --extractor mobilenet_v2, which works offline.`;
+
+// The part of onnxruntime-node's API used here (it is an optional dependency without types here).
+interface OrtTensor {
+  data: Float32Array;
+  dims: readonly number[];
+}
+interface OrtSession {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+}
+interface OrtModule {
+  Tensor: new (type: 'float32', data: Float32Array, dims: number[]) => OrtTensor;
+  InferenceSession: { create(file: string, opts?: { executionProviders?: string[] }): Promise<OrtSession> };
+}
+
+async function importOrt(): Promise<OrtModule> {
+  const name = 'onnxruntime-node';
+  try {
+    const mod = (await import(name)) as OrtModule & { default?: OrtModule };
+    return mod.InferenceSession ? mod : mod.default!;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') throw new UserError(ORT_HELP);
+    throw new UserError(
+      `onnxruntime-node is installed but failed to load (${(e as Error).message}); reinstall it, or use --extractor mobilenet_v2`,
+    );
+  }
+}
+
+/** NHWC [0,1] (what extract.ts hands every extractor) -> NCHW normalised with CLIP's mean/std. */
+export function toClipInput(batch: Float32Array, n: number, size = CLIP_INPUT_SIZE): Float32Array {
+  const plane = size * size;
+  const out = new Float32Array(n * 3 * plane);
+  for (let b = 0; b < n; b++) {
+    const src = b * plane * 3;
+    const dst = b * plane * 3;
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) out[dst + c * plane + p] = (batch[src + p * 3 + c]! - MEAN[c]!) / STD[c]!;
+    }
+  }
+  return out;
+}
+
+/**
+ * Loads the CLIP image encoder: the weights first (so a missing file is reported even where
+ * ONNX Runtime is absent too), then onnxruntime-node, trying CUDA and falling back to the CPU.
+ * Embeddings are L2-normalised, as CLIP compares them.
+ */
+export async function loadClipExtractor(workspaceDir: string): Promise<FeatureExtractor & { backend: string }> {
+  const weights = clipWeightsPath(workspaceDir);
+  const haveWeights = fs.existsSync(weights);
+  const ort = await importOrt().catch((e: unknown) => {
+    if (!haveWeights) throw new UserError(`${ORT_HELP} Then: ${clipWeightsHelp(workspaceDir)}`);
+    throw e;
+  });
+  if (!haveWeights) throw new UserError(clipWeightsHelp(workspaceDir));
+  let session: OrtSession;
+  let backend = 'onnxruntime-node (cuda)';
+  try {
+    session = await ort.InferenceSession.create(weights, { executionProviders: ['cuda', 'cpu'] });
+  } catch {
+    backend = 'onnxruntime-node (cpu)';
+    session = await ort.InferenceSession.create(weights, { executionProviders: ['cpu'] });
+  }
+  const input = session.inputNames.includes('pixel_values') ? 'pixel_values' : session.inputNames[0]!;
+  const output = session.outputNames.includes('image_embeds') ? 'image_embeds' : session.outputNames[0]!;
+  async function embed(batch: Float32Array, n: number): Promise<Float32Array> {
+    if (n <= 0) return new Float32Array(0);
+    const res = await session.run({ [input]: new ort.Tensor('float32', toClipInput(batch, n), [n, 3, CLIP_INPUT_SIZE, CLIP_INPUT_SIZE]) });
+    const t = res[output]!;
+    if (t.dims.length !== 2 || t.dims[1] !== CLIP_DIM) {
+      throw new UserError(
+        `${weights}: output ${output} has shape [${t.dims.join(', ')}], expected [N, ${CLIP_DIM}] (the vision model with projection, image_embeds)`,
+      );
+    }
+    const out = Float32Array.from(t.data);
+    for (let r = 0; r < n; r++) {
+      let s = 0;
+      for (let k = 0; k < CLIP_DIM; k++) s += out[r * CLIP_DIM + k]! ** 2;
+      const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+      for (let k = 0; k < CLIP_DIM; k++) out[r * CLIP_DIM + k] *= inv;
+    }
+    return out;
+  }
+  return { name: `${CLIP_NAME}/image_embeds`, inputSize: CLIP_INPUT_SIZE, featureDim: CLIP_DIM, embed, backend };
+}

@@ -1,0 +1,142 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downloadResumable } from '../src-main/engine/ml/download.ts';
+import { clipWeightsPath, toClipInput } from '../src-main/engine/filter/clip.ts';
+import { runCli } from './helpers/processes.ts';
+import { seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
+
+const hasOrt = (() => {
+  try {
+    createRequire(import.meta.url).resolve('onnxruntime-node');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('resumable weight download', () => {
+  const body = Buffer.alloc(3 * 1024 * 1024);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 2654435761) >>> 24;
+  const ranges: Array<string | undefined> = [];
+  let honourRange = true;
+  let server: http.Server;
+  let base: string;
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      ranges.push(req.headers.range);
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const from = honourRange && m ? Number(m[1]) : 0;
+      res.writeHead(from ? 206 : 200, {
+        'content-length': body.length - from,
+        ...(from ? { 'content-range': `bytes ${from}-${body.length - 1}/${body.length}` } : {}),
+      });
+      // in 64 KiB pieces, so a client can stop half-way
+      let off = from;
+      const pump = (): void => {
+        while (off < body.length) {
+          const ok = res.write(body.subarray(off, off + 65536));
+          off += 65536;
+          if (!ok) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('keeps the part file when stopped, continues it with a Range request, and renames into place', async () => {
+    const dest = path.join(tmpDir(), 'models', 'w.onnx');
+    const ac = new AbortController();
+    await expect(
+      downloadResumable(`${base}/w.onnx`, dest, {
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.bytes >= 1024 * 1024) ac.abort();
+        },
+      }),
+    ).rejects.toThrow();
+    expect(fs.existsSync(dest)).toBe(false);
+    const partial = fs.statSync(`${dest}.part`).size;
+    expect(partial).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(partial).toBeLessThan(body.length);
+
+    const seen: number[] = [];
+    const r = await downloadResumable(`${base}/w.onnx`, dest, { onProgress: (p) => seen.push(p.bytes) });
+    expect(ranges.at(-1)).toBe(`bytes=${partial}-`);
+    expect(r).toEqual({ path: dest, bytes: body.length, resumedFrom: partial });
+    expect(seen.at(-1)).toBe(body.length);
+    expect(fs.readFileSync(dest).equals(body)).toBe(true);
+    expect(fs.existsSync(`${dest}.part`)).toBe(false);
+    // already there: nothing is fetched
+    const n = ranges.length;
+    await downloadResumable(`${base}/w.onnx`, dest);
+    expect(ranges.length).toBe(n);
+  });
+
+  it('starts over when the server ignores the Range header', async () => {
+    const dest = path.join(tmpDir(), 'w.onnx');
+    fs.writeFileSync(`${dest}.part`, Buffer.from('stale bytes'));
+    honourRange = false;
+    try {
+      const r = await downloadResumable(`${base}/w.onnx`, dest);
+      expect(r.resumedFrom).toBe(0);
+      expect(fs.readFileSync(dest).equals(body)).toBe(true);
+    } finally {
+      honourRange = true;
+    }
+  });
+
+  it('the CLI downloads the CLIP weights into the workspace', async () => {
+    const ws = tmpWorkspace();
+    const dir = ws.dir;
+    ws.close();
+    const r = await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', dir, '--url', `${base}/vision_model.onnx`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(clipWeightsPath(dir)).equals(body)).toBe(true);
+  });
+});
+
+describe('clip-vit-b16 extractor', () => {
+  it('converts the NHWC [0,1] batch to NCHW with CLIP normalisation', () => {
+    const size = 2;
+    const px = [0, 0.25, 0.5, 1];
+    const nhwc = new Float32Array(size * size * 3);
+    px.forEach((v, p) => nhwc.set([v, v / 2, 1 - v], p * 3));
+    const out = toClipInput(nhwc, 1, size);
+    expect(out[0]).toBeCloseTo((0 - 0.48145466) / 0.26862954, 5); // R plane, pixel 0
+    expect(out[4 + 3]).toBeCloseTo((0.5 - 0.4578275) / 0.26130258, 5); // G plane, pixel 3
+    expect(out[8 + 1]).toBeCloseTo((0.75 - 0.40821073) / 0.27577711, 5); // B plane, pixel 1
+  });
+
+  it.skipIf(hasOrt)(
+    'offline, a features job says exactly what to install and where the weights go',
+    async () => {
+      const ws = tmpWorkspace();
+      await seedStoredImages(ws, 3);
+      const dir = ws.dir;
+      ws.close();
+      const r = await runCli(['features', '--workspace', dir, '--extractor', 'clip-vit-b16']);
+      expect(r.code).not.toBe(0);
+      const out = r.stdout + r.stderr;
+      expect(out).toContain('ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install onnxruntime-node');
+      expect(out).toContain(clipWeightsPath(dir));
+      expect(out).toContain('--from FILE');
+      // with weights installed (here a copy of a file: --from), only the runtime is missing
+      const file = path.join(tmpDir(), 'vision_model.onnx');
+      fs.writeFileSync(file, 'not really a model');
+      expect((await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', dir, '--from', file])).code).toBe(0);
+      expect(fs.readFileSync(clipWeightsPath(dir), 'utf8')).toBe('not really a model');
+      const again = await runCli(['features', '--workspace', dir, '--extractor', 'clip-vit-b16']);
+      expect(again.stdout + again.stderr).toContain('onnxruntime-node package is not installed');
+      expect(again.stdout + again.stderr).not.toContain('Then: the clip-vit-b16 extractor needs');
+    },
+    60_000,
+  );
+});
