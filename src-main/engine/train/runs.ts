@@ -24,7 +24,7 @@ interface RunRow {
 
 const parse = <T>(s: string | null): T | null => (s ? (JSON.parse(s) as T) : null);
 
-function toInfo(r: RunRow): RunInfo {
+function toInfo(r: RunRow, wsDir: string): RunInfo {
   const params = JSON.parse(r.params) as { lossWeights?: string };
   return {
     id: r.id,
@@ -41,19 +41,20 @@ function toInfo(r: RunRow): RunInfo {
     best: parse(r.best),
     baseline: parse(r.baseline),
     error: r.error,
+    dir: path.join(wsDir, 'runs', String(r.id)),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
 }
 
 export function listRuns(ws: Workspace): RunInfo[] {
-  return (ws.db.prepare(`SELECT * FROM runs ORDER BY id DESC`).all() as RunRow[]).map(toInfo);
+  return (ws.db.prepare(`SELECT * FROM runs ORDER BY id DESC`).all() as RunRow[]).map((r) => toInfo(r, ws.dir));
 }
 
 export function getRun(ws: Workspace, id: number): RunInfo {
   const r = ws.db.prepare(`SELECT * FROM runs WHERE id = ?`).get(id) as RunRow | undefined;
   if (!r) throw new UserError(`no run ${id}`);
-  return toInfo(r);
+  return toInfo(r, ws.dir);
 }
 
 /** The run's metric history from its metrics.jsonl (train steps and evaluations). */

@@ -102,7 +102,9 @@ export function TrainStage() {
         <section className="card" data-testid="train-live">
           <strong>{running.title}</strong> — {running.step}: {fmtInt(running.done)} / {fmtInt(running.total)} · {lastSpeed ? `${lastSpeed.toFixed(0)} samples/s` : ''} · ETA{' '}
           {running.eta != null ? `${Math.round(running.eta)} s` : '—'}{' '}
-          <button onClick={() => void call('jobs.cancel', { id: running.id })}>Stop</button>
+          <button onClick={() => void call('jobs.cancel', { id: running.id })} data-testid="stop-train">
+            Stop
+          </button>
         </section>
       )}
       <section className="card">
@@ -120,7 +122,8 @@ export function TrainStage() {
           </label>
           <label className="row">
             smoothing
-            <input type="range" min={0} max={0.98} step={0.02} value={smooth} onChange={(e) => setSmooth(Number(e.target.value))} />
+            <input type="range" min={0} max={0.98} step={0.02} value={smooth} onChange={(e) => setSmooth(Number(e.target.value))} data-testid="train-smoothing" />
+            <span className="small">{smooth.toFixed(2)}</span>
           </label>
           <span className="muted small">solid = train (smoothed), dashed = test</span>
         </div>
@@ -291,11 +294,11 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
               <td>{fmtPrice(r.lastTest?.median.maeDollars)}</td>
               <td className="row">
                 {(r.state === 'stopped' || r.state === 'failed') && (
-                  <button disabled={busy} onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}>
+                  <button disabled={busy} data-testid={`resume-${r.id}`} onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}>
                     Resume
                   </button>
                 )}
-                <button className="link" onClick={() => void call('runs.delete', { id: r.id }).then(onChange)}>
+                <button className="link" data-testid={`delete-${r.id}`} onClick={() => void call('runs.delete', { id: r.id }).then(onChange)}>
                   delete
                 </button>
               </td>
@@ -311,10 +314,10 @@ function ClassLists({ d }: { d: NonNullable<ReturnType<typeof useQuery<'train.da
   return (
     <section className="card">
       <h3>Classes</h3>
-      <div className="grid2">
+      <div className="grid3">
         <div>
           <h4 className="muted">Price ranges</h4>
-          <table>
+          <table data-testid="price-classes">
             <tbody>
               {d.priceBins.map((b) => (
                 <tr key={b.label}>
@@ -335,6 +338,19 @@ function ClassLists({ d }: { d: NonNullable<ReturnType<typeof useQuery<'train.da
                     {m.make} {m.model}
                   </td>
                   <td>{fmtInt(m.count)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        <div>
+          <h4 className="muted">Years ({d.years.length} with images, of 1983..2023 + unknown)</h4>
+          <table data-testid="year-classes">
+            <tbody>
+              {d.years.map((y) => (
+                <tr key={y.label}>
+                  <td>{y.label}</td>
+                  <td>{fmtInt(y.count)}</td>
                 </tr>
               ))}
             </tbody>

@@ -37,6 +37,8 @@ export interface RunInfo {
   best: (TrainMetrics & { step: number }) | null;
   baseline: { priceAccuracy: number; priceClass: string; trainImages: number; testImages: number } | null;
   error: string | null;
+  /** The run folder: config.json (with the label space), metrics.jsonl, last/best checkpoints. */
+  dir: string;
   createdAt: number;
   updatedAt: number;
 }
