@@ -1,11 +1,12 @@
 // The CLIP ViT-B/16 image encoder (512-d embeddings, the original pipeline's features) through
-// ONNX Runtime. Neither ships with CarStudio: onnxruntime-node is an optional dependency (reached
-// only through a dynamic import) and the ONNX weights live in the workspace
-// (<workspace>/models/clip-vit-b16/vision_model.onnx), put there by `carstudio features weights`
-// (a download with progress and resume, or a copy of a file the user has). When either is
+// ONNX Runtime. onnxruntime-node is an optional dependency (reached only through a dynamic import,
+// so CarStudio runs without it) and the ONNX weights do not ship with CarStudio: they live in the
+// workspace (<workspace>/models/clip-vit-b16/vision_model.onnx), put there by `carstudio features
+// weights` (a download with progress and resume, or a copy of a file the user has). When either is
 // missing the error says exactly what to do.
 import fs from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { UserError } from '../workspace/errors.ts';
 import type { FeatureExtractor } from './extract.ts';
 
@@ -35,12 +36,14 @@ export function clipWeightsHelp(workspaceDir: string): string {
 }
 
 export const ORT_HELP =
-  `the ${CLIP_NAME} extractor runs on ONNX Runtime, and the onnxruntime-node package is not installed. ` +
-  `Install it in the CarStudio folder with \`ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install onnxruntime-node\` ` +
-  `(offline: \`npm install /path/to/onnxruntime-node-<version>.tgz\` from a tarball made elsewhere with \`npm pack onnxruntime-node\`), ` +
+  `the ${CLIP_NAME} extractor runs on ONNX Runtime, and the onnxruntime-node package (an optional dependency of CarStudio) is not installed. ` +
+  `Install it in the CarStudio folder with \`ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install\` ` +
+  `(the variable keeps its install script from downloading CUDA libraries, which fails without internet and makes npm leave the package out; ` +
+  `offline: \`npm install /path/to/onnxruntime-node-<version>.tgz\` from a tarball made elsewhere with \`npm pack onnxruntime-node@<version>\`), ` +
   `or use --extractor mobilenet_v2, which works offline.`;
 
-// The part of onnxruntime-node's API used here (it is an optional dependency without types here).
+// The part of onnxruntime-node's API used here (declared here, as it is optional: the typecheck must
+// not depend on whether it is installed).
 interface OrtTensor {
   data: Float32Array;
   dims: readonly number[];
@@ -84,9 +87,26 @@ export function toClipInput(batch: Float32Array, n: number, size = CLIP_INPUT_SI
 }
 
 /**
+ * Whether onnxruntime-node has its CUDA execution provider. The npm package bundles the CPU build
+ * only; its install script, which package.json's allowScripts keeps npm from running, downloads
+ * the CUDA provider from NuGet (run by hand: `node node_modules/onnxruntime-node/script/install`).
+ * Trying CUDA without it makes ONNX Runtime print an error line for every session, so it is only
+ * tried when the library is there.
+ */
+function ortHasCuda(): boolean {
+  try {
+    const entry = createRequire(import.meta.url).resolve('onnxruntime-node'); // <pkg>/dist/index.js
+    const bin = path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    return fs.readdirSync(bin).some((f) => /onnxruntime_providers_cuda\.(so|dll)$/.test(f));
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Loads the CLIP image encoder: the weights first (so a missing file is reported even where
- * ONNX Runtime is absent too), then onnxruntime-node, trying CUDA and falling back to the CPU.
- * Embeddings are L2-normalised, as CLIP compares them.
+ * ONNX Runtime is absent too), then onnxruntime-node, on CUDA where its provider is installed and
+ * works, else on the CPU. Embeddings are L2-normalised, as CLIP compares them.
  */
 export async function loadClipExtractor(workspaceDir: string): Promise<FeatureExtractor & { backend: string }> {
   const weights = clipWeightsPath(workspaceDir);
@@ -96,19 +116,39 @@ export async function loadClipExtractor(workspaceDir: string): Promise<FeatureEx
     throw e;
   });
   if (!haveWeights) throw new UserError(clipWeightsHelp(workspaceDir));
-  let session: OrtSession;
+  let session: OrtSession | null = null;
   let backend = 'onnxruntime-node (cuda)';
-  try {
-    session = await ort.InferenceSession.create(weights, { executionProviders: ['cuda', 'cpu'] });
-  } catch {
-    backend = 'onnxruntime-node (cpu)';
-    session = await ort.InferenceSession.create(weights, { executionProviders: ['cpu'] });
+  if (ortHasCuda()) {
+    try {
+      session = await ort.InferenceSession.create(weights, { executionProviders: ['cuda', 'cpu'] });
+    } catch {
+      session = null; // no usable GPU or CUDA runtime: the CPU below
+    }
   }
-  const input = session.inputNames.includes('pixel_values') ? 'pixel_values' : session.inputNames[0]!;
-  const output = session.outputNames.includes('image_embeds') ? 'image_embeds' : session.outputNames[0]!;
+  if (!session) {
+    backend = 'onnxruntime-node (cpu)';
+    try {
+      session = await ort.InferenceSession.create(weights, { executionProviders: ['cpu'] });
+    } catch (e) {
+      throw new UserError(
+        `${weights} is not a model ONNX Runtime can load (${(e as Error).message.split('\n')[0]}). Replace it: ${clipWeightsHelp(workspaceDir)}`,
+      );
+    }
+  }
+  const sess = session;
+  const input = sess.inputNames.includes('pixel_values') ? 'pixel_values' : sess.inputNames[0]!;
+  const output = sess.outputNames.includes('image_embeds') ? 'image_embeds' : sess.outputNames[0]!;
   async function embed(batch: Float32Array, n: number): Promise<Float32Array> {
     if (n <= 0) return new Float32Array(0);
-    const res = await session.run({ [input]: new ort.Tensor('float32', toClipInput(batch, n), [n, 3, CLIP_INPUT_SIZE, CLIP_INPUT_SIZE]) });
+    const dims = [n, 3, CLIP_INPUT_SIZE, CLIP_INPUT_SIZE];
+    let res: Record<string, OrtTensor>;
+    try {
+      res = await sess.run({ [input]: new ort.Tensor('float32', toClipInput(batch, n), dims) });
+    } catch (e) {
+      throw new UserError(
+        `${weights}: ONNX Runtime could not run it on ${input} [${dims.join(', ')}] (${(e as Error).message.split('\n')[0]}); expected the CLIP ViT-B/16 vision model (input pixel_values [N, 3, 224, 224])`,
+      );
+    }
     const t = res[output]!;
     if (t.dims.length !== 2 || t.dims[1] !== CLIP_DIM) {
       throw new UserError(
