@@ -1,11 +1,15 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../src-main/engine/engine.ts';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
 import type { JobInfo } from '../src-main/engine/api/contract/index.ts';
-import { seedStoredImages, tmpWorkspace, ROOT } from './helpers/workspace.ts';
-import { CLI, waitFor } from './helpers/processes.ts';
+import { JobManager } from '../src-main/engine/jobs/job-manager.ts';
+import { openDb } from '../src-main/engine/workspace/db.ts';
+import { migrations } from '../src-main/engine/workspace/migrations/index.ts';
+import { seedStoredImages, tmpDir, tmpWorkspace, ROOT } from './helpers/workspace.ts';
+import { CLI, runCli, waitFor } from './helpers/processes.ts';
 
 describe('job runner', () => {
   it('runs a job in a worker thread with throttled progress, a result and a log', async () => {
@@ -109,4 +113,87 @@ describe('job runner', () => {
     await engine.close();
     expect(Workspace.open(dir).store.countTemporaries()).toBe(0);
   }, 120_000);
+});
+
+/** How often `needle` occurs in `text`. */
+const occurrences = (text: string, needle: string): number => text.split(needle).length - 1;
+/** A stack frame line, as V8 prints them. */
+const STACK_LINE = /^\s+at .+\(?.*:\d+:\d+\)?$/m;
+
+describe('failed jobs in the CLI', () => {
+  it('a user error: the progress line and `carstudio: <message>` once, no stack anywhere, exit 2; --json stdout stays JSON', async () => {
+    const dir = path.join(tmpDir(), 'ws');
+    expect((await runCli(['init', '--workspace', dir])).code).toBe(0);
+
+    const fit = await runCli(['filter', 'fit', '--workspace', dir]);
+    const fitMsg = 'need at least 5 good and 5 bad labels to fit the filter (have 0 good, 0 bad)';
+    expect(fit.code, fit.stderr).toBe(2);
+    expect(occurrences(fit.stdout + fit.stderr, fitMsg)).toBe(1);
+    expect(fit.stderr).toContain(`carstudio: ${fitMsg}\n`);
+    expect(fit.stdout + fit.stderr).not.toMatch(STACK_LINE);
+    expect(fit.stdout + fit.stderr).not.toContain('at Module.');
+    expect(fit.stderr.split('\n').filter((l) => l.startsWith('[Fit junk filter'))).toHaveLength(1);
+    // the progress line comes before the message
+    expect(fit.stderr.indexOf('[Fit junk filter')).toBeLessThan(fit.stderr.indexOf('carstudio: '));
+
+    const train = await runCli(['train', '--workspace', dir, '--steps', '10', '--json'], { timeoutMs: 120_000 });
+    const trainMsg = 'only 0 training images with a price';
+    expect(train.code, train.stderr).toBe(2);
+    expect(occurrences(train.stdout + train.stderr, trainMsg)).toBe(1);
+    expect(train.stdout + train.stderr).not.toMatch(STACK_LINE);
+    expect(() => JSON.parse(train.stdout)).not.toThrow();
+    expect(train.stderr.split('\n').filter((l) => l.startsWith('[train]'))).toHaveLength(1);
+
+    // the job's record says it was the user's mistake; its log has the message and no stack
+    const jobs = JSON.parse((await runCli(['jobs', '--workspace', dir, '--json'])).stdout) as JobInfo[];
+    expect(jobs.map((j) => [j.kind, j.state, j.error?.user])).toEqual([
+      ['train', 'failed', true],
+      ['filter-fit', 'failed', true],
+    ]);
+    const log = await runCli(['jobs', 'logs', String(jobs[1]!.id), '--workspace', dir]);
+    expect(log.stdout).toContain(`failed: ${fitMsg}`);
+    expect(log.stdout).not.toMatch(STACK_LINE);
+  }, 180_000);
+
+  it('an unexpected error (a file where the features folder belongs): the message once, exit 1, the stack only in the job log', async () => {
+    const dir = path.join(tmpDir(), 'ws');
+    expect((await runCli(['init', '--workspace', dir])).code).toBe(0);
+    fs.writeFileSync(path.join(dir, 'features'), 'not a folder');
+    const r = await runCli(['features', '--workspace', dir], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(1);
+    const msg = `ENOTDIR: not a directory, mkdir '${path.join(dir, 'features', 'mobilenet_v2')}'`;
+    expect(occurrences(r.stdout + r.stderr, msg)).toBe(1);
+    expect(r.stderr).toContain(`carstudio: ${msg}\n`);
+    expect(r.stdout + r.stderr).not.toMatch(STACK_LINE);
+    expect(r.stderr).toMatch(/job #1 failed with Error; its log has the details: carstudio jobs logs 1/);
+    const [job] = JSON.parse((await runCli(['jobs', '--workspace', dir, '--json'])).stdout) as JobInfo[];
+    expect(job!.error).toEqual({ name: 'Error', message: msg, user: false });
+    const log = await runCli(['jobs', 'logs', '1', '--workspace', dir]);
+    expect(log.stdout).toMatch(STACK_LINE);
+    expect(log.stdout).toContain(`failed: ${msg}`);
+  }, 180_000);
+
+  it('jobs that failed before error_user existed are classified by their error name', () => {
+    const dir = path.join(tmpDir(), 'ws');
+    Workspace.open(dir, { create: true }).close();
+    for (const f of ['', '-wal', '-shm']) fs.rmSync(Workspace.dbFile(dir) + f, { force: true });
+    // the schema before migration 005
+    const old = openDb(Workspace.dbFile(dir), { list: migrations.slice(0, 4) });
+    const add = old.prepare(`INSERT INTO jobs (kind, params, state, error_name, error_message, created_at) VALUES ('verify-store', '{}', ?, ?, ?, 0)`);
+    add.run('failed', 'UserError', 'a mistake');
+    add.run('failed', 'WorkspaceError', 'a bad workspace');
+    add.run('failed', 'TypeError', 'a bug');
+    add.run('done', null, null);
+    old.close();
+    const ws = Workspace.open(dir);
+    const jobs = new JobManager(ws);
+    expect(jobs.list().reverse().map((j) => j.error)).toEqual([
+      { name: 'UserError', message: 'a mistake', user: true },
+      { name: 'WorkspaceError', message: 'a bad workspace', user: true },
+      { name: 'TypeError', message: 'a bug', user: false },
+      null,
+    ]);
+    jobs.close();
+    ws.close();
+  });
 });

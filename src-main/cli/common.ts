@@ -48,12 +48,16 @@ export function progressLine(j: JobInfo, extra = ''): string {
 
 /**
  * Runs a job in this process with a live progress line on stderr. Ctrl-C (or SIGTERM) asks the
- * job to stop cleanly; a second Ctrl-C forces it. Returns the exit code.
+ * job to stop cleanly; a second Ctrl-C forces it. Returns the exit code, as for direct commands:
+ * 0 done (or stopped by SIGTERM), 130 stopped by Ctrl-C, 2 failed on a UserError (the message is
+ * printed once as `carstudio: <message>`, no stack), 1 failed unexpectedly (the message, and where
+ * the job's log keeps the stack). Only stdout carries results, so `--json` output stays parseable.
  */
 export async function runForeground(engine: Engine, job: JobInfo, opts: { json?: boolean; render?: (j: JobInfo) => string } = {}): Promise<{ code: number; job: JobInfo }> {
   const tty = process.stderr.isTTY;
   let last = 0;
   let lastLine = '';
+  let printed = ''; // the last line written without a TTY, which is not written twice in a row
   const render = opts.render ?? ((j: JobInfo) => progressLine(j));
   const draw = (j: JobInfo, force = false): void => {
     if (j.id !== job.id) return;
@@ -62,13 +66,19 @@ export async function runForeground(engine: Engine, job: JobInfo, opts: { json?:
     last = now;
     lastLine = render(j);
     if (tty) process.stderr.write(`\r\x1b[2K${lastLine.slice(0, (process.stderr.columns ?? 200) - 1)}`);
-    else process.stderr.write(lastLine + '\n');
+    else if (lastLine !== printed) {
+      printed = lastLine;
+      process.stderr.write(lastLine + '\n');
+    }
   };
   const off = engine.on((event, data) => {
     if (event === 'job.updated') draw(data as JobInfo);
     else if (event === 'job.log') {
       const l = data as { jobId: number; level: string; message: string };
-      if (l.jobId === job.id && l.level !== 'info') {
+      // Warnings while the job runs are shown as they come; the lines the manager logs once the
+      // job has ended (its error, an unexpected error's stack) are not: the error is printed
+      // below, once, and the stack stays in the job's log.
+      if (l.jobId === job.id && l.level !== 'info' && engine.jobs.isRunning(job.id)) {
         if (tty) process.stderr.write('\r\x1b[2K');
         process.stderr.write(`${l.level}: ${l.message}\n`);
         if (tty && lastLine) process.stderr.write(lastLine.slice(0, (process.stderr.columns ?? 200) - 1));
@@ -103,7 +113,10 @@ export async function runForeground(engine: Engine, job: JobInfo, opts: { json?:
       process.stderr.write(`stopped: job #${final.id} (${final.title}) at ${final.done}${final.total != null ? `/${final.total}` : ''}; run the same command again to resume\n`);
       return { code: signalName === 'SIGINT' ? 130 : 0, job: final };
     }
-    process.stderr.write(`failed: ${final.error?.message ?? 'unknown error'}\n`);
+    const err = final.error;
+    process.stderr.write(`carstudio: ${err?.message ?? `job #${final.id} ${final.state}`}\n`);
+    if (err?.user) return { code: 2, job: final };
+    process.stderr.write(`carstudio: job #${final.id} failed with ${err?.name ?? 'an unknown error'}; its log has the details: carstudio jobs logs ${final.id} --workspace ${engine.ws.dir}\n`);
     return { code: 1, job: final };
   } finally {
     off();

@@ -4,7 +4,7 @@ import type { Workspace } from '../workspace/workspace.ts';
 import { UserError } from '../workspace/errors.ts';
 import { jobKind } from './kinds.ts';
 import { RateMeter } from './progress.ts';
-import type { JobInfo, JobLogEntry, JobState, ManagerMessage, WorkerInput, WorkerMessage } from './types.ts';
+import type { JobError, JobInfo, JobLogEntry, JobState, ManagerMessage, WorkerInput, WorkerMessage } from './types.ts';
 import './all-kinds.ts';
 
 const HEARTBEAT_MS = 2_000;
@@ -12,6 +12,8 @@ const STALE_MS = 30_000;
 const PERSIST_MS = 1_000;
 const EMIT_MS = 250;
 const CANCEL_GRACE_MS = 15_000;
+/** Lines of an unexpected error's stack kept in the job's log. */
+const STACK_LINES = 8;
 
 interface JobRow {
   id: number;
@@ -26,6 +28,8 @@ interface JobRow {
   message: string | null;
   error_name: string | null;
   error_message: string | null;
+  /** 1 when the job failed on a UserError, 0 for an unexpected failure (migration 005). */
+  error_user: number | null;
   checkpoint: string | null;
   result: string | null;
   owner_pid: number | null;
@@ -160,7 +164,7 @@ export class JobManager {
     this.ws.db
       .prepare(
         `UPDATE jobs SET state = 'running', owner_pid = ?, heartbeat_at = ?, started_at = ?, finished_at = NULL,
-           error_name = NULL, error_message = NULL, message = NULL, resumed_count = resumed_count + 1 WHERE id = ?`,
+           error_name = NULL, error_message = NULL, error_user = NULL, message = NULL, resumed_count = resumed_count + 1 WHERE id = ?`,
       )
       .run(process.pid, now, now, id);
     this.log(id, 'info', `resumed (run ${row.resumed_count + 2})`);
@@ -286,7 +290,8 @@ export class JobManager {
     const settled = new Promise<JobInfo>((res) => (resolveSettled = res));
     const r: Running = { id, worker, meter: new RateMeter(), row, lastPersist: 0, lastEmit: 0, emitTimer: null, killTimer: null, settled, suspending: false };
     this.running.set(id, r);
-    let final: { state: JobState; error?: { name: string; message: string }; result?: unknown } | null = null;
+    // stack: an unexpected error's, for the log (a UserError's message says it all)
+    let final: { state: JobState; error?: JobError; stack?: string; result?: unknown } | null = null;
 
     worker.on('message', (m: WorkerMessage) => {
       switch (m.type) {
@@ -311,13 +316,13 @@ export class JobManager {
           final = { state: 'cancelled', result: m.result };
           break;
         case 'error':
-          final = { state: 'failed', error: { name: m.name, message: m.message } };
-          if (m.stack) this.log(id, 'error', m.stack.split('\n').slice(0, 6).join('\n'));
+          final = { state: 'failed', error: { name: m.name, message: m.message, user: m.user }, stack: m.user ? undefined : m.stack };
           break;
       }
     });
     worker.on('error', (e) => {
-      final ??= { state: r.row.state === 'cancelling' ? 'cancelled' : 'failed', error: { name: e.name, message: e.message } };
+      // an error the job's code did not catch (e.g. thrown in a callback): never a user's mistake
+      final ??= { state: r.row.state === 'cancelling' ? 'cancelled' : 'failed', error: { name: e.name, message: e.message, user: false }, stack: e.stack };
     });
     worker.on('exit', (code) => {
       if (r.killTimer) clearTimeout(r.killTimer);
@@ -328,16 +333,19 @@ export class JobManager {
         final ??
         (r.row.state === 'cancelling'
           ? { state: 'cancelled' as const }
-          : { state: 'failed' as const, error: { name: 'WorkerExit', message: `job worker exited with code ${code}` } });
+          : { state: 'failed' as const, error: { name: 'WorkerExit', message: `job worker exited with code ${code}`, user: false } });
       if (r.suspending && f.state === 'cancelled') f = { state: 'interrupted', result: f.result };
       const now = Date.now();
       this.ws.db
         .prepare(
           `UPDATE jobs SET state = ?, done = ?, total = ?, step = ?, message = ?, rate = NULL, eta_s = NULL,
-             error_name = ?, error_message = ?, result = ?, finished_at = ?, owner_pid = NULL WHERE id = ?`,
+             error_name = ?, error_message = ?, error_user = ?, result = ?, finished_at = ?, owner_pid = NULL WHERE id = ?`,
         )
         .run(f.state, r.row.done, r.row.total, r.row.step, r.row.message, f.error?.name ?? null, f.error?.message ?? null,
-          f.result === undefined ? null : JSON.stringify(f.result), now, id);
+          f.error ? Number(f.error.user) : null, f.result === undefined ? null : JSON.stringify(f.result), now, id);
+      // The record of how the job ended is logged once it is no longer running (isRunning is
+      // false), so a foreground runner that prints the error itself can leave these lines out.
+      if (f.state === 'failed' && f.stack) this.log(id, 'error', f.stack.split('\n').slice(0, STACK_LINES).join('\n'));
       this.log(
         id,
         f.state === 'failed' ? 'error' : 'info',
@@ -415,7 +423,7 @@ export class JobManager {
       rate: row.rate,
       eta: row.eta_s,
       message: row.message,
-      error: row.error_name ? { name: row.error_name, message: row.error_message ?? '' } : null,
+      error: row.error_name ? { name: row.error_name, message: row.error_message ?? '', user: row.error_user === 1 } : null,
       result: row.result ? JSON.parse(row.result) : null,
       resumedCount: row.resumed_count,
       createdAt: row.created_at,

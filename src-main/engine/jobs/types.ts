@@ -1,7 +1,7 @@
 import type { Workspace } from '../workspace/workspace.ts';
 import type { JobLogEntry } from '../api/contract/core.ts';
 
-export type { JobInfo, JobLogEntry, JobState } from '../api/contract/core.ts';
+export type { JobError, JobInfo, JobLogEntry, JobState } from '../api/contract/core.ts';
 
 export interface ProgressUpdate {
   step?: string;
@@ -38,7 +38,8 @@ export type WorkerMessage =
   | { type: 'event'; name: string; data: unknown }
   | { type: 'done'; result: unknown }
   | { type: 'cancelled'; result?: unknown }
-  | { type: 'error'; name: string; message: string; stack?: string };
+  /** `user`: the job threw a UserError (the message says what to fix; no stack is sent). */
+  | { type: 'error'; name: string; message: string; user: boolean; stack?: string };
 
 export type ManagerMessage = { type: 'cancel' };
 

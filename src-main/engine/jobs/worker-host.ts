@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Workspace } from '../workspace/workspace.ts';
+import { UserError } from '../workspace/errors.ts';
 import type { JobContext, JobFn, ManagerMessage, ProgressUpdate, WorkerInput, WorkerMessage } from './types.ts';
 
 const PROGRESS_INTERVAL_MS = 200;
@@ -52,9 +53,10 @@ async function main(): Promise<void> {
     else send({ type: 'done', result: result ?? null });
   } catch (e) {
     flush();
-    const err = e as Error;
     if (controller.signal.aborted) send({ type: 'cancelled' });
-    else send({ type: 'error', name: err?.name ?? 'Error', message: err?.message ?? String(e), stack: err?.stack });
+    else if (e instanceof UserError) send({ type: 'error', name: e.name, message: e.message, user: true });
+    else if (e instanceof Error) send({ type: 'error', name: e.name, message: e.message, user: false, stack: e.stack });
+    else send({ type: 'error', name: 'Error', message: String(e), user: false });
   } finally {
     workspace?.close();
     port.close();

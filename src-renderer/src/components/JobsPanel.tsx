@@ -52,7 +52,13 @@ function JobCard({ job }: { job: JobInfo }) {
         {running && <span>ETA {fmtDuration(job.eta)}</span>}
       </div>
       {job.message && <div className="job-msg">{job.message}</div>}
-      {job.error && <div className="job-error">{job.error.message}</div>}
+      {job.error && (
+        <div className="job-error" data-user-error={job.error.user}>
+          {job.error.message}
+          {/* a UserError's message says what to fix; anything else is unexpected, with its stack in the log */}
+          {!job.error.user && <span className="muted small"> (unexpected {job.error.name}: the log has the details)</span>}
+        </div>
+      )}
       {job.resumedCount > 0 && <div className="muted small">resumed {job.resumedCount}×</div>}
       <div className="job-actions">
         {running && (

@@ -19,7 +19,8 @@ export interface JobInfo {
   /** Seconds left at the current rate, null when unknown. */
   eta: number | null;
   message: string | null;
-  error: ApiError | null;
+  /** Why the job failed (state 'failed'), else null. */
+  error: JobError | null;
   result: unknown;
   resumedCount: number;
   createdAt: number;
@@ -38,6 +39,17 @@ export interface JobLogEntry {
 export interface ApiError {
   name: string;
   message: string;
+}
+
+/** Why a job failed. */
+export interface JobError extends ApiError {
+  /**
+   * True when the job stopped on a UserError: a mistake of the user's (too few labels, a bad
+   * path, ...) that the message explains; no stack is logged and the CLI exits 2. False for an
+   * unexpected failure (a bug, a crashed worker, an unreachable site): its stack is in the job's
+   * log and the CLI exits 1.
+   */
+  user: boolean;
 }
 
 export type ApiResult<T> = { ok: true; value: T } | { ok: false; error: ApiError };

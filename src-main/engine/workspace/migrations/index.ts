@@ -2,6 +2,7 @@ import { migration001 } from './001-foundation.ts';
 import { migration002 } from './002-dedup.ts';
 import { migration003 } from './003-filter.ts';
 import { migration004 } from './004-train.ts';
+import { migration005 } from './005-job-errors.ts';
 
 export interface Migration {
   /** Becomes PRAGMA user_version once applied; versions are 1, 2, 3, ... with no gaps. */
@@ -11,4 +12,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. A stage that needs new tables appends one file here. */
-export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004];
+export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004, migration005];
