@@ -20,11 +20,12 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
   let served: Served;
   let folder: string;
   let wide: string;
+  let runId: string;
   beforeAll(async () => {
     const root = tmpDir('carstudio-e2e-predict-');
     const ws = path.join(root, 'ws');
     served = await startServe(['--workspace', ws, '--create']);
-    await buildHeadsRun(ws, 'ui-run', { synthetic: true, photos: 48, steps: 20 });
+    runId = path.basename(await buildHeadsRun(ws, 'ui-run', { synthetic: true, photos: 48, steps: 20 }));
     folder = path.join(root, 'photos');
     fs.mkdirSync(path.join(folder, 'sub'), { recursive: true });
     const files = fs.readdirSync(GOOD).filter((f) => f.endsWith('.jpg')).sort().filter((_, i) => i % 12 === 0).slice(0, 40);
@@ -46,7 +47,8 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
     await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor();
     await page.getByTestId('nav-predict').click();
     await page.getByTestId('predict-stage').waitFor();
-    expect(await page.getByTestId('predict-run').inputValue()).toBe('ui-run');
+    // the run list arrives with the stage's first query: wait for it rather than read it at once
+    await expect.poll(() => page.getByTestId('predict-run').inputValue(), { timeout: 10_000 }).toBe(runId);
     expect(await page.getByTestId('predict-checkpoint').inputValue()).toBe('best');
 
     await page.getByTestId('predict-folder').fill(folder);

@@ -9,9 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src-main/engine/engine.ts';
 import type { PredictRecord } from '../src-main/engine/api/contract/predict.ts';
 import { buildHeadsRun, LABELLED } from './helpers/predict-run.ts';
-import { runCli } from './helpers/processes.ts';
-import { SHARED_DATA, tmpDir } from './helpers/workspace.ts';
+import { api, runCli, startServe } from './helpers/processes.ts';
+import { SHARED_DATA, seedStoredImages, tmpDir } from './helpers/workspace.ts';
 import { cropRects } from '../src-main/engine/predict/service.ts';
+import { resolveRun } from '../src-main/engine/predict/runs.ts';
 
 const GOOD = path.join(SHARED_DATA, 'listing-photos', 'good');
 const have = fs.existsSync(GOOD) && fs.existsSync(LABELLED);
@@ -51,12 +52,13 @@ describe.runIf(have)('predict on real photos', () => {
   let wsDir: string;
   let input: string;
   let engine: Engine;
+  let runId: string;
   const real: string[] = [];
   beforeAll(async () => {
     const root = tmpDir('carstudio-predict-');
     wsDir = path.join(root, 'ws');
     engine = Engine.open(wsDir, { create: true });
-    await buildHeadsRun(wsDir, 'heads-test', { photos: 60 });
+    runId = path.basename(await buildHeadsRun(wsDir, 'heads-test', { photos: 60 }));
     input = path.join(root, 'photos');
     fs.mkdirSync(path.join(input, 'nested', 'deeper'), { recursive: true });
     const goods = fs.readdirSync(GOOD).filter((f) => f.endsWith('.jpg')).sort();
@@ -143,7 +145,7 @@ describe.runIf(have)('predict on real photos', () => {
   });
 
   it('CLI and API agree for the same run and image; a second run reuses earlier predictions', async () => {
-    const cli = await runCli(['predict', '--workspace', wsDir, '--run', 'heads-test', '--input', input, '--json', '--fresh'], { timeoutMs: 90_000 });
+    const cli = await runCli(['predict', '--workspace', wsDir, '--run', runId, '--input', input, '--json', '--fresh'], { timeoutMs: 90_000 });
     expect(cli.code).toBe(0);
     const lines = cli.stdout.trim().split('\n').map((l) => JSON.parse(l) as { path: string; error?: string; medianPrice?: number; priceBins?: Array<{ p: number }>; makeModels?: Array<{ label: string; p: number }> });
     expect(lines).toHaveLength(19);
@@ -153,12 +155,12 @@ describe.runIf(have)('predict on real photos', () => {
     for (const f of [real[0], real[11], path.join(input, 'exif-rotated.jpg')]) {
       const c = lines.find((l) => l.path === f)!;
       expect(sum(c.priceBins!)).toBeCloseTo(1, 9);
-      const a = await engine.request('predict.image', { runId: 'heads-test', path: f });
+      const a = await engine.request('predict.image', { runId, path: f });
       expect(a.prediction!.medianPrice).toBeCloseTo(c.medianPrice!, 1);
       a.prediction!.priceBins.forEach((b, i) => expect(b.p).toBeCloseTo(c.priceBins![i].p, 5));
       expect(a.prediction!.makeModels.map((x) => x.label)).toEqual(c.makeModels!.map((x) => x.label));
       // the uploaded bytes give the same
-      const up = await engine.request('predict.image', { runId: 'heads-test', data: fs.readFileSync(f).toString('base64'), name: 'x.jpg' });
+      const up = await engine.request('predict.image', { runId, data: fs.readFileSync(f).toString('base64'), name: 'x.jpg' });
       expect(up.prediction!.medianPrice).toBeCloseTo(c.medianPrice!, 1);
     }
     expect(lines.find((l) => l.path.endsWith('empty.jpg'))!.error).toBe('empty file (0 bytes)');
@@ -190,4 +192,66 @@ describe.runIf(have)('predict on real photos', () => {
     const th = await engine.request('predict.thumbnail', { path: real[0], size: 120 });
     expect(Math.max(th.width, th.height)).toBe(120);
   }, 60_000);
+
+  it('thumbnails over the HTTP API: predicted and stored images only', async () => {
+    const [key] = await seedStoredImages(engine.ws, 1);
+    // outside every prediction set: a photo never predicted, one next to the predicted folder
+    // (reached with ..), and one behind a symlinked folder inside it (which the walk does not enter)
+    const outsideDir = path.join(path.dirname(input), 'outside');
+    fs.mkdirSync(outsideDir, { recursive: true });
+    const outside = path.join(outsideDir, 'secret.jpg');
+    fs.copyFileSync(real[0], outside);
+    fs.symlinkSync(outsideDir, path.join(input, 'link-out'));
+    const notPredicted = path.join(GOOD, fs.readdirSync(GOOD).filter((f) => f.endsWith('.jpg')).sort()[1]!);
+    const served = await startServe(['--workspace', wsDir]);
+    try {
+      type Thumb = { dataUrl: string; width: number; height: number };
+      for (const file of [real[11], path.join(input, 'as-png.png'), engine.ws.store.pathFor(key!)]) {
+        const t = (await api(served, 'predict.thumbnail', { path: file, size: 64 })) as Thumb;
+        expect(t.dataUrl, file).toMatch(/^data:image\/jpeg;base64,/);
+        expect(Math.max(t.width, t.height)).toBe(64);
+      }
+      for (const file of [outside, `${input}/../outside/secret.jpg`, path.join(input, 'link-out', 'secret.jpg'), notPredicted]) {
+        await expect(api(served, 'predict.thumbnail', { path: file }), file).rejects.toThrow(/is not an image of this workspace: thumbnails are only made of images in a prediction set/);
+      }
+    } finally {
+      await served.stop();
+      fs.rmSync(path.join(input, 'link-out'));
+    }
+  }, 60_000);
+});
+
+describe('runs to predict with come from the runs table', () => {
+  it('lists usable runs, and says why a run whose folder is missing or empty cannot predict', async () => {
+    const wsDir = path.join(tmpDir('carstudio-predict-runs-'), 'ws');
+    expect((await runCli(['init', '--workspace', wsDir])).code).toBe(0);
+    // a training job that fails on too few images leaves run 1 recorded as failed, with no folder
+    expect((await runCli(['train', '--workspace', wsDir, '--steps', '10'], { timeoutMs: 120_000 })).code).toBe(2);
+    const good = path.basename(await buildHeadsRun(wsDir, 'good', { synthetic: true, photos: 32, steps: 10 }));
+    const engine = Engine.open(wsDir);
+    try {
+      const now = Date.now();
+      const preparing = engine.ws.db
+        .prepare(`INSERT INTO runs (name, mode, params, state, steps, created_at, updated_at) VALUES ('starting', 'heads', '{}', 'preparing', 10, ?, ?) RETURNING id`)
+        .get(now, now) as { id: number };
+      fs.mkdirSync(path.join(wsDir, 'runs', String(preparing.id)), { recursive: true });
+      // a run folder copied in by hand, with no row
+      fs.cpSync(path.join(wsDir, 'runs', good), path.join(wsDir, 'runs', 'loose'), { recursive: true });
+      const runs = await engine.request('predict.runs', {});
+      expect(runs.map((r) => [r.id, r.name])).toEqual([[good, 'good']]);
+      expect(runs[0]!.checkpoints).toContain('best');
+      expect(resolveRun(engine.ws).run.id).toBe(good);
+      expect(() => resolveRun(engine.ws, '1')).toThrow(new RegExp(`run 1 \\('heads default'\\) cannot predict: its folder ${path.join(wsDir, 'runs', '1')} is missing`));
+      expect(() => resolveRun(engine.ws, String(preparing.id))).toThrow(/cannot predict: its folder .* holds no config\.json yet \(run state: preparing\)/);
+      expect(() => resolveRun(engine.ws, 'loose')).toThrow(/no run 'loose'; the folder .*loose holds a run, but not one recorded by this workspace's training \(runs: 3, 2, 1\)/);
+      fs.rmSync(path.join(wsDir, 'runs', good), { recursive: true });
+      expect(await engine.request('predict.runs', {})).toEqual([]);
+      expect(() => resolveRun(engine.ws)).toThrow(/no trained runs in .*; train a model first \(run 3: .*; run 2: its folder .* is missing; run 1: its folder .* is missing\)/);
+    } finally {
+      await engine.close();
+    }
+    const cli = await runCli(['predict', '--workspace', wsDir, '--run', '2', '--input', wsDir]);
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/^carstudio: run 2 \('good'\) cannot predict: its folder .* is missing$/m);
+  }, 120_000);
 });

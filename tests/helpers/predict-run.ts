@@ -9,6 +9,7 @@ import { loadMobilenetBackbone } from '../../src-main/engine/ml/mobilenet.ts';
 import { buildLabelSpace, encodeColumns, splitByHash, type LabelRow } from '../../src-main/engine/train/labels.ts';
 import { Rng } from '../../src-main/engine/train/rng.ts';
 import { train, trainConfig, type FeatureSplit } from '../../src-main/engine/train/trainer.ts';
+import { Workspace } from '../../src-main/engine/workspace/workspace.ts';
 import { SHARED_DATA } from './workspace.ts';
 
 export const LABELLED = path.join(SHARED_DATA, 'labelled-cars');
@@ -21,7 +22,12 @@ export function fakePrice(make: string, year: number | null): number {
   return base + Math.max(0, (year ?? 2005) - 2000) * 900;
 }
 
-export async function buildHeadsRun(workspaceDir: string, id: string, opts: { photos?: number; synthetic?: boolean; steps?: number } = {}): Promise<string> {
+/**
+ * Trains a small heads run and returns its folder. In a workspace the run is recorded in the runs
+ * table as training records it (prediction finds runs there), named `name`, and its folder is
+ * runs/<id> (id = the folder's name); in any other folder (the benchmark's) it is just runs/<name>.
+ */
+export async function buildHeadsRun(workspaceDir: string, name: string, opts: { photos?: number; synthetic?: boolean; steps?: number } = {}): Promise<string> {
   const backend = await initBackend('wasm');
   const n = opts.photos ?? 60;
   const rows: Array<LabelRow & { x: Float32Array }> = [];
@@ -60,12 +66,24 @@ export async function buildHeadsRun(workspaceDir: string, id: string, opts: { ph
     rs.forEach((r, i) => features.set(r.x, i * 1280));
     return { dim: 1280, features, labels: encodeColumns(space, rs) };
   };
-  const runDir = path.join(workspaceDir, 'runs', id);
   const steps = opts.steps ?? 40;
-  await train(runDir, trainConfig('heads', { steps, batchSize: 16, evalEvery: steps / 2, checkpointEvery: steps / 2, seed: 5 }), {
-    backend,
-    space,
-    data: { mode: 'heads', train: split(tr), test: split(te) },
-  });
+  const ws = Workspace.exists(workspaceDir) ? Workspace.open(workspaceDir) : null;
+  const now = Date.now();
+  const runId = ws
+    ? (ws.db
+        .prepare(`INSERT INTO runs (name, mode, params, state, steps, created_at, updated_at) VALUES (?, 'heads', ?, 'running', ?, ?, ?) RETURNING id`)
+        .get(name, JSON.stringify({ mode: 'heads', steps, lossWeights: 'default' }), steps, now, now) as { id: number }).id
+    : null;
+  const runDir = path.join(workspaceDir, 'runs', runId === null ? name : String(runId));
+  try {
+    await train(runDir, trainConfig('heads', { steps, batchSize: 16, evalEvery: steps / 2, checkpointEvery: steps / 2, seed: 5 }), {
+      backend,
+      space,
+      data: { mode: 'heads', train: split(tr), test: split(te) },
+    });
+    ws?.db.prepare(`UPDATE runs SET state = 'done', step = ?, updated_at = ? WHERE id = ?`).run(steps, Date.now(), runId);
+  } finally {
+    ws?.close();
+  }
   return runDir;
 }

@@ -9,7 +9,7 @@ export function registerPredict(program: Command): void {
     .command('predict')
     .description('run a trained model on a folder of photos (recursive); one record per image, counts on stderr; run again to resume')
     .addOption(workspaceOption())
-    .option('--run <id>', 'run id (a folder under <workspace>/runs; default: the newest)')
+    .option('--run <id>', 'run id, as `carstudio runs` lists them (default: the newest run with a checkpoint)')
     .option('--checkpoint <name>', 'checkpoint of the run: best (default), last, ...')
     .requiredOption('--input <folder>', 'folder of photos (JPEG, PNG, WebP, GIF, TIFF, AVIF; walked recursively)')
     .option('--fresh', 'predict every file again, even when this run already predicted it')
@@ -17,7 +17,7 @@ export function registerPredict(program: Command): void {
     .action(async (opts: { workspace?: string; run?: string; checkpoint?: string; input: string; fresh?: boolean; json?: boolean }) => {
       const engine = openEngine(opts);
       try {
-        const r = resolveRun(engine.ws.dir, opts.run, opts.checkpoint);
+        const r = resolveRun(engine.ws, opts.run, opts.checkpoint);
         const path = await import('node:path');
         const params: PredictParams = {
           runId: r.run.id,

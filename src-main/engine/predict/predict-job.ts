@@ -31,7 +31,7 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   const p = ctx.params;
   const wsDir = ctx.workspace.dir;
   const input = path.resolve(p.input);
-  const { run, checkpoint } = resolveRun(wsDir, p.runId, p.checkpoint);
+  const { run, checkpoint } = resolveRun(ctx.workspace, p.runId, p.checkpoint);
   writeSetMeta(wsDir, { jobId: ctx.jobId, runId: run.id, checkpoint, input, createdAt: new Date().toISOString() });
   trimPartialLine(wsDir, ctx.jobId);
   const already = readRecords(wsDir, ctx.jobId);

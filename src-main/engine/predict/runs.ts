@@ -1,11 +1,16 @@
-// Finding trained runs to predict with. A run is a folder <workspace>/runs/<id>/ holding
-// config.json (the trainer's RunConfigFile) and one or more *.ckpt files. `discoverRuns` is the one
-// place that lists them: it scans the folder today; switch it to the training stage's `runs` table
-// when that lands (the folder stays the source of the weights either way).
+// Finding trained runs to predict with. The training stage's `runs` table (train/runs.ts) says
+// which runs exist, newest first; each run's folder <workspace>/runs/<id>/ holds its config.json
+// (the trainer's RunConfigFile) and one or more *.ckpt files, the source of the weights. A row
+// whose folder is missing (deleted by hand) or holds no config.json yet (a run still preparing,
+// or one that failed before training) cannot predict: it is left out of the list, and naming it
+// says why. A folder without a row (copied in by hand) is not a run of this workspace.
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../workspace/errors.ts';
+import type { Workspace } from '../workspace/workspace.ts';
 import { RUN_FILES, type RunConfigFile, type RunSummary } from '../train/trainer.ts';
+import { listRuns as listTrainRuns } from '../train/runs.ts';
+import type { RunInfo } from '../api/contract/train.ts';
 import type { PredictRunInfo } from '../api/contract/predict.ts';
 import { MOBILENET_EXTRACTOR_NAME } from '../ml/mobilenet.ts';
 
@@ -13,23 +18,28 @@ export function runsDir(workspaceDir: string): string {
   return path.join(workspaceDir, 'runs');
 }
 
-/** The run folders that hold a config.json, newest first. */
-export function discoverRuns(workspaceDir: string): Array<{ id: string; dir: string }> {
-  const root = runsDir(workspaceDir);
-  let names: string[];
-  try {
-    names = fs.readdirSync(root);
-  } catch {
-    return [];
-  }
-  return names
-    .filter((n) => !n.startsWith('.') && fs.existsSync(path.join(root, n, RUN_FILES.config)))
-    .map((id) => ({ id, dir: path.join(root, id), mtime: fs.statSync(path.join(root, id, RUN_FILES.config)).mtimeMs }))
-    .sort((a, b) => b.mtime - a.mtime || (a.id < b.id ? 1 : -1))
-    .map(({ id, dir }) => ({ id, dir }));
+export interface RunEntry {
+  /** The run's id in the runs table, as a string (the name of its folder). */
+  id: string;
+  name: string;
+  state: RunInfo['state'];
+  dir: string;
+  /** Why the run cannot predict (its folder is missing or holds no run yet), or null. */
+  problem: string | null;
 }
 
-export function runInfo(id: string, dir: string): PredictRunInfo {
+/** Every run in the workspace's runs table, newest first, with whether its folder is usable. */
+export function discoverRuns(ws: Workspace): RunEntry[] {
+  return listTrainRuns(ws).map((r) => {
+    let problem: string | null = null;
+    if (!fs.existsSync(r.dir)) problem = `its folder ${r.dir} is missing`;
+    else if (!fs.existsSync(path.join(r.dir, RUN_FILES.config)))
+      problem = `its folder ${r.dir} holds no ${RUN_FILES.config} yet (run state: ${r.state})`;
+    return { id: String(r.id), name: r.name, state: r.state, dir: r.dir, problem };
+  });
+}
+
+export function runInfo(id: string, dir: string, name = id): PredictRunInfo {
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8')) as RunConfigFile;
   const checkpoints = fs
     .readdirSync(dir)
@@ -44,6 +54,7 @@ export function runInfo(id: string, dir: string): PredictRunInfo {
   }
   return {
     id,
+    name,
     dir,
     mode: cfg.config.mode,
     backbone: cfg.backbone ?? MOBILENET_EXTRACTOR_NAME,
@@ -60,11 +71,17 @@ function rankCkpt(name: string): number {
   return name === 'best' ? 0 : name === 'last' ? 1 : 2;
 }
 
-export function listRuns(workspaceDir: string): PredictRunInfo[] {
+/** The runs that can predict (a readable config.json in their folder), newest first. */
+export function listRuns(ws: Workspace): PredictRunInfo[] {
+  return usableRuns(discoverRuns(ws));
+}
+
+function usableRuns(entries: RunEntry[]): PredictRunInfo[] {
   const out: PredictRunInfo[] = [];
-  for (const r of discoverRuns(workspaceDir)) {
+  for (const r of entries) {
+    if (r.problem) continue;
     try {
-      out.push(runInfo(r.id, r.dir));
+      out.push(runInfo(r.id, r.dir, r.name));
     } catch {
       // An unreadable config is not a usable run; it is simply not listed.
     }
@@ -72,20 +89,27 @@ export function listRuns(workspaceDir: string): PredictRunInfo[] {
   return out;
 }
 
-/** The run and checkpoint to predict with: named, or the newest run and its best (else last) checkpoint. */
-export function resolveRun(
-  workspaceDir: string,
-  runId?: string,
-  checkpoint?: string,
-): { run: PredictRunInfo; checkpoint: string; file: string } {
-  const runs = listRuns(workspaceDir);
-  if (runs.length === 0) throw new UserError(`no trained runs in ${runsDir(workspaceDir)}; train a model first`);
+/** The run and checkpoint to predict with: named, or the newest usable run and its best (else last) checkpoint. */
+export function resolveRun(ws: Workspace, runId?: string, checkpoint?: string): { run: PredictRunInfo; checkpoint: string; file: string } {
+  const entries = discoverRuns(ws);
+  const runs = usableRuns(entries);
   let run: PredictRunInfo | undefined;
   if (runId) {
     if (!/^[\w.-]+$/.test(runId)) throw new UserError(`bad run id '${runId}'`);
+    const entry = entries.find((r) => r.id === runId);
+    if (!entry) {
+      const loose = path.join(runsDir(ws.dir), runId);
+      const note = fs.existsSync(path.join(loose, RUN_FILES.config)) ? `; the folder ${loose} holds a run, but not one recorded by this workspace's training` : '';
+      throw new UserError(`no run '${runId}'${note} (runs: ${entries.map((r) => r.id).join(', ') || 'none'})`);
+    }
+    if (entry.problem) throw new UserError(`run ${entry.id} ('${entry.name}') cannot predict: ${entry.problem}`);
     run = runs.find((r) => r.id === runId);
-    if (!run) throw new UserError(`no run '${runId}' (runs: ${runs.map((r) => r.id).join(', ')})`);
+    if (!run) throw new UserError(`run ${entry.id} ('${entry.name}') cannot predict: ${path.join(entry.dir, RUN_FILES.config)} does not read as a run config`);
   } else {
+    if (runs.length === 0) {
+      const unusable = entries.map((r) => `run ${r.id}: ${r.problem ?? `unreadable ${RUN_FILES.config}`}`);
+      throw new UserError(`no trained runs in ${runsDir(ws.dir)}; train a model first${unusable.length ? ` (${unusable.join('; ')})` : ''}`);
+    }
     run = runs.find((r) => r.defaultCheckpoint !== null) ?? runs[0];
   }
   const name = checkpoint ?? run.defaultCheckpoint;

@@ -10,12 +10,14 @@ import { UserError } from '../workspace/errors.ts';
 import { decodeImage, DEFAULT_MAX_PIXELS, ImageFileError, isImageName, probeImage, readImageBytes, thumbnailDataUrl, toModelInput } from './decode-file.ts';
 import { loadPredictor, type Predictor } from './model-loader.ts';
 import { resolveRun } from './runs.ts';
+import { inPredictionSet, isInside, realPath } from './store.ts';
+import type { Workspace } from '../workspace/workspace.ts';
 
 const loaded = new Map<string, { stamp: string; promise: Promise<Predictor> }>();
 const KEEP = 2;
 
-export async function predictorFor(workspaceDir: string, runId?: string, checkpoint?: string): Promise<{ predictor: Predictor; runId: string; checkpoint: string }> {
-  const r = resolveRun(workspaceDir, runId, checkpoint);
+export async function predictorFor(ws: Workspace, runId?: string, checkpoint?: string): Promise<{ predictor: Predictor; runId: string; checkpoint: string }> {
+  const r = resolveRun(ws, runId, checkpoint);
   const key = `${r.run.dir}\u0000${r.checkpoint}`;
   const st = fs.statSync(r.file);
   const stamp = `${st.size}:${st.mtimeMs}`;
@@ -50,7 +52,7 @@ export async function disposePredictors(): Promise<void> {
 
 /** One image, from a path or uploaded bytes (base64). Per-file problems come back as `error`. */
 export async function predictOne(
-  workspaceDir: string,
+  ws: Workspace,
   p: { runId?: string; checkpoint?: string; path?: string; data?: string; name?: string },
 ): Promise<PredictRecord & { runId: string; checkpoint: string }> {
   if (!p.path === !p.data) throw new UserError('give either path or data');
@@ -65,7 +67,7 @@ export async function predictOne(
     input = path.resolve(p.path!);
     label = input;
   }
-  const { predictor, runId, checkpoint } = await predictorFor(workspaceDir, p.runId, p.checkpoint);
+  const { predictor, runId, checkpoint } = await predictorFor(ws, p.runId, p.checkpoint);
   const base = { path: label, rel: path.basename(label), runId, checkpoint };
   try {
     const d = await decodeImage(input, { size: predictor.inputSize });
@@ -96,9 +98,9 @@ export function cropRects(width: number, height: number, steps: number): Array<{
   });
 }
 
-export async function cropPan(workspaceDir: string, p: { runId?: string; checkpoint?: string; path: string; steps: number }): Promise<CropPan & { runId: string; checkpoint: string }> {
+export async function cropPan(ws: Workspace, p: { runId?: string; checkpoint?: string; path: string; steps: number }): Promise<CropPan & { runId: string; checkpoint: string }> {
   const file = path.resolve(p.path);
-  const { predictor, runId, checkpoint } = await predictorFor(workspaceDir, p.runId, p.checkpoint);
+  const { predictor, runId, checkpoint } = await predictorFor(ws, p.runId, p.checkpoint);
   const S = predictor.inputSize;
   let buf: Buffer;
   let raw: { data: Buffer; info: sharp.OutputInfo };
@@ -150,12 +152,12 @@ export async function cropPan(workspaceDir: string, p: { runId?: string; checkpo
   return { runId, checkpoint, path: file, width, height, tracked, steps, image: thumb.dataUrl };
 }
 
-export async function compare(workspaceDir: string, p: { runId?: string; checkpoint?: string; paths: string[] }): Promise<{ runId: string; checkpoint: string; items: CompareItem[] }> {
+export async function compare(ws: Workspace, p: { runId?: string; checkpoint?: string; paths: string[] }): Promise<{ runId: string; checkpoint: string; items: CompareItem[] }> {
   let runId = '';
   let checkpoint = '';
   const recs: Array<PredictRecord> = [];
   for (const f of p.paths) {
-    const r = await predictOne(workspaceDir, { runId: p.runId, checkpoint: p.checkpoint, path: f });
+    const r = await predictOne(ws, { runId: p.runId, checkpoint: p.checkpoint, path: f });
     runId = r.runId;
     checkpoint = r.checkpoint;
     recs.push(r);
@@ -177,9 +179,17 @@ export async function compare(workspaceDir: string, p: { runId?: string; checkpo
   return { runId, checkpoint, items };
 }
 
-export async function thumbnail(p: { path: string; size: number }): Promise<{ dataUrl: string; width: number; height: number }> {
+/**
+ * A JPEG thumbnail (data URL) of an image of this workspace: one in a prediction set (inside a
+ * predicted folder, or a file a set recorded) or in the workspace's image store. Any other path is
+ * refused, so the API cannot be used to read arbitrary images of the engine's machine.
+ */
+export async function thumbnail(ws: Workspace, p: { path: string; size: number }): Promise<{ dataUrl: string; width: number; height: number }> {
   const file = path.resolve(p.path);
   if (!isImageName(file)) throw new UserError(`${file} does not have an image extension`);
+  if (!isInside(realPath(ws.store.root) ?? ws.store.root, realPath(file) ?? file) && !inPredictionSet(ws.dir, file)) {
+    throw new UserError(`${file} is not an image of this workspace: thumbnails are only made of images in a prediction set (a predicted folder) or in the workspace's image store`);
+  }
   try {
     return await thumbnailDataUrl(file, p.size);
   } catch (e) {

@@ -46,7 +46,10 @@ export interface PredictRecord {
 }
 
 export interface PredictRunInfo {
+  /** The run's id in the training stage's runs table (the name of its folder). */
   id: string;
+  /** The run's name as given when training it. */
+  name: string;
   dir: string;
   mode: 'heads' | 'finetune';
   backbone: string;
@@ -124,7 +127,7 @@ export const PREDICT_UPLOAD_MAX_BYTES = 5 * 1024 * 1024;
 export const PREDICT_SORTS = ['path', 'price', 'makeConfidence'] as const;
 
 const runChoice = {
-  /** Run id (a folder under <workspace>/runs); default: the newest run. */
+  /** Run id (as in the runs table: `carstudio runs`); default: the newest run that has a checkpoint. */
   runId: z.string().min(1).optional(),
   /** best (default), last, or another checkpoint name in the run folder. */
   checkpoint: z.string().min(1).optional(),

@@ -7,9 +7,9 @@ import { UserError } from '../../workspace/errors.ts';
 import type { PredictParams } from '../../predict/predict-kind.ts';
 
 export const predictHandlers: Handlers<keyof PredictResults> = {
-  'predict.runs': (_p, e) => listRuns(e.ws.dir),
+  'predict.runs': (_p, e) => listRuns(e.ws),
   'predict.start': (p, e) => {
-    const r = resolveRun(e.ws.dir, p.runId, p.checkpoint);
+    const r = resolveRun(e.ws, p.runId, p.checkpoint);
     const params: Partial<PredictParams> = { runId: r.run.id, checkpoint: r.checkpoint, input: p.input, reuse: p.reuse };
     return e.jobs.start('predict', params);
   },
@@ -21,9 +21,9 @@ export const predictHandlers: Handlers<keyof PredictResults> = {
     if (!r) throw new UserError(`job ${p.jobId} has no result ${p.index}`);
     return { ...r, index: p.index };
   },
-  'predict.thumbnail': (p) => thumbnail(p),
-  'predict.image': (p, e) => predictOne(e.ws.dir, p),
-  'predict.cropPan': (p, e) => cropPan(e.ws.dir, p),
-  'predict.compare': (p, e) => compare(e.ws.dir, p),
+  'predict.thumbnail': (p, e) => thumbnail(e.ws, p),
+  'predict.image': (p, e) => predictOne(e.ws, p),
+  'predict.cropPan': (p, e) => cropPan(e.ws, p),
+  'predict.compare': (p, e) => compare(e.ws, p),
   'predict.export': (p, e) => exportSet(e.ws.dir, p.jobId, p.format),
 };
