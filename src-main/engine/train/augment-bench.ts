@@ -2,7 +2,7 @@
 // files through the worker pool (decode, random resized crop, flip, colour jitter, float32 RGB),
 // with `prefetch` batches in flight. The reference it is compared with (torchvision/PIL, the same
 // transforms on the same files) lives in the benchmark that calls this.
-import { AugmentPool, PrefetchLoader, type AugmentTask } from './augment-pool.ts';
+import { AugmentPool, PrefetchLoader, sharedFloats, type AugmentTask } from './augment-pool.ts';
 import { ORIGINAL_AUGMENT, type AugmentOptions } from './augment.ts';
 import { mixSeed } from './rng.ts';
 
@@ -49,7 +49,7 @@ export async function benchAugment(o: AugmentBenchOptions): Promise<AugmentBench
       opts: o.opts ?? ORIGINAL_AUGMENT,
     });
     // Warm-up: every worker has loaded its modules and decoded a few images.
-    const warm = new Float32Array(size * size * 3 * warmup);
+    const warm = sharedFloats(size * size * 3 * warmup);
     await pool.runInto(
       Array.from({ length: warmup }, (_, i) => task(i)),
       warm,
