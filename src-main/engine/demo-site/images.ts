@@ -142,24 +142,35 @@ function exteriorSvg(p: { modelIndex: number; year: number; colorIndex: number; 
   const dusk = r() < 0.2;
   const sky1 = dusk ? `hsl(${20 + r() * 20},70%,60%)` : `hsl(${skyHue},65%,${70 + r() * 15}%)`;
   const sky2 = dusk ? `hsl(${260 + r() * 20},35%,35%)` : `hsl(${skyHue},55%,${50 + r() * 10}%)`;
-  const groundY = H * (0.72 + r() * 0.12);
+  // The scene varies in its large shapes (horizon, where the car stands and how big it is,
+  // buildings and trees), not only in colour: photos of different cars must not look like
+  // near-duplicates to a perceptual hash, as they don't in real listings.
+  const groundY = H * (0.66 + r() * 0.24);
   const groundColor = r() < 0.5 ? `rgb(${90 + r() * 20},${90 + r() * 20},${95 + r() * 20})` : `rgb(${70 + r() * 30},${110 + r() * 30},${60 + r() * 20})`;
   const paint = DEMO_COLORS[p.colorIndex].rgb;
-  const scale = p.view === 2 ? 0.8 + r() * 0.1 : 0.95 + r() * 0.1;
-  const dx = (r() - 0.5) * W * (p.view === 3 ? 0.2 : 0.06);
+  const scale = p.view === 2 ? 0.7 + r() * 0.15 : 0.8 + r() * 0.25;
+  const dx = (r() - 0.5) * W * (p.view === 3 ? 0.35 : 0.22);
   const car = carSvg(W, H, p.modelIndex, p.year, paint, { mirror: p.view === 1 || p.view === 3, scale, dx, groundY });
-  const buildings: string[] = [];
-  const nb = Math.floor(r() * 5);
+  const scenery: string[] = [];
+  const nb = Math.floor(r() * 6);
   for (let i = 0; i < nb; i++) {
-    const bw = W * (0.08 + r() * 0.15);
-    const bh = H * (0.1 + r() * 0.3);
-    buildings.push(`<rect x="${r() * W}" y="${groundY - H * 0.18 - bh}" width="${bw}" height="${bh}" fill="hsl(${r() * 360},10%,${55 + r() * 25}%)"/>`);
+    const bw = W * (0.08 + r() * 0.22);
+    const bh = H * (0.1 + r() * 0.4);
+    scenery.push(`<rect x="${r() * W - bw / 2}" y="${groundY - H * 0.18 - bh}" width="${bw}" height="${bh}" fill="hsl(${r() * 360},${10 + r() * 25}%,${25 + r() * 55}%)"/>`);
+  }
+  const nt = Math.floor(r() * 4);
+  for (let i = 0; i < nt; i++) {
+    const tx = r() * W;
+    const tr = H * (0.08 + r() * 0.18);
+    const ty = groundY - H * 0.18 - tr * (0.6 + r() * 0.8);
+    scenery.push(`<rect x="${tx - tr * 0.12}" y="${ty}" width="${tr * 0.24}" height="${groundY - H * 0.18 - ty}" fill="rgb(70,50,35)"/>`);
+    scenery.push(`<circle cx="${tx}" cy="${ty}" r="${tr}" fill="hsl(${90 + r() * 50},${30 + r() * 30}%,${18 + r() * 22}%)"/>`);
   }
   const svg =
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">` +
     `<defs><linearGradient id="sky" x1="0" y1="0" x2="0" y2="1"><stop offset="0" stop-color="${sky1}"/><stop offset="1" stop-color="${sky2}"/></linearGradient></defs>` +
     `<rect width="${W}" height="${H}" fill="url(#sky)"/>` +
-    buildings.join('') +
+    scenery.join('') +
     `<rect y="${groundY - H * 0.18}" width="${W}" height="${H}" fill="${groundColor}"/>` +
     `<rect y="${groundY - H * 0.03}" width="${W}" height="${H}" fill="rgb(${60 + r() * 30},${60 + r() * 30},${62 + r() * 30})"/>` +
     car +
