@@ -319,7 +319,7 @@ export function PredictStage() {
             <select data-testid="predict-run" value={run?.id ?? ''} onChange={(e) => { setRunId(e.target.value); setCheckpoint(''); }}>
               {runs.data?.map((r) => (
                 <option key={r.id} value={r.id}>
-                  {r.id} ({r.mode}, {r.steps} steps{r.best ? `, best loss ${r.best.loss.toFixed(3)} @${r.best.step}` : ''})
+                  #{r.id} {r.name} ({r.mode}, {r.steps} steps{r.best ? `, best loss ${r.best.loss.toFixed(3)} @${r.best.step}` : ''})
                 </option>
               ))}
             </select>
