@@ -68,7 +68,7 @@ function carSvg(
   H: number,
   modelIndex: number,
   year: number,
-  paint: readonly number[],
+  paintIn: readonly number[],
   opts: { mirror: boolean; scale: number; dx: number; groundY: number },
 ): string {
   const m = DEMO_MODELS[modelIndex];
@@ -88,6 +88,11 @@ function carSvg(
   const ce = x0 + L * s.cabinEnd;
   const glass = modern ? 'rgb(40,50,62)' : 'rgb(120,150,175)';
   const hue = makeHue(m.make);
+  // What makes a used car look cheap or dear in a photo: old paint fades towards grey and picks up
+  // rust; an expensive model shows gloss and big bright alloys.
+  const fade = Math.min(0.65, age * 0.035);
+  const paint = paintIn.map((v) => v * (1 - fade) + 150 * fade);
+  const premium = m.basePrice >= 45000;
   const parts: string[] = [];
   parts.push(`<ellipse cx="${x0 + L / 2}" cy="${opts.groundY}" rx="${L * 0.52}" ry="${wheelR * 0.35}" fill="rgba(0,0,0,0.35)"/>`);
   // Cabin (greenhouse).
@@ -124,10 +129,22 @@ function carSvg(
   // Make badge / grille accent (hue by make).
   parts.push(`<circle cx="${x0 + L * 0.9}" cy="${bodyTop + (bottom - bodyTop) * 0.55}" r="${L * 0.012}" fill="hsl(${hue},70%,45%)" stroke="rgb(230,230,230)" stroke-width="${Math.max(1, L * 0.003)}"/>`);
   parts.push(`<rect x="${x0 + L * 0.985}" y="${bodyTop + (bottom - bodyTop) * 0.3}" width="${L * 0.015}" height="${(bottom - bodyTop) * 0.45}" fill="hsl(${hue},25%,${modern ? 15 : 60}%)"/>`);
+  if (premium) {
+    parts.push(`<rect x="${x0 + L * 0.05}" y="${bodyTop + (bottom - bodyTop) * 0.12}" width="${L * 0.85}" height="${(bottom - bodyTop) * 0.1}" rx="${L * 0.01}" fill="rgba(255,255,255,0.55)"/>`);
+  }
+  if (age > 12) {
+    const spots = Math.min(6, Math.floor((age - 10) / 3));
+    for (let i = 0; i < spots; i++) {
+      const sx = x0 + L * (0.08 + ((i * 0.37 + (year % 7) * 0.11) % 0.84));
+      parts.push(`<ellipse cx="${sx}" cy="${bottom - (bottom - bodyTop) * 0.22}" rx="${L * 0.03}" ry="${(bottom - bodyTop) * 0.14}" fill="rgb(120,62,28)" opacity="0.85"/>`);
+    }
+  }
   // Wheels.
   for (const wx of [x0 + L * 0.19, x0 + L * (s.bed ? 0.8 : 0.8)]) {
     parts.push(`<circle cx="${wx}" cy="${opts.groundY - wheelR}" r="${wheelR}" fill="rgb(22,22,22)"/>`);
-    parts.push(`<circle cx="${wx}" cy="${opts.groundY - wheelR}" r="${wheelR * (modern ? 0.68 : 0.5)}" fill="${modern ? 'rgb(70,72,76)' : 'rgb(190,192,196)'}"/>`);
+    parts.push(
+      `<circle cx="${wx}" cy="${opts.groundY - wheelR}" r="${wheelR * (premium ? 0.8 : modern ? 0.68 : 0.5)}" fill="${premium ? 'rgb(225,228,232)' : modern ? 'rgb(70,72,76)' : 'rgb(190,192,196)'}"/>`,
+    );
     parts.push(`<circle cx="${wx}" cy="${opts.groundY - wheelR}" r="${wheelR * 0.15}" fill="rgb(30,30,30)"/>`);
   }
   const g = parts.join('');
@@ -148,8 +165,8 @@ function exteriorSvg(p: { modelIndex: number; year: number; colorIndex: number; 
   const groundY = H * (0.66 + r() * 0.24);
   const groundColor = r() < 0.5 ? `rgb(${90 + r() * 20},${90 + r() * 20},${95 + r() * 20})` : `rgb(${70 + r() * 30},${110 + r() * 30},${60 + r() * 20})`;
   const paint = DEMO_COLORS[p.colorIndex].rgb;
-  const scale = p.view === 2 ? 0.7 + r() * 0.15 : 0.8 + r() * 0.25;
-  const dx = (r() - 0.5) * W * (p.view === 3 ? 0.35 : 0.22);
+  const scale = p.view === 2 ? 0.8 + r() * 0.1 : 0.95 + r() * 0.1;
+  const dx = (r() - 0.5) * W * (p.view === 3 ? 0.3 : 0.16);
   const car = carSvg(W, H, p.modelIndex, p.year, paint, { mirror: p.view === 1 || p.view === 3, scale, dx, groundY });
   const scenery: string[] = [];
   const nb = Math.floor(r() * 6);
