@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
-import { parseLossWeights } from '../../engine/train/model.ts';
-import { deleteRun, listRuns } from '../../engine/train/runs.ts';
+import { BACKBONE_KINDS, parseLossWeights, type BackboneKind } from '../../engine/train/model.ts';
+import { deleteRun, getRun, listRuns } from '../../engine/train/runs.ts';
 import type { TrainParams } from '../../engine/train/train-kind.ts';
 import type { JobInfo, RunInfo } from '../../engine/api/contract/index.ts';
 import { formatDuration, formatRate } from '../../engine/jobs/progress.ts';
@@ -10,7 +10,8 @@ import { intArg, numArg, openEngine, printJson, runForeground, workspaceOption }
 interface TrainOpts {
   workspace?: string;
   mode: 'heads' | 'finetune';
-  steps: number;
+  backbone?: BackboneKind;
+  steps?: number;
   batchSize: number;
   lr?: number;
   lossWeights: string;
@@ -35,9 +36,17 @@ export function registerTrain(program: Command): void {
       if (v !== 'heads' && v !== 'finetune') throw new UserError(`--mode must be heads or finetune, got '${v}'`);
       return v;
     }, 'heads')
-    .option('--steps <n>', 'total optimizer steps', intArg('--steps', 1), 2000)
+    .option(
+      '--backbone <name>',
+      "finetune: mobilenet_v2 (pretrained; the default) or tiny-cnn (a small CNN trained from scratch at 64 px: a smoke test of fine-tuning on this machine, not a price model); heads mode always uses mobilenet_v2 features; a resumed run keeps its own",
+      (v: string) => {
+        if (!(BACKBONE_KINDS as readonly string[]).includes(v)) throw new UserError(`--backbone must be ${BACKBONE_KINDS.join(' or ')}, got '${v}'`);
+        return v;
+      },
+    )
+    .option('--steps <n>', "total optimizer steps (default 2000; with --resume, the run's own total)", intArg('--steps', 1))
     .option('--batch-size <n>', 'batch size', intArg('--batch-size', 1, 4096), 64)
-    .option('--lr <x>', 'learning rate (default 1e-3 heads, 1e-4 finetune)', numArg('--lr', 0))
+    .option('--lr <x>', 'learning rate (default 1e-3 heads, 1e-4 finetune of mobilenet_v2, 3e-3 tiny-cnn)', numArg('--lr', 0))
     .option('--loss-weights <spec>', 'default, price_ce_only, or k=v,... over price, median, year, make', 'default')
     .option('--eval-every <n>', 'evaluate on the test split every N steps', intArg('--eval-every', 1), 100)
     .option('--checkpoint-every <n>', 'checkpoint every N steps', intArg('--checkpoint-every', 1), 100)
@@ -45,36 +54,52 @@ export function registerTrain(program: Command): void {
     .option('--no-augment', 'finetune: no augmentation')
     .option('--name <name>', 'a name for the run')
     .option('--resume <run>', 'continue this run from its last checkpoint (--steps is the new total)', intArg('--resume', 1))
-    .option('--force', 'fine-tune even on the slow pure-JS backend')
+    .option('--force', 'fine-tune without native TensorFlow, on the slow pure-JS cpu backend (a resumed run keeps it)')
     .option('--json', 'print the result as JSON')
     .action(async (opts: TrainOpts) => {
       parseLossWeights(opts.lossWeights);
-      const params: Partial<TrainParams> = {
-        mode: opts.mode,
-        steps: opts.steps,
-        batchSize: opts.batchSize,
-        lr: opts.lr,
-        lossWeights: opts.lossWeights,
-        evalEvery: opts.evalEvery,
-        checkpointEvery: opts.checkpointEvery,
-        hidden: opts.hidden,
-        augment: opts.augment,
-        name: opts.name,
-        resumeRun: opts.resume,
-        force: opts.force ?? false,
-      };
+      if (opts.backbone === 'tiny-cnn' && opts.mode === 'heads' && opts.resume === undefined) {
+        throw new UserError('--backbone tiny-cnn needs --mode finetune: the tiny CNN is trained from scratch on images, and heads mode trains on cached mobilenet_v2 features');
+      }
       const engine = openEngine(opts);
       try {
+        // A resumed run keeps its total unless --steps names a new one.
+        const steps = opts.steps ?? (opts.resume !== undefined ? getRun(engine.ws, opts.resume).steps : 2000);
+        const params: Partial<TrainParams> = {
+          mode: opts.mode,
+          backbone: opts.backbone,
+          steps,
+          batchSize: opts.batchSize,
+          lr: opts.lr,
+          lossWeights: opts.lossWeights,
+          evalEvery: opts.evalEvery,
+          checkpointEvery: opts.checkpointEvery,
+          hidden: opts.hidden,
+          augment: opts.augment,
+          name: opts.name,
+          resumeRun: opts.resume,
+          force: opts.force ?? false,
+        };
         const job = engine.jobs.start('train', params);
         const render = (j: JobInfo): string =>
           `[train] ${j.step ?? ''} ${j.done}/${j.total ?? '?'}  ${formatRate(j.rate, j.step === 'train' ? ' steps/s' : '/s')}  ETA ${formatDuration(j.eta)}  ${j.message ?? ''}`;
         const { code, job: final } = await runForeground(engine, job, { render });
         if (opts.json) printJson(final.result);
         else if (final.result) {
-          const r = final.result as { runId: number; state: string; step: number; lastEval: { test: RunInfo['lastTrain'] } | null; baselinePriceAccuracy: number };
+          const r = final.result as {
+            runId: number;
+            state: string;
+            step: number;
+            resumedFrom?: number | null;
+            backend?: string;
+            backbone?: string;
+            lastEval: { test: RunInfo['lastTrain'] } | null;
+            baselinePriceAccuracy: number;
+          };
           const t = r.lastEval?.test;
+          const how = [r.resumedFrom != null ? `resumed from step ${r.resumedFrom}` : null, r.backbone, r.backend ? `${r.backend} backend` : null].filter(Boolean).join(', ');
           process.stdout.write(
-            `run ${r.runId}: ${r.state} at step ${r.step}; test price-bin accuracy ${pct(t?.price.accuracy)} (majority-class baseline ${pct(r.baselinePriceAccuracy)}), ` +
+            `run ${r.runId}: ${r.state} at step ${r.step}${how ? ` (${how})` : ''}; test price-bin accuracy ${pct(t?.price.accuracy)} (majority-class baseline ${pct(r.baselinePriceAccuracy)}), ` +
               `price CE ${t?.price.loss.toFixed(3) ?? '--'}, median-price MAE $${t ? Math.round(t.median.maeDollars) : '--'}\n`,
           );
         }
@@ -95,11 +120,11 @@ export function registerTrain(program: Command): void {
         const list = listRuns(engine.ws);
         if (opts.json) return printJson(list);
         if (!list.length) return void process.stdout.write('no runs yet: carstudio train --workspace DIR\n');
-        process.stdout.write('run  mode      loss weights    state     step        test price acc  baseline  price CE  make CE  year CE  MAE\n');
+        process.stdout.write('run  mode      backbone      loss weights    state        step        test price acc  baseline  price CE  make CE  year CE  MAE\n');
         for (const r of list) {
           const t = r.lastTest;
           process.stdout.write(
-            `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(9)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
+            `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.backbone.padEnd(13)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(12)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
           );
         }
       } finally {

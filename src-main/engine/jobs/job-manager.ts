@@ -217,6 +217,8 @@ export class JobManager {
   }
 
   list(limit = 50): JobInfo[] {
+    // A job another process ran and died with (SIGKILL, crash) is shown as interrupted, not running.
+    if (!this.closed) this.recover();
     const rows = this.ws.db.prepare(`SELECT * FROM jobs ORDER BY id DESC LIMIT ?`).all(limit) as JobRow[];
     return rows.map((row) => (this.running.has(row.id) ? this.toInfo(this.running.get(row.id)!.row) : this.toInfo(row)));
   }

@@ -338,6 +338,30 @@ export interface Backbone {
 }
 
 /**
+ * The backbones a run can choose. `mobilenet_v2`: the ImageNet-pretrained MobileNetV2 inside
+ * nsfwjs (heads mode trains on its cached features, finetune mode trains it whole). `tiny-cnn`:
+ * the small CNN below trained from scratch at TINY_CNN.inputSize px, finetune only: a smoke test
+ * of the fine-tuning pipeline on a machine without native TensorFlow, not a price model.
+ */
+export const BACKBONE_KINDS = ['mobilenet_v2', 'tiny-cnn'] as const;
+export type BackboneKind = (typeof BACKBONE_KINDS)[number];
+/** The tiny-cnn backbone of runs (the tests use other sizes through tinyCnnBackbone directly). */
+export const TINY_CNN = { inputSize: 64, channels: 16 } as const;
+/** Default learning rate of a tiny-cnn run: trained from scratch, it needs more than 1e-4. */
+export const TINY_CNN_LR = 3e-3;
+
+/** The size of a tiny CNN from its backbone name (`tiny-cnn-64px-16ch`), or null for another backbone. */
+export function parseTinyCnnName(name: string | null | undefined): { inputSize: number; channels: number } | null {
+  const m = /^tiny-cnn-(\d+)px-(\d+)ch$/.exec(name ?? '');
+  return m ? { inputSize: Number(m[1]), channels: Number(m[2]) } : null;
+}
+
+/** Which kind of backbone a run's config.json `backbone` names (null = heads on MobileNetV2 features). */
+export function backboneKindOf(name: string | null | undefined): BackboneKind {
+  return parseTinyCnnName(name) ? 'tiny-cnn' : 'mobilenet_v2';
+}
+
+/**
  * A tiny CNN (two strided 3x3 convolutions with ReLU, global average pooling) at a small
  * resolution: the finetune code path at a size the pure-JS cpu backend trains in seconds.
  */

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Workspace } from '../workspace/workspace.ts';
 import { UserError } from '../workspace/errors.ts';
+import { isAlive } from '../workspace/image-store.ts';
 import type { RunInfo, RunMetricPoint } from '../api/contract/train.ts';
 
 interface RunRow {
@@ -20,19 +21,46 @@ interface RunRow {
   error: string | null;
   created_at: number;
   updated_at: number;
+  /** The state of the job that last trained the run (LEFT JOIN jobs). */
+  job_state: string | null;
+  job_owner: number | null;
+  job_heartbeat: number | null;
+}
+
+/** As the job manager's: a running job's heartbeat is written every 2 s. */
+const STALE_MS = 30_000;
+const SELECT = `SELECT runs.*, jobs.state AS job_state, jobs.owner_pid AS job_owner, jobs.heartbeat_at AS job_heartbeat FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id`;
+
+/**
+ * A run recorded as preparing or running whose job no longer runs (its process was killed: the
+ * job manager marks such jobs interrupted when an engine opens the workspace, and a job still
+ * marked running whose owner process is gone, or whose heartbeat is stale, is the same) is
+ * interrupted, not training.
+ */
+function stateOf(r: RunRow): RunInfo['state'] {
+  // Without a job row there is nothing to judge by: the recorded state stands.
+  if ((r.state !== 'running' && r.state !== 'preparing') || r.job_state === null) return r.state;
+  const live =
+    (r.job_state === 'running' || r.job_state === 'cancelling' || r.job_state === 'queued') &&
+    r.job_owner != null &&
+    isAlive(r.job_owner) &&
+    r.job_heartbeat != null &&
+    Date.now() - r.job_heartbeat < STALE_MS;
+  return live ? r.state : 'interrupted';
 }
 
 const parse = <T>(s: string | null): T | null => (s ? (JSON.parse(s) as T) : null);
 
 function toInfo(r: RunRow, wsDir: string): RunInfo {
-  const params = JSON.parse(r.params) as { lossWeights?: string };
+  const params = JSON.parse(r.params) as { lossWeights?: string; backbone?: RunInfo['backbone'] };
   return {
     id: r.id,
     name: r.name,
     mode: r.mode,
+    backbone: params.backbone ?? 'mobilenet_v2',
     lossWeights: params.lossWeights ?? 'default',
     params,
-    state: r.state,
+    state: stateOf(r),
     jobId: r.job_id,
     step: r.step,
     steps: r.steps,
@@ -48,11 +76,11 @@ function toInfo(r: RunRow, wsDir: string): RunInfo {
 }
 
 export function listRuns(ws: Workspace): RunInfo[] {
-  return (ws.db.prepare(`SELECT * FROM runs ORDER BY id DESC`).all() as RunRow[]).map((r) => toInfo(r, ws.dir));
+  return (ws.db.prepare(`${SELECT} ORDER BY runs.id DESC`).all() as RunRow[]).map((r) => toInfo(r, ws.dir));
 }
 
 export function getRun(ws: Workspace, id: number): RunInfo {
-  const r = ws.db.prepare(`SELECT * FROM runs WHERE id = ?`).get(id) as RunRow | undefined;
+  const r = ws.db.prepare(`${SELECT} WHERE runs.id = ?`).get(id) as RunRow | undefined;
   if (!r) throw new UserError(`no run ${id}`);
   return toInfo(r, ws.dir);
 }

@@ -2,12 +2,13 @@ import path from 'node:path';
 import fs from 'node:fs';
 import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
-import { initBackend } from '../ml/backend.ts';
+import { initBackend, type BackendInfo } from '../ml/backend.ts';
 import { loadMobilenetBackbone } from '../ml/mobilenet.ts';
 import { ensureFeatures } from '../filter/features.ts';
 import { buildLabelSpace, encodeColumns, majorityClass, splitByHash, NUM_PRICE_BINS, type LabelRow } from './labels.ts';
-import { parseLossWeights } from './model.ts';
-import { loadRunConfig, resume, train, trainConfig, type TrainData, type TrainInputs, type TrainResult } from './trainer.ts';
+import { backboneKindOf, parseLossWeights, parseTinyCnnName, TINY_CNN, TINY_CNN_LR, tinyCnnBackbone, type Backbone, type BackboneKind } from './model.ts';
+import { mixSeed } from './rng.ts';
+import { loadRunConfig, resume, train, trainConfig, type RunConfigFile, type TrainData, type TrainInputs, type TrainResult } from './trainer.ts';
 import { trainingRows } from './dataset.ts';
 import type { TrainParams } from './train-kind.ts';
 
@@ -15,6 +16,42 @@ const EMIT_MS = 150;
 
 export function runDirOf(workspaceDir: string, runId: number): string {
   return path.join(workspaceDir, 'runs', String(runId));
+}
+
+/**
+ * The backend a run trains on, and the account of it for the job's log: the best of the ladder,
+ * except that fine-tuning without a native backend needs force and then runs on the pure-JS cpu
+ * backend (wasm, which the ladder picks before it, has no convolution gradients).
+ */
+async function trainingBackend(
+  mode: TrainParams['mode'],
+  backbone: BackboneKind,
+  force: boolean,
+  log: (level: 'info' | 'warn', m: string) => void,
+): Promise<{ backend: BackendInfo; note: string }> {
+  const best = await initBackend('auto');
+  if (mode !== 'finetune' || best.fastConv) return { backend: best, note: best.note };
+  const slow =
+    backbone === 'tiny-cnn' ? 'the tiny-cnn smoke test trains about 10 images a second there' : 'a MobileNetV2 training step takes minutes there';
+  if (!best.canTrainConv && !force) {
+    throw new UserError(
+      `Fine-tuning needs gradients of convolutions, which the ${best.name} backend does not have. ` +
+        'Install @tensorflow/tfjs-node (CPU) or @tensorflow/tfjs-node-gpu (CUDA) to fine-tune, train the heads on cached features (mode heads), ' +
+        `or pass force (CLI --force) to fine-tune on the pure-JS cpu backend (${slow}).`,
+    );
+  }
+  // Without force on the cpu backend the trainer refuses, with its own message.
+  if (!force) return { backend: best, note: best.note };
+  if (best.canTrainConv) {
+    log('warn', `fine-tuning ${backbone} on the pure-JS ${best.name} backend (forced; ${slow})`);
+    return { backend: best, note: best.note };
+  }
+  const cpu = await initBackend('cpu');
+  log(
+    'warn',
+    `fine-tuning ${backbone} on the pure-JS ${cpu.name} backend (forced; ${slow}): no native TensorFlow here, and the ${best.name} backend has no convolution gradients`,
+  );
+  return { backend: cpu, note: `the pure-JS cpu backend of @tensorflow/tfjs, forced for fine-tuning; the ladder found: ${best.note}` };
 }
 
 /**
@@ -29,14 +66,22 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
   const now = (): number => Date.now();
   // The run this job trains: the one it created before (when the job itself is resumed), the
   // one named by resumeRun, or a new one.
-  const saved = (ctx.checkpoint as { runId?: number } | undefined)?.runId;
-  let runId = p.resumeRun ?? saved;
+  const ownRun = (ctx.checkpoint as { runId?: number } | undefined)?.runId;
+  let runId = p.resumeRun ?? ownRun;
   let fresh = false;
   if (runId === undefined) {
     runId = (
       db
         .prepare(`INSERT INTO runs (name, mode, params, state, job_id, steps, created_at, updated_at) VALUES (?, ?, ?, 'preparing', ?, ?, ?, ?) RETURNING id`)
-        .get(p.name ?? `${p.mode} ${p.lossWeights}`, p.mode, JSON.stringify(p), ctx.jobId, p.steps, now(), now()) as { id: number }
+        .get(
+          p.name ?? `${p.mode}${p.mode === 'finetune' ? ` ${p.backbone ?? 'mobilenet_v2'}` : ''} ${p.lossWeights}`,
+          p.mode,
+          JSON.stringify({ ...p, backbone: p.backbone ?? 'mobilenet_v2' }),
+          ctx.jobId,
+          p.steps,
+          now(),
+          now(),
+        ) as { id: number }
     ).id;
     ctx.saveCheckpoint({ runId });
     fresh = true;
@@ -44,6 +89,17 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     const exists = db.prepare(`SELECT id FROM runs WHERE id = ?`).get(runId);
     if (!exists) throw new UserError(`no run ${runId}`);
     ctx.saveCheckpoint({ runId });
+  }
+  // The run's own parameters (what it was started with): a resumed run keeps its mode, backbone
+  // and the rest, takes the new total of steps, and keeps the force it was started with.
+  const stored = JSON.parse((db.prepare(`SELECT params FROM runs WHERE id = ?`).pluck().get(runId) as string | undefined) ?? '{}') as Partial<TrainParams>;
+  const rp: TrainParams = p.resumeRun ? { ...p, ...stored, steps: p.steps, resumeRun: p.resumeRun, force: p.force || Boolean(stored.force) } : p;
+  // Another job that trained this run and was interrupted (its process died) would train it
+  // again when an engine next starts; this job continues the run instead.
+  if (p.resumeRun) {
+    db.prepare(
+      `UPDATE jobs SET state = 'cancelled', message = ? WHERE kind = 'train' AND state = 'interrupted' AND id != ? AND json_extract(checkpoint, '$.runId') = ?`,
+    ).run(`superseded: job ${ctx.jobId} continues run ${runId}`, ctx.jobId, runId);
   }
   const runDir = runDirOf(ws.dir, runId);
   const hasRun = fs.existsSync(path.join(runDir, 'config.json'));
@@ -53,12 +109,20 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
   };
   setRun({ state: 'preparing', job_id: ctx.jobId, error: null });
   try {
-    const backend = await initBackend('auto');
-    ctx.log('info', `backend: ${backend.name} (${backend.note})`);
+    const runCfg: RunConfigFile | null = hasRun ? await loadRunConfig(runDir) : null;
+    const mode = runCfg ? runCfg.config.mode : rp.mode;
+    const backboneKind: BackboneKind = runCfg ? backboneKindOf(runCfg.backbone) : (rp.backbone ?? 'mobilenet_v2');
+    if (p.resumeRun && p.backbone && p.backbone !== backboneKind) {
+      throw new UserError(`run ${runId} was trained on the ${backboneKind} backbone; resume it without naming another (got ${p.backbone})`);
+    }
+    if (mode === 'heads' && backboneKind !== 'mobilenet_v2') {
+      throw new UserError(`the ${backboneKind} backbone needs mode finetune; heads mode trains on cached mobilenet_v2 features`);
+    }
+    const { backend, note } = await trainingBackend(mode, backboneKind, rp.force, (l, m) => ctx.log(l, m));
+    ctx.log('info', `backend: ${backend.name} (${note})`);
     const rows = trainingRows(db);
     if (rows.length < 20) throw new UserError(`only ${rows.length} training images with a price; scrape more listings (and check dedup and the filter)`);
-    const space = hasRun ? (await loadRunConfig(runDir)).space : buildLabelSpace(rows);
-    const mode = hasRun ? (await loadRunConfig(runDir)).config.mode : p.mode;
+    const space = runCfg ? runCfg.space : buildLabelSpace(rows);
     const split = splitByHash(rows, 0.1);
     let data: TrainData;
     if (mode === 'heads') {
@@ -76,19 +140,29 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       data = { mode: 'heads', train: await part(split.train), test: await part(split.test) };
       await cache.close();
     } else {
-      const mb = await loadMobilenetBackbone(backend.tf);
+      let bb: Backbone;
+      if (backboneKind === 'tiny-cnn') {
+        // Initialised from the run's seed, so a run resumed before its first checkpoint starts
+        // from the same weights; later, the checkpoint's weights replace them.
+        const size = parseTinyCnnName(runCfg?.backbone) ?? TINY_CNN;
+        bb = tinyCnnBackbone(backend.tf, { ...size, seed: mixSeed(runCfg?.config.seed ?? rp.seed, 0xcc) });
+      } else {
+        const mb = await loadMobilenetBackbone(backend.tf);
+        bb = { model: mb.model, inputSize: mb.inputSize, featureDim: mb.featureDim, name: mb.name };
+      }
+      ctx.log('info', `backbone: ${bb.name} (${bb.inputSize} px input, ${bb.featureDim}-d features)`);
       const keyOf = db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
       const files = (rs: LabelRow[]) => rs.map((r) => ws.store.pathFor(keyOf.get(r.imageId) as string));
       data = {
         mode: 'finetune',
         train: { inputs: files(split.train), labels: encodeColumns(space, split.train) },
         test: { inputs: files(split.test), labels: encodeColumns(space, split.test) },
-        backbone: { model: mb.model, inputSize: mb.inputSize, featureDim: mb.featureDim, name: mb.name },
+        backbone: bb,
       };
     }
     const testBins = data.mode === 'heads' ? data.test.labels.priceBin : data.test.labels.priceBin;
     const baseline = majorityClass(testBins, NUM_PRICE_BINS);
-    setRun({ state: 'running', baseline: JSON.stringify({ priceAccuracy: baseline.fraction, priceClass: space.priceBins[baseline.cls], trainImages: split.train.length, testImages: split.test.length }) });
+    setRun({ state: 'running', steps: p.resumeRun ? p.steps : rp.steps, baseline: JSON.stringify({ priceAccuracy: baseline.fraction, priceClass: space.priceBins[baseline.cls], trainImages: split.train.length, testImages: split.test.length }) });
     ctx.log('info', `${split.train.length} training and ${split.test.length} test images; majority-class price accuracy ${(100 * baseline.fraction).toFixed(1)}%`);
 
     let lastEmit = 0;
@@ -96,10 +170,14 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       backend,
       space,
       data,
-      force: p.force,
+      force: rp.force,
       signal: ctx.signal,
+      onStart: (e) => {
+        ctx.log('info', e.resumedFrom === null ? `training from step 0 of ${e.steps}` : `resumed from the checkpoint at step ${e.resumedFrom} of ${e.steps}`);
+        ctx.progress({ step: 'train', done: e.step, total: e.steps, message: e.resumedFrom === null ? `${backend.name}` : `${backend.name}, resumed from step ${e.resumedFrom}` });
+      },
       onStep: (e) => {
-        ctx.progress({ step: 'train', done: e.step, total: e.steps, message: `${e.samplesPerSec.toFixed(0)} samples/s, loss ${e.train.loss.toFixed(3)}` });
+        ctx.progress({ step: 'train', done: e.step, total: e.steps, message: `${backend.name}: ${e.samplesPerSec.toFixed(1)} samples/s, loss ${e.train.loss.toFixed(3)}` });
         const t = now();
         if (t - lastEmit >= EMIT_MS || e.step === e.steps) {
           lastEmit = t;
@@ -117,21 +195,32 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     else {
       fs.mkdirSync(runDir, { recursive: true });
       const cfg = trainConfig(mode, {
-        steps: p.steps,
-        batchSize: p.batchSize,
-        ...(p.lr ? { lr: p.lr } : {}),
-        evalEvery: p.evalEvery,
-        checkpointEvery: p.checkpointEvery,
-        lossWeights: parseLossWeights(p.lossWeights),
-        hidden: p.hidden,
-        dropout: p.dropout,
-        augment: p.augment,
-        seed: p.seed,
+        steps: rp.steps,
+        batchSize: rp.batchSize,
+        ...(rp.lr ? { lr: rp.lr } : mode === 'finetune' && backboneKind === 'tiny-cnn' ? { lr: TINY_CNN_LR } : {}),
+        evalEvery: rp.evalEvery,
+        checkpointEvery: rp.checkpointEvery,
+        lossWeights: parseLossWeights(rp.lossWeights),
+        hidden: rp.hidden,
+        dropout: rp.dropout,
+        augment: rp.augment,
+        seed: rp.seed,
       });
       result = await train(runDir, cfg, inputs);
     }
     setRun({ state: result.state === 'done' ? 'done' : 'stopped', step: result.step });
-    return { runId, state: result.state, step: result.step, best: result.best, lastEval: result.lastEval, baselinePriceAccuracy: baseline.fraction, fresh };
+    return {
+      runId,
+      state: result.state,
+      step: result.step,
+      resumedFrom: result.resumedFrom,
+      backend: backend.name,
+      backbone: data.mode === 'finetune' ? data.backbone.name : 'mobilenet_v2 features',
+      best: result.best,
+      lastEval: result.lastEval,
+      baselinePriceAccuracy: baseline.fraction,
+      fresh,
+    };
   } catch (e) {
     setRun({ state: ctx.signal.aborted ? 'stopped' : 'failed', error: (e as Error).message });
     throw e;

@@ -1,12 +1,19 @@
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
+import { BACKBONE_KINDS } from './model.ts';
 
-export const trainParams = z.object({
+const trainFields = z.object({
   name: z.string().max(200).optional(),
   mode: z.enum(['heads', 'finetune']).default('heads'),
+  /**
+   * mobilenet_v2 (pretrained; what heads mode always uses) or tiny-cnn (finetune only: a small CNN
+   * trained from scratch at 64 px, a smoke test of the fine-tuning pipeline). Unset = mobilenet_v2
+   * for a new run; a resumed run keeps its own (naming another is refused).
+   */
+  backbone: z.enum(BACKBONE_KINDS).optional(),
   steps: z.number().int().min(1).max(10_000_000).default(2000),
   batchSize: z.number().int().min(1).max(4096).default(64),
-  /** Default: 1e-3 for heads, 1e-4 for finetune (the original's MobileNetV2 rate). */
+  /** Default: 1e-3 for heads, 1e-4 for finetune of MobileNetV2 (the original's rate), 3e-3 for tiny-cnn. */
   lr: z.number().positive().optional(),
   /** A preset (default, price_ce_only) or k=v,... over price, median, year, make. */
   lossWeights: z.string().default('default'),
@@ -19,14 +26,31 @@ export const trainParams = z.object({
   seed: z.number().int().default(1),
   /** Continue this run from its last checkpoint (steps = the new total). */
   resumeRun: z.number().int().positive().optional(),
-  /** Fine-tune even on the pure-JS backend (tests, tiny experiments). */
+  /**
+   * Fine-tune even without a native backend: on the pure-JS cpu backend (wasm has no convolution
+   * gradients). A resumed run keeps the force it was started with.
+   */
   force: z.boolean().default(false),
 });
-export type TrainParams = z.infer<typeof trainParams>;
+
+export const trainParams = trainFields.superRefine((p, ctx) => {
+  if (p.backbone === 'tiny-cnn' && p.mode === 'heads' && p.resumeRun === undefined) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['backbone'],
+      message:
+        'the tiny-cnn backbone is trained from scratch on images, so it needs mode finetune; heads mode trains on cached mobilenet_v2 features',
+    });
+  }
+});
+export type TrainParams = z.infer<typeof trainFields>;
 
 defineJobKind<TrainParams>({
   kind: 'train',
-  title: (p) => (p.resumeRun ? `Train run #${p.resumeRun} (resume)` : `Train ${p.mode}${p.name ? ` "${p.name}"` : ''} (${p.lossWeights})`),
+  title: (p) =>
+    p.resumeRun
+      ? `Train run #${p.resumeRun} (resume)`
+      : `Train ${p.mode}${p.mode === 'finetune' ? ` ${p.backbone ?? 'mobilenet_v2'}` : ''}${p.name ? ` "${p.name}"` : ''} (${p.lossWeights})`,
   params: trainParams,
   module: new URL('./train-job.ts', import.meta.url).href,
   exclusive: true,

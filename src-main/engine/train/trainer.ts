@@ -27,6 +27,7 @@ import { readCheckpoint, sweepTemporaries, writeCheckpoint, writeFileAtomic, typ
 import { numMakeModelClasses, type LabelColumns, type LabelSpace } from './labels.ts';
 import {
   addBatchMetrics,
+  backboneKindOf,
   createHeads,
   headsConfig,
   lossesAndCounts,
@@ -143,6 +144,13 @@ export interface StepEvent {
   etaSec: number;
 }
 
+export interface StartEvent {
+  step: number;
+  steps: number;
+  /** The step of last.ckpt this run continues from; null when it starts from its initial weights. */
+  resumedFrom: number | null;
+}
+
 export interface EvalEvent {
   step: number;
   test: Metrics;
@@ -157,6 +165,8 @@ export interface TrainInputs {
   /** Fine-tune even on the pure-JS cpu backend (tests, on a tiny network). */
   force?: boolean;
   signal?: AbortSignal;
+  /** Before the first step: where the run starts (0, or the step of the checkpoint it resumes from). */
+  onStart?: (e: StartEvent) => void | Promise<void>;
   onStep?: (e: StepEvent) => void | Promise<void>;
   onEval?: (e: EvalEvent) => void | Promise<void>;
 }
@@ -165,6 +175,8 @@ export interface TrainResult {
   runDir: string;
   state: 'done' | 'stopped';
   step: number;
+  /** The checkpoint step this call continued from (null: from the initial weights). */
+  resumedFrom: number | null;
   lastTrain: Metrics | null;
   lastEval: EvalEvent | null;
   best: { step: number; loss: number } | null;
@@ -275,9 +287,10 @@ export async function loadRunConfig(runDir: string): Promise<RunConfigFile> {
 }
 
 /** Throws the user-facing refusal when the backend cannot (or should not) fine-tune. */
-export function checkBackend(mode: TrainMode, inputs: Pick<TrainInputs, 'backend' | 'force'>): void {
+export function checkBackend(mode: TrainMode, inputs: Pick<TrainInputs, 'backend' | 'force' | 'data'>): void {
   if (mode !== 'finetune') return;
   const b = inputs.backend;
+  const tiny = inputs.data.mode === 'finetune' && backboneKindOf(inputs.data.backbone.name) === 'tiny-cnn';
   if (!b.canTrainConv) {
     throw new UserError(
       `Fine-tuning needs gradients of convolutions, which the ${b.name} backend does not have. ` +
@@ -286,7 +299,11 @@ export function checkBackend(mode: TrainMode, inputs: Pick<TrainInputs, 'backend
   }
   if (!b.fastConv && !inputs.force) {
     throw new UserError(
-      `Fine-tuning refused on the pure-JS ${b.name} backend: a MobileNetV2 training step takes minutes there. ` +
+      `Fine-tuning refused on the pure-JS ${b.name} backend: ${
+        tiny
+          ? 'it is slow there (the tiny-cnn smoke test trains about 10 images a second)'
+          : 'a MobileNetV2 training step takes minutes there'
+      }. ` +
         'Install @tensorflow/tfjs-node (CPU) or @tensorflow/tfjs-node-gpu (CUDA) to fine-tune, or train the heads on cached ' +
         'features (mode heads), which is fast on any CPU. Pass force to run it anyway.',
     );
@@ -554,6 +571,7 @@ async function runLoop(
   let stopped = false;
   try {
     await writeSummary('running');
+    await inputs.onStart?.({ step, steps: cfg.steps, resumedFrom: ckpt ? ckpt.meta.step : null });
     while (step < cfg.steps) {
       if (signal?.aborted) {
         stopped = true;
@@ -627,7 +645,7 @@ async function runLoop(
     heads.dispose();
     adam.dispose();
   }
-  return { runDir, state: stopped ? 'stopped' : 'done', step, lastTrain, lastEval, best };
+  return { runDir, state: stopped ? 'stopped' : 'done', step, resumedFrom: ckpt ? ckpt.meta.step : null, lastTrain, lastEval, best };
 }
 
 async function collectTensors(heads: Heads, backbone: Backbone | null, adam: Adam): Promise<NamedArray[]> {

@@ -89,7 +89,10 @@ export function TrainStage() {
   return (
     <div>
       <h1>Train</h1>
-      <p className="lead">A multi-task model: price range (10 bins), median price, make/model and year, on a MobileNetV2 backbone.</p>
+      <p className="lead">
+        A multi-task model: price range (10 bins), median price, make/model and year, on a pretrained MobileNetV2 backbone (or a tiny CNN, to
+        smoke-test fine-tuning on this machine).
+      </p>
       <section className="cards">
         <Metric label="training images (with a price)" value={fmtInt(d?.images)} />
         <Metric label="test images (first 10% by hash)" value={fmtInt(d?.testImages)} />
@@ -153,23 +156,49 @@ function Metric({ label, value, testid }: { label: string; value: string; testid
 
 function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune: boolean; fastFinetune: boolean; busy: boolean; onStarted: () => void }) {
   const call = useCall();
-  const [f, setF] = useState({ mode: 'heads', steps: 2000, batchSize: 64, lr: '', preset: 'default', custom: 'price=1,median=1,year=1,make=1', evalEvery: 100, hidden: 256, augment: true, name: '', force: false });
+  const [f, setF] = useState({
+    mode: 'heads',
+    backbone: 'mobilenet_v2',
+    steps: 2000,
+    batchSize: 64,
+    lr: '',
+    preset: 'default',
+    custom: 'price=1,median=1,year=1,make=1',
+    evalEvery: 100,
+    hidden: 256,
+    augment: true,
+    name: '',
+    force: false,
+  });
   const set = (k: keyof typeof f, v: unknown) => setF((x) => ({ ...x, [k]: v }));
+  // Without a native backend, fine-tuning runs only when forced, on the pure-JS cpu backend.
   const finetuneWhy = !canFinetune
-    ? 'needs a backend with convolution gradients (install @tensorflow/tfjs-node or -gpu)'
+    ? 'this backend has no convolution gradients (install @tensorflow/tfjs-node or -gpu); tick "force" to fine-tune on the pure-JS cpu backend anyway (MobileNetV2: minutes a step; the tiny-cnn smoke test: about 10 images a second)'
     : !fastFinetune
-      ? 'the pure-JS backend takes minutes a step: tick "force" to run it anyway'
+      ? 'the pure-JS backend takes minutes a MobileNetV2 step: tick "force" to run it anyway (the tiny-cnn smoke test trains about 10 images a second)'
       : '';
+  const lrDefault = f.mode === 'heads' ? '1e-3' : f.backbone === 'tiny-cnn' ? '3e-3' : '1e-4';
   return (
     <section className="card">
       <h3>New run</h3>
       <div className="form">
         <label>
           mode
-          <select value={f.mode} onChange={(e) => set('mode', e.target.value)} data-testid="train-mode">
+          <select
+            value={f.mode}
+            onChange={(e) => setF((x) => ({ ...x, mode: e.target.value, backbone: e.target.value === 'heads' ? 'mobilenet_v2' : x.backbone }))}
+            data-testid="train-mode"
+          >
             <option value="heads">heads — on cached features (fast on any CPU)</option>
-            <option value="finetune" disabled={!canFinetune}>
-              finetune — the whole network{finetuneWhy ? ' (unavailable)' : ''}
+            <option value="finetune">finetune — the whole network{finetuneWhy ? ' (slow here: needs force)' : ''}</option>
+          </select>
+        </label>
+        <label>
+          backbone
+          <select value={f.backbone} onChange={(e) => set('backbone', e.target.value)} data-testid="train-backbone">
+            <option value="mobilenet_v2">MobileNetV2 — pretrained</option>
+            <option value="tiny-cnn" disabled={f.mode !== 'finetune'}>
+              tiny CNN, 64 px, from scratch — a smoke test (finetune only)
             </option>
           </select>
         </label>
@@ -183,7 +212,7 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
         </label>
         <label>
           learning rate
-          <input placeholder={f.mode === 'heads' ? '1e-3' : '1e-4'} value={f.lr} onChange={(e) => set('lr', e.target.value)} />
+          <input placeholder={lrDefault} value={f.lr} onChange={(e) => set('lr', e.target.value)} />
         </label>
         <label>
           loss weights
@@ -221,6 +250,12 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
         )}
       </div>
       {finetuneWhy && <p className="muted small">Finetune: {finetuneWhy}.</p>}
+      {f.backbone === 'tiny-cnn' && (
+        <p className="muted small" data-testid="tiny-cnn-note">
+          The tiny CNN is trained from scratch at 64 px: it checks that fine-tuning (augmentation, checkpoints, resume) works on this machine. It
+          is not a price model.
+        </p>
+      )}
       <button
         className="primary"
         disabled={busy}
@@ -230,6 +265,7 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
             kind: 'train',
             params: {
               mode: f.mode,
+              backbone: f.backbone,
               steps: f.steps,
               batchSize: f.batchSize,
               ...(f.lr ? { lr: Number(f.lr) } : {}),
@@ -261,6 +297,7 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
             <th>show</th>
             <th>run</th>
             <th>mode</th>
+            <th>backbone</th>
             <th>loss weights</th>
             <th>state</th>
             <th>step</th>
@@ -282,8 +319,9 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
                 #{r.id} {r.name}
               </td>
               <td>{r.mode}</td>
+              <td>{r.backbone}</td>
               <td>{r.lossWeights}</td>
-              <td title={r.error ?? ''}>{r.state}</td>
+              <td title={r.error ?? (r.state === 'interrupted' ? 'its process stopped mid-run; Resume continues from the last checkpoint' : '')}>{r.state}</td>
               <td>
                 {r.step}/{r.steps}
               </td>
@@ -293,7 +331,7 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
               <td>{r.lastTest?.makeModel.loss.toFixed(3) ?? '—'}</td>
               <td>{fmtPrice(r.lastTest?.median.maeDollars)}</td>
               <td className="row">
-                {(r.state === 'stopped' || r.state === 'failed') && (
+                {(r.state === 'stopped' || r.state === 'interrupted' || r.state === 'failed') && (
                   <button disabled={busy} data-testid={`resume-${r.id}`} onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}>
                     Resume
                   </button>

@@ -26,9 +26,18 @@ export interface RunInfo {
   id: number;
   name: string;
   mode: 'heads' | 'finetune';
+  /**
+   * mobilenet_v2 (pretrained; heads runs train on its features) or tiny-cnn (a small CNN trained
+   * from scratch at 64 px: a smoke test of fine-tuning, not a price model).
+   */
+  backbone: 'mobilenet_v2' | 'tiny-cnn';
   lossWeights: string;
   params: unknown;
-  state: 'preparing' | 'running' | 'stopped' | 'done' | 'failed';
+  /**
+   * `interrupted`: the process training it died (killed, crashed) mid-run; it continues from its
+   * last checkpoint when resumed (`train --resume RUN`, the Resume button, or `serve` on start).
+   */
+  state: 'preparing' | 'running' | 'stopped' | 'interrupted' | 'done' | 'failed';
   jobId: number | null;
   step: number;
   steps: number;
