@@ -205,6 +205,46 @@ describe('feature cache without a model', () => {
     await expect(again.append([7], new Float32Array(2))).rejects.toThrow(/floats/);
   });
 
+  it('reads only the rows asked for, across shards, buffered rows and shards another writer added', async () => {
+    const dir = path.join(tmpDir('carstudio-features-'), 'cache');
+    const dim = 4;
+    const row = (id: number) => Float32Array.from({ length: dim }, (_, k) => id * 10 + k);
+    const rows = (ids: number[]) => {
+      const m = new Float32Array(ids.length * dim);
+      ids.forEach((id, i) => m.set(row(id), i * dim));
+      return m;
+    };
+    const a = await FeatureCache.open(dir, 'toy', dim);
+    await a.append([1, 2, 3], rows([1, 2, 3]));
+    await a.append([4, 5], rows([4, 5]));
+    // another process appends a shard to the same folder
+    const b = await FeatureCache.open(dir, 'toy', dim);
+    await b.append([6, 7], rows([6, 7]));
+    // and this one buffers a row it has not written yet
+    const buffered = await FeatureCache.open(dir, 'toy', dim, { bufferRows: 100 });
+    await buffered.append([8], rows([8]));
+
+    const r = await buffered.rows([7, 99, 2, 8, 5]);
+    expect(r.ids).toEqual([7, 2, 8, 5]);
+    const out = new Float32Array(3 * dim);
+    r.gather([3, 0, 1], out);
+    expect(Array.from(out)).toEqual([...row(5), ...row(7), ...row(2)]);
+    expect(() => r.gather([4], out)).toThrow(/row 4 of 4/);
+    r.close();
+    expect(() => r.gather([0], out)).toThrow(/closed/);
+    const got = await a.read([6, 1, 8]);
+    expect(got.ids).toEqual([6, 1, 8]);
+    expect(Array.from(got.data)).toEqual([...row(6), ...row(1), ...row(8)]);
+    // a shard cut short is an error, not silent zeros
+    const shard = fs.readdirSync(dir).filter((f) => f.startsWith('shard-')).sort()[0]!;
+    const full = fs.readFileSync(path.join(dir, shard));
+    const fresh = await FeatureCache.open(dir, 'toy', dim);
+    const lastRows = await fresh.rows([3]);
+    fs.writeFileSync(path.join(dir, shard), full.subarray(0, full.length - 8));
+    expect(() => lastRows.gather([0], new Float32Array(dim))).toThrow(/ended early/);
+    lastRows.close();
+  });
+
   it('writes .npy headers that start data on a 64-byte boundary', () => {
     for (const shape of [[0, 1280], [1, 1], [123456, 1280], [7]]) {
       const h = npyHeader('<f4', shape);

@@ -14,6 +14,7 @@
 // A shard is either complete or absent; leftover temporary files are removed on open.
 // `exportNpy` writes features.npy / ids.npy (NumPy format v1.0) and ids.txt.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { syncDir, writeAtomicWith } from '../util/atomic-file.ts';
@@ -31,6 +32,16 @@ export interface FeatureCacheOptions {
   bufferRows?: number;
 }
 
+/** Random access to a list of cached rows (see FeatureCache.rows). */
+export interface FeatureRows {
+  /** The ids found, in the order asked; row i of the list is ids[i]. */
+  ids: number[];
+  dim: number;
+  /** Reads rows idx[0], idx[1], ... of the list into out (idx.length * dim floats). */
+  gather(idx: ArrayLike<number>, out: Float32Array): void;
+  close(): void;
+}
+
 interface ShardHeader {
   file: string;
   seq: number;
@@ -46,6 +57,9 @@ export class FeatureCache {
   readonly dim: number;
   private readonly bufferRows: number;
   private readonly idSet = new Set<number>();
+  /** Where each stored id's row is: shard seq * 2^32 + row within the shard. */
+  private readonly location = new Map<number, number>();
+  private readonly bySeq = new Map<number, ShardHeader>();
   private shards: ShardHeader[] = [];
   private nextSeq = 1;
   private pendingIds: number[] = [];
@@ -81,9 +95,7 @@ export class FeatureCache {
         throw new Error(`feature cache ${dir} holds ${header.extractor} (dim ${header.dim}) in ${name}, not ${extractor} (dim ${dim})`);
       }
       header.seq = Number(m[1]);
-      cache.shards.push(header);
-      for (const id of ids) cache.idSet.add(id);
-      cache.nextSeq = Math.max(cache.nextSeq, header.seq + 1);
+      cache.addShard(header, ids);
     }
     return cache;
   }
@@ -183,14 +195,7 @@ export class FeatureCache {
           if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
           throw err;
         }
-        this.shards.push({
-          file: path.join(this.dir, name),
-          seq,
-          headerBytes,
-          dim: this.dim,
-          count: ids.length,
-          extractor: this.extractor,
-        });
+        this.addShard({ file: path.join(this.dir, name), seq, headerBytes, dim: this.dim, count: ids.length, extractor: this.extractor }, ids);
         break;
       }
     } finally {
@@ -219,19 +224,80 @@ export class FeatureCache {
     return { ids, data };
   }
 
-  /** Rows for the given ids (missing ids are skipped), in the order asked. */
+  /**
+   * Rows for the given ids (missing ids are skipped), in the order asked. Reads only those rows
+   * from their shards, so a batch costs what it holds, not what the cache holds.
+   */
   async read(wanted: ArrayLike<number>): Promise<{ ids: number[]; data: Float32Array }> {
-    const all = await this.readAll();
-    const pos = new Map<number, number>();
-    all.ids.forEach((id, i) => pos.set(id, i));
+    const rows = await this.rows(wanted);
+    try {
+      const data = new Float32Array(rows.ids.length * this.dim);
+      rows.gather(Int32Array.from({ length: rows.ids.length }, (_, i) => i), data);
+      return { ids: rows.ids, data };
+    } finally {
+      rows.close();
+    }
+  }
+
+  /**
+   * Random access to the rows of the given ids (missing ids are skipped; order as asked) without
+   * loading them: `gather(idx, out)` reads rows idx[0], idx[1], ... of that list into `out`. For
+   * training on more features than fit in memory (or in one typed array: a few hundred thousand
+   * 1280-d rows). Close it to release the shard files.
+   */
+  async rows(wanted: ArrayLike<number>): Promise<FeatureRows> {
+    await this.flush();
+    await this.rescan();
     const ids: number[] = [];
-    for (let i = 0; i < wanted.length; i++) if (pos.has(wanted[i])) ids.push(wanted[i]);
-    const data = new Float32Array(ids.length * this.dim);
-    ids.forEach((id, i) => {
-      const p = pos.get(id)!;
-      data.set(all.data.subarray(p * this.dim, (p + 1) * this.dim), i * this.dim);
-    });
-    return { ids, data };
+    const locs: number[] = [];
+    for (let i = 0; i < wanted.length; i++) {
+      const loc = this.location.get(wanted[i]);
+      if (loc === undefined) continue;
+      ids.push(wanted[i]);
+      locs.push(loc);
+    }
+    const fds = new Map<number, number>();
+    const fd = new Int32Array(ids.length);
+    const offset = new Float64Array(ids.length);
+    const rowBytes = this.dim * 4;
+    try {
+      locs.forEach((loc, i) => {
+        const seq = Math.floor(loc / 2 ** 32);
+        const s = this.bySeq.get(seq)!;
+        let f = fds.get(seq);
+        if (f === undefined) fds.set(seq, (f = fs.openSync(s.file, 'r')));
+        fd[i] = f;
+        offset[i] = s.headerBytes + s.count * 8 + (loc % 2 ** 32) * rowBytes;
+      });
+    } catch (err) {
+      for (const f of fds.values()) fs.closeSync(f);
+      throw err;
+    }
+    const dim = this.dim;
+    let closed = false;
+    return {
+      ids,
+      dim,
+      gather(idx: ArrayLike<number>, out: Float32Array): void {
+        if (closed) throw new Error('feature rows are closed');
+        if (out.length < idx.length * dim) throw new Error(`gather: ${idx.length} rows need ${idx.length * dim} floats`);
+        const little = isLittleEndian();
+        const scratch = little ? null : Buffer.alloc(rowBytes);
+        for (let j = 0; j < idx.length; j++) {
+          const r = idx[j];
+          if (!(r >= 0 && r < ids.length)) throw new Error(`gather: row ${r} of ${ids.length}`);
+          const target = scratch ?? Buffer.from(out.buffer, out.byteOffset + j * rowBytes, rowBytes);
+          const got = fs.readSync(fd[r], target, 0, rowBytes, offset[r]);
+          if (got !== rowBytes) throw new Error(`feature shard ended early (row of id ${ids[r]})`);
+          if (scratch) for (let k = 0; k < dim; k++) out[j * dim + k] = scratch.readFloatLE(k * 4);
+        }
+      },
+      close(): void {
+        if (closed) return;
+        closed = true;
+        for (const f of fds.values()) fs.closeSync(f);
+      },
+    };
   }
 
   /**
@@ -276,11 +342,20 @@ export class FeatureCache {
         throw new Error(`feature cache ${this.dir}: ${name} holds ${header.extractor} (dim ${header.dim})`);
       }
       header.seq = Number(SHARD_RE.exec(name)![1]);
-      this.shards.push(header);
-      for (const id of ids) this.idSet.add(id);
-      this.nextSeq = Math.max(this.nextSeq, header.seq + 1);
+      this.addShard(header, ids);
     }
     this.shards.sort((a, b) => a.seq - b.seq);
+  }
+
+  private addShard(header: ShardHeader, ids: readonly number[]): void {
+    this.shards.push(header);
+    this.bySeq.set(header.seq, header);
+    ids.forEach((id, row) => {
+      this.idSet.add(id);
+      // an id in two shards (two writers racing) keeps its first row; both are the same features
+      if (!this.location.has(id)) this.location.set(id, header.seq * 2 ** 32 + row);
+    });
+    this.nextSeq = Math.max(this.nextSeq, header.seq + 1);
   }
 }
 

@@ -5,6 +5,7 @@ import { UserError } from '../workspace/errors.ts';
 import { initBackend, type BackendInfo } from '../ml/backend.ts';
 import { loadMobilenetBackbone } from '../ml/mobilenet.ts';
 import { ensureFeatures } from '../filter/features.ts';
+import type { FeatureRows } from '../filter/feature-cache.ts';
 import { buildLabelSpace, encodeColumns, majorityClass, splitByHash, NUM_PRICE_BINS, type LabelRow } from './labels.ts';
 import { backboneKindOf, parseLossWeights, parseTinyCnnName, TINY_CNN, TINY_CNN_LR, tinyCnnBackbone, type Backbone, type BackboneKind } from './model.ts';
 import { mixSeed } from './rng.ts';
@@ -108,6 +109,7 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     db.prepare(`UPDATE runs SET ${keys.map((k) => `${k} = ?`).join(', ')}, updated_at = ? WHERE id = ?`).run(...keys.map((k) => fields[k]), now(), runId);
   };
   setRun({ state: 'preparing', job_id: ctx.jobId, error: null });
+  const openRows: FeatureRows[] = [];
   try {
     const runCfg: RunConfigFile | null = hasRun ? await loadRunConfig(runDir) : null;
     const mode = runCfg ? runCfg.config.mode : rp.mode;
@@ -132,10 +134,13 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
         'mobilenet_v2',
       );
       if (ctx.signal.aborted) return { runId, state: 'stopped' };
+      // Rows are read from the cache's shards batch by batch, so the features of millions of
+      // images need not fit in memory.
       const part = async (rs: LabelRow[]) => {
-        const { ids, data: feats } = await cache.read(rs.map((r) => r.imageId));
+        const rows = await cache.rows(rs.map((r) => r.imageId));
+        openRows.push(rows);
         const byId = new Map(rs.map((r) => [r.imageId, r]));
-        return { dim: cache.dim, features: feats, labels: encodeColumns(space, ids.map((id) => byId.get(id)!)) };
+        return { dim: cache.dim, features: rows, labels: encodeColumns(space, rows.ids.map((id) => byId.get(id)!)) };
       };
       data = { mode: 'heads', train: await part(split.train), test: await part(split.test) };
       await cache.close();
@@ -224,5 +229,7 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
   } catch (e) {
     setRun({ state: ctx.signal.aborted ? 'stopped' : 'failed', error: (e as Error).message });
     throw e;
+  } finally {
+    for (const r of openRows) r.close();
   }
 }

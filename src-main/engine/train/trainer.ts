@@ -112,8 +112,25 @@ function validateConfig(c: TrainConfig): void {
 /** Cached backbone features of one split: n rows of dim floats, and their labels. */
 export interface FeatureSplit {
   dim: number;
-  features: Float32Array;
+  /**
+   * The rows in memory (n x dim, row-major), or random access to them where they live (the
+   * workspace's feature cache: `FeatureCache.rows`), for more features than fit in memory.
+   */
+  features: Float32Array | RowSource;
   labels: LabelColumns;
+}
+
+/** Rows read on demand: gather(idx, out) writes rows idx[0], idx[1], ... into out. */
+export interface RowSource {
+  gather(idx: ArrayLike<number>, out: Float32Array): void;
+}
+
+/** Rows idx of a split into out (idx.length * dim floats). */
+function gatherRows(split: FeatureSplit, idx: ArrayLike<number>, out: Float32Array): void {
+  const f = split.features;
+  if (!(f instanceof Float32Array)) return f.gather(idx, out);
+  const dim = split.dim;
+  for (let j = 0; j < idx.length; j++) out.set(f.subarray(idx[j] * dim, (idx[j] + 1) * dim), j * dim);
 }
 
 /** Image files (paths or encoded bytes) of one split, and their labels. */
@@ -496,9 +513,8 @@ async function runLoop(
 
   const features = async (s: number, idx: Int32Array): Promise<Float32Array> => {
     if (data.mode === 'heads') {
-      const dim = data.train.dim;
-      const x = new Float32Array(idx.length * dim);
-      idx.forEach((i, j) => x.set(data.train.features.subarray(i * dim, (i + 1) * dim), j * dim));
+      const x = new Float32Array(idx.length * data.train.dim);
+      gatherRows(data.train, idx, x);
       return x;
     }
     return (await trainLoader!.get(s)).data;
@@ -533,8 +549,8 @@ async function runLoop(
       const idx = idxOf(k);
       let x: Float32Array;
       if (data.mode === 'heads') {
-        const dim = data.test.dim;
-        x = data.test.features.subarray(idx[0] * dim, (idx[idx.length - 1] + 1) * dim);
+        x = new Float32Array(idx.length * data.test.dim);
+        gatherRows(data.test, idx, x);
       } else {
         x = (await evalLoader!.get(k)).data;
       }
