@@ -200,7 +200,8 @@ describe('kill safety', () => {
       // no faults here, so the server's own count of concurrent requests is exact
       let err = '';
       child.stderr!.on('data', (d) => (err += d));
-      await waitFor(() => err.includes('ids ') && /ids [1-9]/.test(err), 'progress', 60_000);
+      // 'ids N/1200' with N >= 1 (the job title also says 'ids 1..1200')
+      await waitFor(() => /ids [1-9]\d*\/1200/.test(err), 'progress', 60_000);
       const t0 = Date.now();
       child.kill('SIGTERM');
       const code = await new Promise((r) => child.once('exit', r));
