@@ -101,6 +101,27 @@ describe('resumable weight download', () => {
     const r = await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', dir, '--url', `${base}/vision_model.onnx`]);
     expect(r.code, r.stderr).toBe(0);
     expect(fs.readFileSync(clipWeightsPath(dir)).equals(body)).toBe(true);
+    expect(r.stdout).toContain(`${body.length} bytes`);
+  });
+
+  it('the CLI installs the weights from a folder laid out like the Hugging Face repository, and says what it looked for', async () => {
+    const ws = tmpWorkspace();
+    const dir = ws.dir;
+    ws.close();
+    const repo = path.join(tmpDir(), 'clip-vit-base-patch16');
+    fs.mkdirSync(path.join(repo, 'onnx'), { recursive: true });
+    fs.writeFileSync(path.join(repo, 'onnx', 'vision_model.onnx'), body);
+    const r = await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', dir, '--from', repo]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(path.join(repo, 'onnx', 'vision_model.onnx'));
+    expect(fs.readFileSync(clipWeightsPath(dir)).equals(body)).toBe(true);
+    const empty = path.join(tmpDir(), 'empty');
+    fs.mkdirSync(empty);
+    const bad = await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', dir, '--from', empty]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`looked for ${path.join(empty, 'vision_model.onnx')} and ${path.join(empty, 'onnx', 'vision_model.onnx')}`);
+    // the installed weights are untouched by the failed attempt
+    expect(fs.readFileSync(clipWeightsPath(dir)).equals(body)).toBe(true);
   });
 });
 

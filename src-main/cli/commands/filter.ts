@@ -5,7 +5,7 @@ import { UserError } from '../../engine/workspace/errors.ts';
 import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/features.ts';
 import { exportLabels, importLabelled } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
-import { CLIP_DEFAULT_URL, clipWeightsHelp, clipWeightsPath } from '../../engine/filter/clip.ts';
+import { CLIP_DEFAULT_URL, clipWeightsHelp, clipWeightsPath, clipWeightsSource } from '../../engine/filter/clip.ts';
 import { downloadResumable } from '../../engine/ml/download.ts';
 import { findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import type { Engine } from '../../engine/engine.ts';
@@ -109,7 +109,7 @@ export function registerFilter(program: Command): void {
     .argument('[extractor]', 'clip-vit-b16 (mobilenet_v2 ships with CarStudio)', 'clip-vit-b16')
     .description(`install an extractor's weights into the workspace: download them (progress, resumable) or copy a file you have (--from)`)
     .addOption(workspaceOption())
-    .option('--from <file>', 'a vision_model.onnx already on this machine (offline)')
+    .option('--from <path>', 'a vision_model.onnx already on this machine, or a folder holding one (e.g. a copy of the Hugging Face repository: onnx/vision_model.onnx) (offline)')
     .option('--url <url>', 'download from here instead', CLIP_DEFAULT_URL)
     .action(async (name: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<{ workspace?: string; from?: string; url: string }>();
@@ -121,24 +121,36 @@ export function registerFilter(program: Command): void {
       try {
         const dest = clipWeightsPath(engine.ws.dir);
         if (opts.from) {
-          if (!fs.existsSync(opts.from)) throw new UserError(`${opts.from} does not exist`);
+          const src = clipWeightsSource(opts.from);
           fs.mkdirSync(path.dirname(dest), { recursive: true });
           const tmp = `${dest}.${process.pid}.tmp`;
-          fs.copyFileSync(opts.from, tmp);
+          fs.copyFileSync(src, tmp);
           fs.renameSync(tmp, dest);
-          process.stdout.write(`copied ${opts.from} to ${dest}\n`);
+          process.stdout.write(`copied ${src} to ${dest}\n`);
           return;
         }
         const ac = new AbortController();
         const stop = (): void => ac.abort();
         process.once('SIGINT', stop);
         try {
+          const t0 = performance.now();
+          let startBytes: number | null = null;
+          let lastLine = 0;
+          const mb = (b: number): string => (b / 1048576).toFixed(1);
           const r = await downloadResumable(opts.url, dest, {
             signal: ac.signal,
             onProgress: (p) => {
-              if (!process.stderr.isTTY) return;
-              const mb = (b: number): string => (b / 1048576).toFixed(1);
-              process.stderr.write(`\r${mb(p.bytes)}${p.total ? ` / ${mb(p.total)}` : ''} MB`);
+              startBytes ??= p.bytes;
+              const secs = (performance.now() - t0) / 1000;
+              const rate = secs > 0 ? (p.bytes - startBytes) / secs : 0;
+              const eta = p.total && rate > 0 ? `  ETA ${Math.ceil((p.total - p.bytes) / rate)} s` : '';
+              const line = `${mb(p.bytes)}${p.total ? ` / ${mb(p.total)}` : ''} MB  ${mb(rate)} MB/s${eta}`;
+              if (process.stderr.isTTY) process.stderr.write(`\r${line}   `);
+              else if (secs - lastLine >= 5) {
+                // a log, not a terminal: a line every few seconds
+                lastLine = secs;
+                process.stderr.write(`${line}\n`);
+              }
             },
           });
           if (process.stderr.isTTY) process.stderr.write('\n');

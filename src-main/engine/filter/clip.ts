@@ -24,13 +24,26 @@ export function clipWeightsPath(workspaceDir: string): string {
   return path.join(workspaceDir, 'models', CLIP_NAME, CLIP_WEIGHTS_FILE);
 }
 
+/**
+ * The ONNX file to install from what the user points to: the file itself, or a folder holding
+ * vision_model.onnx directly or in onnx/ (the layout of the Hugging Face repository).
+ */
+export function clipWeightsSource(from: string): string {
+  if (!fs.existsSync(from)) throw new UserError(`${from} does not exist`);
+  if (!fs.statSync(from).isDirectory()) return from;
+  const candidates = [path.join(from, CLIP_WEIGHTS_FILE), path.join(from, 'onnx', CLIP_WEIGHTS_FILE)];
+  const found = candidates.find((f) => fs.existsSync(f) && fs.statSync(f).isFile());
+  if (!found) throw new UserError(`${from} is a folder without ${CLIP_WEIGHTS_FILE}: looked for ${candidates.join(' and ')}`);
+  return found;
+}
+
 /** What a user runs to get the weights, offline or not. */
 export function clipWeightsHelp(workspaceDir: string): string {
   return (
     `the ${CLIP_NAME} extractor needs the CLIP ViT-B/16 image encoder as ONNX at ${clipWeightsPath(workspaceDir)}. ` +
     `Online: \`carstudio features weights ${CLIP_NAME} --workspace ${workspaceDir}\` downloads it (about 350 MB, resumable). ` +
     `Offline: copy a vision_model.onnx (input pixel_values [N,3,224,224], output image_embeds [N,512], e.g. from Xenova/clip-vit-base-patch16) ` +
-    `to this machine and run \`carstudio features weights ${CLIP_NAME} --workspace ${workspaceDir} --from FILE\`. ` +
+    `to this machine and run \`carstudio features weights ${CLIP_NAME} --workspace ${workspaceDir} --from FILE_OR_FOLDER\`. ` +
     `Or use --extractor mobilenet_v2, which works offline.`
   );
 }
