@@ -4,7 +4,7 @@ import { Workspace } from '../src-main/engine/workspace/workspace.ts';
 import { ImageStore } from '../src-main/engine/workspace/image-store.ts';
 import { getStats } from '../src-main/engine/stats.ts';
 import { hashImage } from '../src-main/engine/dedup/exact-hash.ts';
-import { hashRow } from '../src-main/engine/dedup/hash-row.ts';
+import { hashRow, THUMB_BYTES } from '../src-main/engine/dedup/hash-row.ts';
 import { dedupGroups, dedupSummary, nearCount, setOverride } from '../src-main/engine/dedup/summary.ts';
 import { ingestImage } from '../src-main/engine/scrape/image-ingest.ts';
 import { openLedger } from '../src-main/engine/scrape/ledger.ts';
@@ -165,5 +165,38 @@ describe('dedup job', () => {
     const stats = await runCli(['stats', '--workspace', dir, '--json']);
     expect(JSON.parse(stats.stdout).dedup).toMatchObject({ hashed: 12, groups: 2, images_in_groups: 4, excluded: 4 });
   }, 60_000);
-});
 
+  it('warns when a near group is a chain of similar photos rather than copies of one', async () => {
+    // hashes stored as the dedup job stores them: 12 photos whose pHashes step 4 bits at a time
+    // (each within 10 of the next, the first and last 44 apart), same colours; and two copies of
+    // another picture
+    const ws = tmpWorkspace();
+    const dir = ws.dir;
+    const thumb = Buffer.alloc(THUMB_BYTES, 90);
+    const ins = ws.db.prepare(
+      `INSERT INTO images (key, url, state, width, height, bytes, updated_at, exact_hash, phash, thumb) VALUES (?, ?, 'stored', 64, 48, 1000, 0, ?, ?, ?)`,
+    );
+    const bits = (n: number): string => {
+      const v = (1n << BigInt(n)) - 1n;
+      return v.toString(16).padStart(16, '0');
+    };
+    for (let k = 0; k < 12; k++) ins.run(`k${k}`, `http://example.test/chain/${k}.jpg`, `x${k}`, bits(4 * k), thumb);
+    for (let k = 0; k < 2; k++) ins.run(`c${k}`, `http://example.test/copy/${k}.jpg`, `y${k}`, 'ffffffffffffffff', Buffer.alloc(THUMB_BYTES, 200));
+    ws.close();
+    const r = await runCli(['dedup', '--workspace', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/1 near group joined photos through chains of similar ones/);
+    expect(r.stderr).toMatch(/has 12 photos from 12 listings, some 44 bits from its first photo \(more than --max-distance 10\)/);
+    const engine = Engine.open(dir);
+    try {
+      const last = engine.jobs.list().find((j) => j.kind === 'dedup')!;
+      expect(last.result).toMatchObject({ groups: 2, chainedGroups: 1 });
+    } finally {
+      await engine.close();
+    }
+    // at a distance the chain cannot bridge (each step is 4 bits), no group and no warning
+    const tight = await runCli(['dedup', '--workspace', dir, '--max-distance', '3']);
+    expect(tight.code, tight.stderr).toBe(0);
+    expect(tight.stderr).not.toMatch(/chains of similar/);
+  }, 60_000);
+});

@@ -91,7 +91,17 @@ export default async function dedupJob(ctx: JobContext<DedupParams>): Promise<un
     `${g.groups} ${p.method} groups holding ${g.imagesInGroups} images; ${g.excluded} excluded (${p.policy} policy` +
       `${g.overridesApplied ? `, ${g.overridesApplied} overrides` : ''}); near pairs: ${g.candidatePairs} candidates, ${g.verifiedPairs} verified`,
   );
+  if (g.chained.worst) {
+    const w = g.chained.worst;
+    ctx.log(
+      'warn',
+      `${g.chained.groups} near group${g.chained.groups === 1 ? '' : 's'} joined photos through chains of similar ones rather than copies of one picture; ` +
+        `the largest, group ${w.groupId}, has ${w.size} photos from ${w.listings} listings, some ${w.spread} bits from its first photo (more than --max-distance ${p.maxDistance}). ` +
+        `Look at it in the Dedup stage: a lower --max-distance, or keep/drop overrides, splits it.`,
+    );
+  }
   return {
+    chainedGroups: g.chained.groups,
     hashed: g.hashed,
     hashedThisRun: hashed,
     errors,

@@ -39,6 +39,12 @@ export interface GroupingResult {
   candidatePairs: number;
   verifiedPairs: number;
   overridesApplied: number;
+  /**
+   * Near groups with a member further than maxDistance from the group's first member: photos
+   * joined through a chain of similar ones (A like B, B like C) rather than copies of one picture.
+   * `worst` is the one with the most members.
+   */
+  chained: { groups: number; worst: { groupId: number; size: number; listings: number; spread: number } | null };
   seconds: { load: number; near: number; write: number };
 }
 
@@ -227,6 +233,7 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   groupRows.sort((a, b) => b.size - a.size || a.ids[0]! - b.ids[0]!);
 
   let overridesApplied = 0;
+  const chained: GroupingResult['chained'] = { groups: 0, worst: null };
   const write = db.transaction(() => {
     db.prepare(`DELETE FROM dup_excluded`).run();
     db.prepare(`DELETE FROM dup_members`).run();
@@ -239,9 +246,16 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
     const groupOfImage = new Map<number, number>();
     for (const g of groupRows) {
       const gid = insG.get(opts.method, g.key, g.size, g.listings, opts.method === 'near' ? opts.maxDistance : 0) as number;
+      let spread = 0;
       for (const id of g.ids) {
-        insM.run(gid, id, g.dist.get(id) ?? 0);
+        const d = g.dist.get(id) ?? 0;
+        spread = Math.max(spread, d);
+        insM.run(gid, id, d);
         groupOfImage.set(id, gid);
+      }
+      if (opts.method === 'near' && spread > opts.maxDistance) {
+        chained.groups++;
+        if (!chained.worst || g.size > chained.worst.size) chained.worst = { groupId: gid, size: g.size, listings: g.listings, spread };
       }
       if (opts.policy === 'default') {
         if (g.listings > 1) for (const id of g.ids) excluded.set(id, { group: gid, reason: 'group spans listings' });
@@ -281,6 +295,7 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
     candidatePairs: candidates,
     verifiedPairs: pairs.length,
     overridesApplied,
+    chained,
     seconds: { load: (t1 - t0) / 1000, near: (t2 - t1) / 1000, write: (t3 - t2) / 1000 },
   };
 }
