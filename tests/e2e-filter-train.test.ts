@@ -63,6 +63,19 @@ describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () 
     await page.screenshot({ path: artifactPath('filter-stage.png'), fullPage: true });
   }, 150_000);
 
+  it('offers to download the CLIP weights when clip-vit-b16 is chosen and they are not installed', async () => {
+    await page.getByTestId('nav-filter').click();
+    await page.getByTestId('filter-extractor').selectOption('clip-vit-b16');
+    await expect.poll(() => page.getByTestId('extractor-help').textContent()).toContain('needs the CLIP ViT-B/16 image encoder as ONNX');
+    expect(await page.getByTestId('clip-url').inputValue()).toContain('huggingface.co');
+    expect(await page.getByTestId('clip-download').isEnabled()).toBe(true);
+    expect(await page.getByTestId('fit-filter').isDisabled()).toBe(true);
+    await page.getByTestId('extractor-setup').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: artifactPath('filter-clip-setup.png') });
+    await page.getByTestId('filter-extractor').selectOption('mobilenet_v2');
+    expect(await page.getByTestId('extractor-setup').count()).toBe(0);
+  });
+
   it('starts runs from the Train stage and shows their curves growing, overlaid', async () => {
     await page.getByTestId('nav-train').click();
     await page.getByTestId('backend').locator('.metric-value').filter({ hasText: /wasm|cpu|tensorflow/ }).waitFor();

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadResumable } from '../src-main/engine/ml/download.ts';
 import { clipWeightsPath, toClipInput } from '../src-main/engine/filter/clip.ts';
+import { Engine } from '../src-main/engine/engine.ts';
 import { runCli } from './helpers/processes.ts';
 import { seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
 
@@ -103,6 +104,47 @@ describe('resumable weight download', () => {
     expect(fs.readFileSync(clipWeightsPath(dir)).equals(body)).toBe(true);
     expect(r.stdout).toContain(`${body.length} bytes`);
   });
+
+  it('the weights job (what the studio starts) downloads the CLIP weights, and features.extractors reports them', async () => {
+    const ws = tmpWorkspace();
+    const dir = ws.dir;
+    ws.close();
+    const engine = Engine.open(dir);
+    try {
+      const before = await engine.request('features.extractors', {});
+      expect(before.map((x) => x.name)).toEqual(['mobilenet_v2', 'clip-vit-b16']);
+      expect(before[0]).toMatchObject({ installed: true, ready: true, help: null });
+      const clip0 = before.find((x) => x.name === 'clip-vit-b16')!;
+      expect(clip0).toMatchObject({ installed: false, ready: false, dim: 512, weightsPath: clipWeightsPath(dir), runtimeAvailable: hasOrt });
+      expect(clip0.help).toContain(clipWeightsPath(dir));
+      const updates: Array<{ step: string | null; done: number; total: number | null; message: string | null }> = [];
+      engine.on((event, data) => {
+        if (event === 'job.updated') updates.push(data as (typeof updates)[number]);
+      });
+      const job = engine.jobs.start('weights', { extractor: 'clip-vit-b16', url: `${base}/vision_model.onnx` });
+      const done = await engine.jobs.wait(job.id);
+      expect(done.state, done.error?.message).toBe('done');
+      expect(done.result).toMatchObject({ path: clipWeightsPath(dir), bytes: body.length, copied: false });
+      expect(done.step).toBe('download');
+      expect(done.done).toBe(body.length);
+      expect(done.total).toBe(body.length);
+      expect(done.message).toBe('3.0 / 3.0 MB');
+      expect(updates.length).toBeGreaterThan(0);
+      expect(fs.readFileSync(clipWeightsPath(dir)).equals(body)).toBe(true);
+      const after = (await engine.request('features.extractors', {})).find((x) => x.name === 'clip-vit-b16')!;
+      expect(after.installed).toBe(true);
+      expect(after.ready).toBe(hasOrt);
+      if (!hasOrt) expect(after.help).toContain('onnxruntime-node');
+      // an unreachable server: a user error that says how to install the weights offline
+      fs.rmSync(clipWeightsPath(dir));
+      const off = await engine.jobs.wait(engine.jobs.start('weights', { url: 'http://127.0.0.1:1/vision_model.onnx' }).id);
+      expect(off.state).toBe('failed');
+      expect(off.error!.user).toBe(true);
+      expect(off.error!.message).toContain('--from FILE_OR_FOLDER');
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
 
   it('the CLI installs the weights from a folder laid out like the Hugging Face repository, and says what it looked for', async () => {
     const ws = tmpWorkspace();

@@ -5,8 +5,8 @@ import { UserError } from '../../engine/workspace/errors.ts';
 import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/features.ts';
 import { exportLabels, importLabelled } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
-import { CLIP_DEFAULT_URL, clipWeightsHelp, clipWeightsPath, clipWeightsSource } from '../../engine/filter/clip.ts';
-import { downloadResumable } from '../../engine/ml/download.ts';
+import { CLIP_DEFAULT_URL } from '../../engine/filter/clip.ts';
+import type { WeightsResult } from '../../engine/filter/weights-job.ts';
 import { findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import type { Engine } from '../../engine/engine.ts';
 
@@ -119,51 +119,13 @@ export function registerFilter(program: Command): void {
       }
       const engine = openEngine(opts);
       try {
-        const dest = clipWeightsPath(engine.ws.dir);
-        if (opts.from) {
-          const src = clipWeightsSource(opts.from);
-          fs.mkdirSync(path.dirname(dest), { recursive: true });
-          const tmp = `${dest}.${process.pid}.tmp`;
-          fs.copyFileSync(src, tmp);
-          fs.renameSync(tmp, dest);
-          process.stdout.write(`copied ${src} to ${dest}\n`);
-          return;
-        }
-        const ac = new AbortController();
-        const stop = (): void => ac.abort();
-        process.once('SIGINT', stop);
-        try {
-          const t0 = performance.now();
-          let startBytes: number | null = null;
-          let lastLine = 0;
-          const mb = (b: number): string => (b / 1048576).toFixed(1);
-          const r = await downloadResumable(opts.url, dest, {
-            signal: ac.signal,
-            onProgress: (p) => {
-              startBytes ??= p.bytes;
-              const secs = (performance.now() - t0) / 1000;
-              const rate = secs > 0 ? (p.bytes - startBytes) / secs : 0;
-              const eta = p.total && rate > 0 ? `  ETA ${Math.ceil((p.total - p.bytes) / rate)} s` : '';
-              const line = `${mb(p.bytes)}${p.total ? ` / ${mb(p.total)}` : ''} MB  ${mb(rate)} MB/s${eta}`;
-              if (process.stderr.isTTY) process.stderr.write(`\r${line}   `);
-              else if (secs - lastLine >= 5) {
-                // a log, not a terminal: a line every few seconds
-                lastLine = secs;
-                process.stderr.write(`${line}\n`);
-              }
-            },
-          });
-          if (process.stderr.isTTY) process.stderr.write('\n');
-          process.stdout.write(`${dest}: ${r.bytes} bytes${r.resumedFrom ? ` (${r.resumedFrom} from an earlier download)` : ''}\n`);
-        } catch (e) {
-          if (ac.signal.aborted) throw new UserError('download stopped; run the same command again to continue it');
-          throw new UserError(
-            `${(e as Error).message}${(e as Error).cause ? ` (${String((e as { cause?: { message?: string } }).cause?.message ?? (e as Error).cause)})` : ''}. ` +
-              `Without network access: ${clipWeightsHelp(engine.ws.dir)}`,
-          );
-        } finally {
-          process.off('SIGINT', stop);
-        }
+        // the `weights` job (the one the studio starts): a stopped download continues its .part file
+        const r = await runJob(engine, 'weights', opts.from ? { extractor: 'clip-vit-b16', from: path.resolve(opts.from) } : { extractor: 'clip-vit-b16', url: opts.url });
+        process.exitCode = r.code;
+        const w = r.result as WeightsResult | null;
+        if (r.code !== 0 || !w) return;
+        if (w.copied) process.stdout.write(`copied ${w.source} to ${w.path}\n`);
+        else process.stdout.write(`${w.path}: ${w.bytes} bytes${w.resumedFrom ? ` (${w.resumedFrom} from an earlier download)` : ''}\n`);
       } finally {
         await engine.close();
       }

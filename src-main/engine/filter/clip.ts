@@ -85,6 +85,19 @@ async function importOrt(): Promise<OrtModule> {
   }
 }
 
+/**
+ * Whether onnxruntime-node can be found, without loading it (the engine process stays free of
+ * native modules it does not need).
+ */
+export function ortAvailable(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('onnxruntime-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** NHWC [0,1] (what extract.ts hands every extractor) -> NCHW normalised with CLIP's mean/std. */
 export function toClipInput(batch: Float32Array, n: number, size = CLIP_INPUT_SIZE): Float32Array {
   const plane = size * size;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
 import { EXTRACTORS } from './features.ts';
+import { CLIP_DEFAULT_URL } from './clip.ts';
 
 const extractor = z.enum(EXTRACTORS).default('mobilenet_v2');
 
@@ -10,6 +11,13 @@ export const filterFitParams = z.object({ extractor, maxFnr: z.number().min(0).m
 export type FilterFitParams = z.infer<typeof filterFitParams>;
 export const filterApplyParams = z.object({});
 export type FilterApplyParams = z.infer<typeof filterApplyParams>;
+/** Installs an extractor's weights: a copy of `from` (a file or folder on the engine's machine) or a resumable download of `url`. */
+export const weightsParams = z.object({
+  extractor: z.enum(['clip-vit-b16']).default('clip-vit-b16'),
+  url: z.string().url().default(CLIP_DEFAULT_URL),
+  from: z.string().min(1).optional(),
+});
+export type WeightsParams = z.infer<typeof weightsParams>;
 
 defineJobKind<FeaturesParams>({
   kind: 'features',
@@ -32,6 +40,15 @@ defineJobKind<FilterApplyParams>({
   title: () => 'Apply junk filter',
   params: filterApplyParams,
   module: new URL('./apply-job.ts', import.meta.url).href,
+  exclusive: true,
+  autoResume: true,
+});
+defineJobKind<WeightsParams>({
+  kind: 'weights',
+  title: (p) => (p.from ? `Install ${p.extractor} weights from ${p.from}` : `Download ${p.extractor} weights`),
+  params: weightsParams,
+  module: new URL('./weights-job.ts', import.meta.url).href,
+  // two downloads into one .part file would interleave; a killed download continues on restart
   exclusive: true,
   autoResume: true,
 });

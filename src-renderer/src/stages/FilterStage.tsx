@@ -2,9 +2,11 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { api } from '../api/client.ts';
 import { useCall, useJobRefresh, useQuery } from '../hooks.ts';
 import { fmtInt, fmtPct } from '../format.ts';
-import type { FilterMeter, LabelQueueItem, ThresholdCurvePoint } from '../../../src-main/engine/api/contract/index.ts';
+import type { ExtractorInfo, FilterMeter, LabelQueueItem, ThresholdCurvePoint } from '../../../src-main/engine/api/contract/index.ts';
 
 const COLS = 6;
+/** Shown until features.extractors answers. */
+const FALLBACK_EXTRACTORS: Array<Pick<ExtractorInfo, 'name' | 'dim' | 'ready'>> = [{ name: 'mobilenet_v2', dim: 1280, ready: true }];
 
 export function FilterStage() {
   const state = useQuery('filter.state', {});
@@ -14,7 +16,7 @@ export function FilterStage() {
     <div>
       <h1>Label &amp; Filter</h1>
       <p className="lead">
-        Label whole-car photos good and close-ups, interiors and placeholders bad; an RBF SVM on MobileNetV2 features learns the difference and a
+        Label whole-car photos good and close-ups, interiors and placeholders bad; an RBF SVM on image features (MobileNetV2, or CLIP ViT-B/16 once its weights are installed) learns the difference and a
         threshold keeps the good images you would lose under a false-negative rate you choose.
       </p>
       <section className="cards">
@@ -45,6 +47,12 @@ export function FilterStage() {
 function FilterJobs({ onChange }: { onChange: () => void }) {
   const call = useCall();
   const [maxFnr, setMaxFnr] = useState(1);
+  const [extractor, setExtractor] = useState<ExtractorInfo['name']>('mobilenet_v2');
+  const extractors = useQuery('features.extractors', {});
+  // a weights job that ends (done, failed or stopped) changes what is installed
+  useJobRefresh(['weights'], () => void extractors.reload());
+  const info = extractors.data?.find((x) => x.name === extractor);
+  const ready = info?.ready ?? true;
   const start = async (kind: string, params: Record<string, unknown>) => {
     await call('jobs.start', { kind, params });
     onChange();
@@ -53,20 +61,85 @@ function FilterJobs({ onChange }: { onChange: () => void }) {
     <section className="card">
       <h3>Filter</h3>
       <div className="row">
-        <button onClick={() => void start('features', { extractor: 'mobilenet_v2', scope: 'usable' })}>Extract features</button>
+        <label className="row">
+          features
+          <select data-testid="filter-extractor" value={extractor} onChange={(e) => setExtractor(e.target.value as ExtractorInfo['name'])}>
+            {(extractors.data ?? FALLBACK_EXTRACTORS).map((x) => (
+              <option key={x.name} value={x.name}>
+                {x.name} ({x.dim}-d){x.ready ? '' : ' — not ready'}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button disabled={!ready} onClick={() => void start('features', { extractor, scope: 'usable' })}>
+          Extract features
+        </button>
         <label className="row">
           max FNR %
           <input type="number" min={0} max={100} step={0.5} value={maxFnr} onChange={(e) => setMaxFnr(Number(e.target.value))} style={{ width: 70 }} />
         </label>
-        <button className="primary" data-testid="fit-filter" onClick={() => void start('filter-fit', { extractor: 'mobilenet_v2', maxFnr: maxFnr / 100 })}>
+        <button className="primary" data-testid="fit-filter" disabled={!ready} onClick={() => void start('filter-fit', { extractor, maxFnr: maxFnr / 100 })}>
           Fit filter (10-fold CV)
         </button>
         <button data-testid="apply-filter" onClick={() => void start('filter-apply', {})}>
           Apply to all usable images
         </button>
       </div>
-      <p className="muted small">Features are extracted on the best backend available (WebAssembly without a native TensorFlow); progress shows in the jobs panel.</p>
+      {info && !info.ready ? <ExtractorSetup info={info} onStarted={() => void extractors.reload()} /> : null}
+      <p className="muted small">
+        {extractor === 'mobilenet_v2'
+          ? 'Features are extracted on the best backend available (WebAssembly without a native TensorFlow); progress shows in the jobs panel.'
+          : 'CLIP features run on ONNX Runtime (CUDA where its provider is installed, else the CPU); progress shows in the jobs panel.'}
+      </p>
     </section>
+  );
+}
+
+/** Why an extractor cannot run yet and, for missing weights, a download or a copy from a path on the engine's machine. */
+function ExtractorSetup({ info, onStarted }: { info: ExtractorInfo; onStarted: () => void }) {
+  const call = useCall();
+  const [url, setUrl] = useState(info.defaultUrl ?? '');
+  const [from, setFrom] = useState('');
+  const install = async (params: { url: string } | { from: string }) => {
+    if (await call('jobs.start', { kind: 'weights', params: { extractor: info.name, ...params } })) onStarted();
+  };
+  return (
+    <div data-testid="extractor-setup" style={{ marginTop: 10, borderLeft: '3px solid var(--warn)', paddingLeft: 10 }}>
+      <p className="small" data-testid="extractor-help" style={{ margin: '0 0 8px', overflowWrap: 'anywhere' }}>
+        <strong>{info.name} is not ready:</strong> {info.help}
+      </p>
+      {!info.installed && info.defaultUrl !== null ? (
+        <>
+          <div className="row" style={{ marginBottom: 6 }}>
+            <label className="row" style={{ flex: 1 }}>
+              URL
+              <input data-testid="clip-url" value={url} onChange={(e) => setUrl(e.target.value)} style={{ flex: 1, minWidth: 240 }} />
+            </label>
+            <button className="primary" data-testid="clip-download" disabled={!url.trim()} onClick={() => void install({ url: url.trim() })}>
+              Download weights
+            </button>
+          </div>
+          <div className="row">
+            <label className="row" style={{ flex: 1 }}>
+              path on the server
+              <input
+                data-testid="clip-from"
+                value={from}
+                placeholder="/path/to/vision_model.onnx or a folder holding onnx/vision_model.onnx"
+                onChange={(e) => setFrom(e.target.value)}
+                style={{ flex: 1, minWidth: 240 }}
+              />
+            </label>
+            <button data-testid="clip-install" disabled={!from.trim()} onClick={() => void install({ from: from.trim() })}>
+              Install from path
+            </button>
+          </div>
+          <p className="muted small" style={{ marginBottom: 0 }}>
+            About 350 MB, into {info.weightsPath}. A stopped download keeps what it has and continues when started again.
+          </p>
+        </>
+      ) : null}
+    </div>
   );
 }
 

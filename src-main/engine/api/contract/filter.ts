@@ -42,7 +42,25 @@ export interface ThresholdCurvePoint {
   accuracy: number;
 }
 
+/** A feature extractor and whether it can run here (`features.extractors`). */
+export interface ExtractorInfo {
+  name: 'mobilenet_v2' | 'clip-vit-b16';
+  dim: number;
+  /** Whether its weights are in place (mobilenet_v2's ship with CarStudio). */
+  installed: boolean;
+  weightsPath: string;
+  /** The runtime it needs (tfjs, onnxruntime-node) and whether it is installed. */
+  runtime: string;
+  runtimeAvailable: boolean;
+  ready: boolean;
+  /** What to do when it is not ready, else null. */
+  help: string | null;
+  /** Where the `weights` job downloads from by default (null: nothing to download). */
+  defaultUrl: string | null;
+}
+
 export const filterMethods = {
+  'features.extractors': z.object({}),
   'filter.state': z.object({}),
   'filter.queue': z.object({ limit: z.number().int().min(1).max(500).default(60), order: z.enum(['auto', 'random', 'uncertain']).default('auto'), seed: z.number().int().default(1) }),
   'filter.setLabel': z.object({ imageId: z.number().int().positive(), label: z.enum(['good', 'bad']).nullable() }),
@@ -55,6 +73,7 @@ export const filterMethods = {
 } as const;
 
 export interface FilterResults {
+  'features.extractors': ExtractorInfo[];
   'filter.state': FilterState;
   'filter.queue': LabelQueueItem[];
   'filter.setLabel': { counts: { good: number; bad: number } };

@@ -2,7 +2,10 @@ import type { Engine } from '../../engine.ts';
 import { UserError } from '../../workspace/errors.ts';
 import { labelCounts, setLabel, undoLabel } from '../../filter/labels.ts';
 import { currentModel, cvTable, meterAt, setThreshold, thresholdForFnr, type FilterModelRow } from '../../filter/filter-model.ts';
-import type { FilterResults, LabelQueueItem } from '../contract/filter.ts';
+import fs from 'node:fs';
+import { CLIP_DEFAULT_URL, CLIP_DIM, CLIP_NAME, ORT_HELP, clipWeightsHelp, clipWeightsPath, ortAvailable } from '../../filter/clip.ts';
+import { MOBILENET_FEATURE_DIM, nsfwjsModelDir } from '../../ml/mobilenet.ts';
+import type { ExtractorInfo, FilterResults, LabelQueueItem } from '../contract/filter.ts';
 import type { Handlers } from './types.ts';
 
 function needModel(e: Engine): FilterModelRow {
@@ -14,7 +17,39 @@ function needModel(e: Engine): FilterModelRow {
 type Row = { imageId: number; key: string; label: 'good' | 'bad' | null; score: number | null };
 const toItem = (r: Row): LabelQueueItem => ({ imageId: r.imageId, key: r.key, label: r.label, score: r.score });
 
+function extractors(workspaceDir: string): ExtractorInfo[] {
+  const clipWeights = clipWeightsPath(workspaceDir);
+  const installed = fs.existsSync(clipWeights);
+  const ort = ortAvailable();
+  const clipHelp = !ort && !installed ? `${ORT_HELP} Then: ${clipWeightsHelp(workspaceDir)}` : !ort ? ORT_HELP : !installed ? clipWeightsHelp(workspaceDir) : null;
+  return [
+    {
+      name: 'mobilenet_v2',
+      dim: MOBILENET_FEATURE_DIM,
+      installed: true,
+      weightsPath: nsfwjsModelDir(),
+      runtime: 'tfjs',
+      runtimeAvailable: true,
+      ready: true,
+      help: null,
+      defaultUrl: null,
+    },
+    {
+      name: CLIP_NAME,
+      dim: CLIP_DIM,
+      installed,
+      weightsPath: clipWeights,
+      runtime: 'onnxruntime-node',
+      runtimeAvailable: ort,
+      ready: installed && ort,
+      help: clipHelp,
+      defaultUrl: CLIP_DEFAULT_URL,
+    },
+  ];
+}
+
 export const filterHandlers: Handlers<keyof FilterResults> = {
+  'features.extractors': (_p, e) => extractors(e.ws.dir),
   'filter.state': (_p, e) => {
     const m = currentModel(e.ws);
     const applied = e.ws.db.prepare(`SELECT value FROM meta WHERE key = 'filter.applied_model'`).pluck().get() as string | undefined;
