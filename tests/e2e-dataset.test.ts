@@ -78,7 +78,7 @@ describe.runIf(hasChromium())('Dataset stage in Chromium', () => {
     await page.getByTestId('scrape-stop').click();
     await job.and(page.locator('[data-state="cancelled"]')).waitFor({ timeout: 20_000 });
     await page.getByTestId('scrape-resume').click();
-    await job.and(page.locator('[data-state="done"]')).waitFor({ timeout: 45_000 });
+    await job.and(page.locator('[data-state="done"]')).waitFor({ timeout: 90_000 });
     const jobId = Number(await job.getAttribute('data-job'));
     const finished = (await api(served, 'jobs.get', { id: jobId })) as JobInfo;
     expect(finished).toMatchObject({ state: 'done', total: 150, resumedCount: 1 });
@@ -181,5 +181,5 @@ describe.runIf(hasChromium())('Dataset stage in Chromium', () => {
     // the error log answers for this scrape (a clean demo run: none)
     expect(await page.getByTestId('scrape-errors').getAttribute('data-count')).toBe(String(stats.failedAttempts + stats.images.failed));
     expect(errors).toEqual([]);
-  }, 60_000);
+  }, 150_000);
 });
