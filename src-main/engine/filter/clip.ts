@@ -130,6 +130,17 @@ function ortHasCuda(): boolean {
 }
 
 /**
+ * What the user must do before the CLIP extractor can run, given whether its runtime and its
+ * weights are present, or null when both are.
+ */
+export function clipNotReadyHelp(workspaceDir: string, have: { runtime: boolean; weights: boolean }): string | null {
+  if (!have.runtime && !have.weights) return `${ORT_HELP} Then: ${clipWeightsHelp(workspaceDir)}`;
+  if (!have.runtime) return ORT_HELP;
+  if (!have.weights) return clipWeightsHelp(workspaceDir);
+  return null;
+}
+
+/**
  * Loads the CLIP image encoder: the weights first (so a missing file is reported even where
  * ONNX Runtime is absent too), then onnxruntime-node, on CUDA where its provider is installed and
  * works, else on the CPU. Embeddings are L2-normalised, as CLIP compares them.
@@ -138,10 +149,10 @@ export async function loadClipExtractor(workspaceDir: string): Promise<FeatureEx
   const weights = clipWeightsPath(workspaceDir);
   const haveWeights = fs.existsSync(weights);
   const ort = await importOrt().catch((e: unknown) => {
-    if (!haveWeights) throw new UserError(`${ORT_HELP} Then: ${clipWeightsHelp(workspaceDir)}`);
+    if (!haveWeights) throw new UserError(clipNotReadyHelp(workspaceDir, { runtime: false, weights: false })!);
     throw e;
   });
-  if (!haveWeights) throw new UserError(clipWeightsHelp(workspaceDir));
+  if (!haveWeights) throw new UserError(clipNotReadyHelp(workspaceDir, { runtime: true, weights: false })!);
   let session: OrtSession | null = null;
   let backend = 'onnxruntime-node (cuda)';
   if (ortHasCuda()) {

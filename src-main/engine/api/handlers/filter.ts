@@ -3,7 +3,7 @@ import { UserError } from '../../workspace/errors.ts';
 import { labelCounts, setLabel, undoLabel } from '../../filter/labels.ts';
 import { currentModel, cvTable, meterAt, setThreshold, thresholdForFnr, type FilterModelRow } from '../../filter/filter-model.ts';
 import fs from 'node:fs';
-import { CLIP_DEFAULT_URL, CLIP_DIM, CLIP_NAME, ORT_HELP, clipWeightsHelp, clipWeightsPath, ortAvailable } from '../../filter/clip.ts';
+import { CLIP_DEFAULT_URL, CLIP_DIM, CLIP_NAME, clipNotReadyHelp, clipWeightsPath, ortAvailable } from '../../filter/clip.ts';
 import { MOBILENET_FEATURE_DIM, nsfwjsModelDir } from '../../ml/mobilenet.ts';
 import type { ExtractorInfo, FilterResults, LabelQueueItem } from '../contract/filter.ts';
 import type { Handlers } from './types.ts';
@@ -21,7 +21,7 @@ function extractors(workspaceDir: string): ExtractorInfo[] {
   const clipWeights = clipWeightsPath(workspaceDir);
   const installed = fs.existsSync(clipWeights);
   const ort = ortAvailable();
-  const clipHelp = !ort && !installed ? `${ORT_HELP} Then: ${clipWeightsHelp(workspaceDir)}` : !ort ? ORT_HELP : !installed ? clipWeightsHelp(workspaceDir) : null;
+  const clipHelp = clipNotReadyHelp(workspaceDir, { runtime: ort, weights: installed });
   return [
     {
       name: 'mobilenet_v2',
