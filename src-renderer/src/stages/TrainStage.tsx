@@ -353,48 +353,32 @@ function ClassLists({ d }: { d: NonNullable<ReturnType<typeof useQuery<'train.da
     <section className="card">
       <h3>Classes</h3>
       <div className="grid3">
-        <div>
-          <h4 className="muted">Price ranges</h4>
-          <table data-testid="price-classes">
-            <tbody>
-              {d.priceBins.map((b) => (
-                <tr key={b.label}>
-                  <td>{b.label}</td>
-                  <td>{fmtInt(b.count)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        <div>
-          <h4 className="muted">Top make/models ({d.makeModels.length} classes + Unknown: {fmtInt(d.unknownMakeModels)})</h4>
-          <table>
-            <tbody>
-              {d.makeModels.slice(0, 15).map((m) => (
-                <tr key={`${m.make}/${m.model}`}>
-                  <td>
-                    {m.make} {m.model}
-                  </td>
-                  <td>{fmtInt(m.count)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        <div>
-          <h4 className="muted">Years ({d.years.length} with images, of 1983..2023 + unknown)</h4>
-          <table data-testid="year-classes">
-            <tbody>
-              {d.years.map((y) => (
-                <tr key={y.label}>
-                  <td>{y.label}</td>
-                  <td>{fmtInt(y.count)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <ClassTable title="Price ranges" testId="price-classes" rows={d.priceBins.map((b) => ({ label: b.label, count: b.count }))} />
+        <ClassTable
+          title={`Top make/models (${d.makeModels.length} classes + Unknown: ${fmtInt(d.unknownMakeModels)})`}
+          rows={d.makeModels.slice(0, 15).map((m) => ({ label: `${m.make} ${m.model}`, count: m.count }))}
+        />
+        <ClassTable title={`Years (${d.years.length} with images, of 1983..2023 + unknown)`} testId="year-classes" rows={d.years} />
       </div>
     </section>
+  );
+}
+
+/** One label space's classes with their image counts. */
+function ClassTable({ title, rows, testId }: { title: string; rows: ReadonlyArray<{ label: string; count: number }>; testId?: string }) {
+  return (
+    <div>
+      <h4 className="muted">{title}</h4>
+      <table data-testid={testId}>
+        <tbody>
+          {rows.map((r) => (
+            <tr key={r.label}>
+              <td>{r.label}</td>
+              <td>{fmtInt(r.count)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
