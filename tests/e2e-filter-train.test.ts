@@ -37,8 +37,9 @@ describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () 
     await page.keyboard.press('u');
     await page.getByTestId('count-good').locator('.metric-value').filter({ hasText: /^6$/ }).waitFor();
     await page.getByTestId('count-bad').locator('.metric-value').filter({ hasText: /^6$/ }).waitFor();
-    expect(await grid.locator('[data-label="good"]').count()).toBe(6);
-    expect(await grid.locator('[data-label="bad"]').count()).toBe(6);
+    // the counts come from the engine; the grid's own marks follow the undo a moment later
+    await expect.poll(() => grid.locator('[data-label="good"]').count(), { timeout: 10_000 }).toBe(6);
+    await expect.poll(() => grid.locator('[data-label="bad"]').count(), { timeout: 10_000 }).toBe(6);
 
     await page.reload();
     await page.getByTestId('nav-filter').click();
