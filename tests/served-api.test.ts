@@ -94,13 +94,13 @@ describe('served studio', () => {
     });
     expect(refused).toBe(401);
     const foreign = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${s.port}/api/events?token=${s.token}`, { headers: { Origin: 'http://evil.example' } });
+      const ws = new WebSocket(`ws://127.0.0.1:${s.port}/api/events`, { headers: { Origin: 'http://evil.example', Authorization: `Bearer ${s.token}` } });
       ws.on('unexpected-response', (_req, res) => resolve(res.statusCode!));
       ws.on('open', () => resolve(101));
       ws.on('error', () => {});
     });
     expect(foreign).toBe(403);
-    const ws = new WebSocket(`ws://127.0.0.1:${s.port}/api/events?token=${s.token}`);
+    const ws = new WebSocket(`ws://127.0.0.1:${s.port}/api/events`, { headers: { Authorization: `Bearer ${s.token}` } });
     const events: Array<{ event: string; data: { state?: string } }> = [];
     await new Promise((r) => ws.once('open', r));
     ws.on('message', (m) => events.push(JSON.parse(String(m))));

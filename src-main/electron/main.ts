@@ -9,6 +9,7 @@ import { app, BrowserWindow, ipcMain, net, protocol, dialog } from 'electron';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
+import WebSocket from 'ws';
 
 interface EngineHandle {
   url: string;
@@ -50,8 +51,9 @@ function startEngine(): Promise<EngineHandle> {
 }
 
 function connectEvents(h: EngineHandle): void {
-  const wsUrl = `${h.url.replace(/^http/, 'ws')}api/events?token=${encodeURIComponent(h.token)}`;
-  const ws = new WebSocket(wsUrl);
+  // The engine reads the token from a cookie or this header, never from the WebSocket's query.
+  const ws = new WebSocket(`${h.url.replace(/^http/, 'ws')}api/events`, { headers: { Authorization: `Bearer ${h.token}` } });
+  ws.onerror = () => {};
   ws.onmessage = (m) => {
     const msg = JSON.parse(String(m.data)) as { event: string; data: unknown };
     win?.webContents.send('carstudio:event', msg.event, msg.data);

@@ -30,6 +30,12 @@ export interface StudioServer {
 }
 
 const MAX_BODY = 8 * 1024 * 1024;
+/**
+ * An oversized body is read and discarded up to this many bytes before the 413 is sent, so that
+ * the client has finished sending and reads the status (closing on unread data makes the kernel
+ * answer with a reset that swallows the response). Beyond it the connection is simply dropped.
+ */
+const MAX_DISCARD = 64 * 1024 * 1024;
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -47,8 +53,11 @@ const MIME: Record<string, string> = {
 /**
  * The served studio: the built UI, the API contract over POST /api/<method>, push events over a
  * WebSocket at /api/events, and stored images at /images/<key>. Every request needs the
- * per-launch token (query ?token= once, then an HttpOnly SameSite=Strict cookie, or an
- * Authorization: Bearer header); Host and Origin must name this server (DNS-rebinding defence).
+ * per-launch token: an HttpOnly SameSite=Strict cookie or an Authorization: Bearer header. The
+ * query ?token= is accepted only on a GET of the page (/ or /index.html), which sets the cookie
+ * and redirects to / without it; API calls, images and the WebSocket never read the query.
+ * Host and Origin must name this server (DNS-rebinding defence); a request target that is not a
+ * path (absolute-form), a repeated Host header or a malformed %-escape in the path is a 400.
  */
 export async function startStudioServer(opts: ServeOptions): Promise<StudioServer> {
   const host = opts.host ?? '127.0.0.1';
@@ -91,23 +100,24 @@ export async function startStudioServer(opts: ServeOptions): Promise<StudioServe
       return false;
     }
   };
-  const tokenOk = (req: http.IncomingMessage, url: URL): boolean => {
+  /** The query token counts only when `queryAllowed` (the page load that turns it into the cookie). */
+  const tokenOk = (req: http.IncomingMessage, url: URL, queryAllowed: boolean): boolean => {
     const candidates: string[] = [];
     const auth = req.headers.authorization;
     if (auth?.startsWith('Bearer ')) candidates.push(auth.slice(7));
-    const q = url.searchParams.get('token');
+    const q = queryAllowed ? url.searchParams.get('token') : null;
     if (q) candidates.push(q);
     for (const part of (req.headers.cookie ?? '').split(';')) {
       const [k, ...v] = part.trim().split('=');
-      if (k === cookieName) candidates.push(decodeURIComponent(v.join('=')));
+      if (k === cookieName) candidates.push(safeDecode(v.join('=')) ?? '');
     }
     return candidates.some((c) => safeEqual(c, token));
   };
   /** Returns an error status for a request that must be refused, or 0. */
-  const gate = (req: http.IncomingMessage, url: URL): number => {
+  const gate = (req: http.IncomingMessage, url: URL, queryAllowed: boolean): number => {
     if (!hostOk(req.headers.host)) return 421;
     if (!originOk(req.headers.origin as string | undefined)) return 403;
-    if (!tokenOk(req, url)) return 401;
+    if (!tokenOk(req, url, queryAllowed)) return 401;
     return 0;
   };
 
@@ -119,11 +129,17 @@ export async function startStudioServer(opts: ServeOptions): Promise<StudioServe
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://placeholder');
     res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Referrer-Policy', 'no-referrer');
     res.setHeader('X-Frame-Options', 'DENY');
-    const refused = gate(req, url);
+    const malformed = malformedRequest(req);
+    if (malformed) {
+      req.resume();
+      return sendText(res, 400, `CarStudio: bad request: ${malformed}\n`);
+    }
+    const url = new URL(req.url!, 'http://placeholder');
+    const pageLoad = isPageLoad(req, url);
+    const refused = gate(req, url, pageLoad);
     if (refused) {
       const why =
         refused === 421 ? 'this server does not answer for that Host' : refused === 403 ? 'cross-origin request refused' : 'missing or wrong access token: open the URL that `carstudio serve` printed';
@@ -132,11 +148,12 @@ export async function startStudioServer(opts: ServeOptions): Promise<StudioServe
       else sendText(res, refused, `CarStudio: ${why}\n`);
       return;
     }
-    // A valid ?token= on a page load: remember it in a cookie and drop it from the address bar.
-    if (url.searchParams.has('token') && req.method === 'GET' && !url.pathname.startsWith('/api/')) {
+    // A valid ?token= on the page load: remember it in a cookie and drop it from the address bar.
+    // The redirect always goes to this server's own root (never to a path such as //evil.com/).
+    if (pageLoad && url.searchParams.has('token')) {
       url.searchParams.delete('token');
       res.setHeader('Set-Cookie', `${cookieName}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
-      res.writeHead(303, { Location: url.pathname + (url.search || '') });
+      res.writeHead(303, { Location: `/${url.search}` });
       res.end();
       req.resume();
       return;
@@ -148,9 +165,14 @@ export async function startStudioServer(opts: ServeOptions): Promise<StudioServe
         req.resume();
         return sendJson(res, 415, { ok: false, error: { name: 'UnsupportedMediaType', message: 'send application/json' } });
       }
+      // a declared length past what is worth discarding is answered at once (the client may still be sending)
+      const declared = Number(req.headers['content-length'] ?? 0);
+      const raw = declared > MAX_DISCARD ? 'too-large' : await readBody(req, MAX_BODY);
+      if (raw === 'too-large') {
+        return sendJson(res, 413, { ok: false, error: { name: 'PayloadTooLarge', message: `request body is over ${MAX_BODY / 1024 / 1024} MiB` } }, { Connection: 'close' });
+      }
       let body: unknown;
       try {
-        const raw = await readBody(req, MAX_BODY);
         body = raw.length ? JSON.parse(raw.toString('utf8')) : {};
       } catch (e) {
         return sendJson(res, 400, { ok: false, error: { name: 'BadRequest', message: `request body is not valid JSON: ${(e as Error).message}` } });
@@ -182,8 +204,9 @@ export async function startStudioServer(opts: ServeOptions): Promise<StudioServe
   }
 
   server.on('upgrade', (req, socket, head) => {
-    const url = new URL(req.url ?? '/', 'http://placeholder');
-    const refused = url.pathname === '/api/events' ? gate(req, url) : 404;
+    const malformed = malformedRequest(req) !== null;
+    const url = malformed ? null : new URL(req.url!, 'http://placeholder');
+    const refused = !url ? 400 : url.pathname === '/api/events' ? gate(req, url, false) : 404;
     if (refused) {
       socket.write(`HTTP/1.1 ${refused} ${http.STATUS_CODES[refused]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       socket.destroy();
@@ -241,27 +264,55 @@ function safeEqual(a: string, b: string): boolean {
   return ba.length === bb.length && crypto.timingSafeEqual(ba, bb);
 }
 
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+function safeDecode(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;
+  }
+}
+
+/** Why a request is malformed (answered 400 before anything else looks at it), or null. */
+function malformedRequest(req: http.IncomingMessage): string | null {
+  const target = req.url ?? '';
+  // origin-form only: an absolute-form target (GET http://host/path) would bypass the Host check
+  if (!target.startsWith('/') || target.startsWith('//')) return 'the request target must be a path starting with a single /';
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return 'more than one Host header';
+  if (safeDecode(new URL(target, 'http://placeholder').pathname) === null) return 'malformed %-escape in the path';
+  return null;
+}
+
+/** A GET of the UI's page itself: the only request on which the query ?token= is accepted. */
+function isPageLoad(req: http.IncomingMessage, url: URL): boolean {
+  return req.method === 'GET' && (url.pathname === '/' || url.pathname === '/index.html');
+}
+
+/**
+ * The body, or 'too-large' once it passes `max`: the rest is then read and discarded (up to
+ * MAX_DISCARD, beyond which the connection is dropped) so that the caller can answer 413.
+ */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | 'too-large'> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > max) {
-        reject(new Error(`body over ${max} bytes`));
+      if (size > MAX_DISCARD) {
         req.destroy();
-        return;
-      }
-      chunks.push(c);
+        resolve('too-large');
+      } else if (size <= max) chunks.push(c);
+      else chunks.length = 0;
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('end', () => resolve(size > max ? 'too-large' : Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
 
-function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+function sendJson(res: http.ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) });
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }
 
