@@ -108,6 +108,9 @@ export async function runForeground(engine: Engine, job: JobInfo, opts: { json?:
     const final = await engine.jobs.wait(job.id);
     draw(final, true);
     if (tty) process.stderr.write('\n');
+    if (!engine.jobs.flush()) {
+      process.stderr.write(`carstudio: job #${final.id} ended ${final.state} but that could not be written to the workspace (disk full?); it shows as interrupted and the same command continues it\n`);
+    }
     if (final.state === 'done') return { code: 0, job: final };
     if (final.state === 'cancelled') {
       process.stderr.write(`stopped: job #${final.id} (${final.title}) at ${final.done}${final.total != null ? `/${final.total}` : ''}; run the same command again to resume\n`);

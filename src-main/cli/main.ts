@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { UserError } from '../engine/workspace/errors.ts';
+import { UserError, corruptDatabaseError, isCorruptDb } from '../engine/workspace/errors.ts';
 import { registerCommands } from './commands/index.ts';
 
 /** Runs the CLI; returns the exit code. */
@@ -22,6 +22,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof UserError) {
       process.stderr.write(`carstudio: ${e.message}\n`);
+      return 2;
+    }
+    if (isCorruptDb(e)) {
+      // a damaged page met after the open-time check (skipped for big files, or not covered by it)
+      process.stderr.write(`carstudio: ${corruptDatabaseError(null, (e as Error).message).message}\n`);
       return 2;
     }
     process.stderr.write(`carstudio: ${(e as Error)?.stack ?? String(e)}\n`);

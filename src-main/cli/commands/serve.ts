@@ -39,6 +39,8 @@ export function registerServe(program: Command): void {
         throw new UserError(`workspace ${dir} does not exist; create it with 'carstudio init --workspace ${dir}' or pass --create`);
       }
       const engine = Engine.open(dir, { create: true, isDemo: opts.demo ?? false, resumeJobs: true });
+      // e.g. opened read-only on a full disk, or the quick check skipped for a very large database
+      for (const note of engine.ws.notes) process.stderr.write(`note: ${note}\n`);
       let server;
       try {
         server = await startStudioServer({ engine, host: opts.host, port: opts.port, staticDir: RENDERER_DIR, allowedHosts: opts.allowHost, token: process.env.CARSTUDIO_TOKEN || undefined });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Workspace } from '../../engine/workspace/workspace.ts';
 import { getStats } from '../../engine/stats.ts';
+import { readingDamaged } from '../../engine/workspace/db.ts';
 import { printJson, resolveWorkspace, workspaceOption } from '../common.ts';
 
 export function registerStats(program: Command): void {
@@ -12,7 +13,8 @@ export function registerStats(program: Command): void {
     .action((opts: { workspace?: string; json?: boolean }) => {
       const ws = Workspace.open(resolveWorkspace(opts), { readonly: true });
       try {
-        const s = getStats(ws.db);
+        for (const note of ws.notes) process.stderr.write(`note: ${note}\n`);
+        const s = readingDamaged(Workspace.dbFile(ws.dir), () => getStats(ws.db));
         if (opts.json) return printJson(s);
         const lines = [
           `workspace   ${ws.dir}`,

@@ -1,14 +1,24 @@
 import type { Command } from 'commander';
-import { findResumable, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
+import { Workspace } from '../../engine/workspace/workspace.ts';
+import { integrityCheck } from '../../engine/workspace/db.ts';
+import { findResumable, openEngine, printJson, resolveWorkspace, runForeground, workspaceOption } from '../common.ts';
 
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('check that every stored image exists and decodes; broken ones are marked failed so a scrape fetches them again')
+    .description('check the database (PRAGMA integrity_check) and that every stored image exists and decodes; broken ones are marked failed so a scrape fetches them again')
     .addOption(workspaceOption())
     .option('--no-repair', 'only report, change nothing')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { workspace?: string; repair: boolean; json?: boolean }) => {
+      // The database's full check first, on a read-only connection: a damaged one gets the
+      // recovery message and nothing is written to it (the job checks again when started by the API).
+      const ro = Workspace.open(resolveWorkspace(opts), { readonly: true });
+      try {
+        integrityCheck(ro.db, Workspace.dbFile(ro.dir));
+      } finally {
+        ro.close();
+      }
       const engine = openEngine(opts);
       try {
         const params = { repair: opts.repair, checkSize: true };

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { syncDir, writeAtomicWith } from '../util/atomic-file.ts';
+import { injectedEnospc } from '../util/disk-full.ts';
 
 const MAGIC = 'CSFEAT01';
 const SHARD_RE = /^shard-(\d{8})\.f32$/;
@@ -180,10 +181,17 @@ export class FeatureCache {
     const tmp = path.join(this.dir, `.shard.tmp-${randomBytes(6).toString('hex')}`);
     const fh = await fsp.open(tmp, 'wx');
     try {
-      await writeAll(fh, parts);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      try {
+        await writeAll(fh, parts);
+        injectedEnospc(tmp);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      // A failed write (a full disk) removes its temporary now, not at the 10-minute sweep.
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw err;
     }
     try {
       for (;;) {

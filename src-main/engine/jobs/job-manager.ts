@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { isAlive } from '../workspace/image-store.ts';
 import type { Workspace } from '../workspace/workspace.ts';
 import { UserError } from '../workspace/errors.ts';
+import { diskFullError, isDiskFull } from '../util/disk-full.ts';
 import { jobKind } from './kinds.ts';
 import { RateMeter } from './progress.ts';
 import type { JobError, JobInfo, JobLogEntry, JobState, ManagerMessage, WorkerInput, WorkerMessage } from './types.ts';
@@ -66,6 +67,12 @@ export class JobManager {
   private listeners = new Set<EngineEventListener>();
   private heartbeat: NodeJS.Timeout;
   private closed = false;
+  /**
+   * State changes that could not be written yet (a full disk, a locked or read-only database):
+   * kept here, shown by get/list as if written, and written by the heartbeat when it can.
+   */
+  private unsaved = new Map<number, Partial<JobRow>>();
+  private unsavedLogs: JobLogEntry[] = [];
 
   constructor(private readonly ws: Workspace) {
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
@@ -89,20 +96,16 @@ export class JobManager {
 
   /** Marks jobs whose owning process died as interrupted. Returns their ids. */
   recover(): number[] {
-    const rows = this.ws.db
-      .prepare(`SELECT * FROM jobs WHERE state IN ('queued','running','cancelling')`)
-      .all() as JobRow[];
+    const rows = (this.ws.db.prepare(`SELECT * FROM jobs WHERE state IN ('queued','running','cancelling')`).all() as JobRow[]).map((r) => this.merged(r));
     const now = Date.now();
     const lost: number[] = [];
     for (const r of rows) {
-      if (this.running.has(r.id)) continue;
+      if (this.running.has(r.id) || !['queued', 'running', 'cancelling'].includes(r.state)) continue;
       const ownerAlive = r.owner_pid != null && r.owner_pid !== process.pid && isAlive(r.owner_pid);
       const fresh = r.heartbeat_at != null && now - r.heartbeat_at < STALE_MS;
       if (ownerAlive && fresh) continue;
       const state: JobState = r.state === 'cancelling' ? 'cancelled' : 'interrupted';
-      this.ws.db
-        .prepare(`UPDATE jobs SET state = ?, finished_at = ?, message = ? WHERE id = ?`)
-        .run(state, now, state === 'interrupted' ? 'the process running it stopped; it resumes when started again' : r.message, r.id);
+      this.write(r.id, { state, finished_at: now, message: state === 'interrupted' ? 'the process running it stopped; it resumes when started again' : r.message });
       this.log(r.id, 'warn', state === 'interrupted' ? 'interrupted: the process running this job stopped' : 'cancelled');
       if (state === 'interrupted') lost.push(r.id);
       this.emit('job.updated', this.get(r.id));
@@ -113,10 +116,9 @@ export class JobManager {
   /** Recovers lost jobs and starts again those whose kind resumes automatically. */
   resumeInterrupted(): JobInfo[] {
     this.recover();
-    const rows = this.ws.db.prepare(`SELECT id, kind FROM jobs WHERE state = 'interrupted' ORDER BY id`).all() as Array<{
-      id: number;
-      kind: string;
-    }>;
+    const rows = (this.ws.db.prepare(`SELECT * FROM jobs WHERE state IN ('interrupted','running','queued') ORDER BY id`).all() as JobRow[])
+      .map((r) => this.merged(r))
+      .filter((r) => r.state === 'interrupted');
     const resumed: JobInfo[] = [];
     for (const r of rows) {
       let auto = false;
@@ -141,14 +143,17 @@ export class JobManager {
     if (!parsed.success) {
       throw new UserError(`invalid parameters for ${kind}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'params'}: ${i.message}`).join('; ')}`);
     }
+    this.assertWritable();
     this.assertNotBusy(kind);
     const now = Date.now();
-    const info = this.ws.db
-      .prepare(
-        `INSERT INTO jobs (kind, params, state, owner_pid, heartbeat_at, created_at, started_at)
-         VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id`,
-      )
-      .get(kind, JSON.stringify(parsed.data), process.pid, now, now, now) as { id: number };
+    const info = this.orDiskFull(() =>
+      this.ws.db
+        .prepare(
+          `INSERT INTO jobs (kind, params, state, owner_pid, heartbeat_at, created_at, started_at)
+           VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id`,
+        )
+        .get(kind, JSON.stringify(parsed.data), process.pid, now, now, now) as { id: number },
+    );
     return this.launch(info.id, false);
   }
 
@@ -159,14 +164,27 @@ export class JobManager {
     if (!row) throw new UserError(`no job ${id}`);
     if (this.running.has(id) || row.state === 'running' || row.state === 'cancelling') throw new UserError(`job ${id} is already running`);
     if (row.state === 'done') throw new UserError(`job ${id} has finished; start a new one`);
+    this.assertWritable();
     this.assertNotBusy(row.kind);
     const now = Date.now();
-    this.ws.db
-      .prepare(
-        `UPDATE jobs SET state = 'running', owner_pid = ?, heartbeat_at = ?, started_at = ?, finished_at = NULL,
-           error_name = NULL, error_message = NULL, error_user = NULL, message = NULL, resumed_count = resumed_count + 1 WHERE id = ?`,
-      )
-      .run(process.pid, now, now, id);
+    // A job is started again only once that is on record (state unsaved earlier is written first).
+    const pending = this.unsaved.get(id);
+    try {
+      this.orDiskFull(() =>
+        this.ws.db.transaction(() => {
+          this.flushRow(id, true);
+          this.ws.db
+            .prepare(
+              `UPDATE jobs SET state = 'running', owner_pid = ?, heartbeat_at = ?, started_at = ?, finished_at = NULL,
+                 error_name = NULL, error_message = NULL, error_user = NULL, message = NULL, resumed_count = resumed_count + 1 WHERE id = ?`,
+            )
+            .run(process.pid, now, now, id);
+        })(),
+      );
+    } catch (e) {
+      if (pending) this.unsaved.set(id, pending); // rolled back: still unsaved
+      throw e;
+    }
     this.log(id, 'info', `resumed (run ${row.resumed_count + 2})`);
     return this.launch(id, true);
   }
@@ -177,7 +195,7 @@ export class JobManager {
       const row = this.row(id);
       if (!row) throw new UserError(`no job ${id}`);
       if (row.state === 'interrupted') {
-        this.ws.db.prepare(`UPDATE jobs SET state = 'cancelled' WHERE id = ?`).run(id);
+        this.write(id, { state: 'cancelled' });
         this.emit('job.updated', this.get(id));
         return this.get(id)!;
       }
@@ -188,7 +206,7 @@ export class JobManager {
     }
     if (r.row.state !== 'cancelling') {
       r.row.state = 'cancelling';
-      this.ws.db.prepare(`UPDATE jobs SET state = 'cancelling' WHERE id = ?`).run(id);
+      this.write(id, { state: 'cancelling' });
       this.log(id, 'info', 'cancel requested');
       r.worker.postMessage({ type: 'cancel' } satisfies ManagerMessage);
       r.killTimer = setTimeout(() => {
@@ -219,7 +237,7 @@ export class JobManager {
   list(limit = 50): JobInfo[] {
     // A job another process ran and died with (SIGKILL, crash) is shown as interrupted, not running.
     if (!this.closed) this.recover();
-    const rows = this.ws.db.prepare(`SELECT * FROM jobs ORDER BY id DESC LIMIT ?`).all(limit) as JobRow[];
+    const rows = (this.ws.db.prepare(`SELECT * FROM jobs ORDER BY id DESC LIMIT ?`).all(limit) as JobRow[]).map((r) => this.merged(r));
     return rows.map((row) => (this.running.has(row.id) ? this.toInfo(this.running.get(row.id)!.row) : this.toInfo(row)));
   }
 
@@ -250,15 +268,21 @@ export class JobManager {
   close(): void {
     this.closed = true;
     clearInterval(this.heartbeat);
+    this.flush();
     for (const r of this.running.values()) void r.worker.terminate();
+  }
+
+  /** Jobs write: none starts on a workspace opened read-only (e.g. on a full disk). */
+  private assertWritable(): void {
+    if (this.ws.readonly) throw new UserError(this.ws.notes.find((n) => n.startsWith('disk full')) ?? `workspace ${this.ws.dir} is open read-only; no job can run`);
   }
 
   private assertNotBusy(kind: string): void {
     if (!jobKind(kind).exclusive) return;
     this.recover();
-    const other = this.ws.db
-      .prepare(`SELECT id, owner_pid FROM jobs WHERE kind = ? AND state IN ('running','cancelling','queued') LIMIT 1`)
-      .get(kind) as { id: number; owner_pid: number } | undefined;
+    const other = (this.ws.db.prepare(`SELECT * FROM jobs WHERE kind = ? AND state IN ('running','cancelling','queued')`).all(kind) as JobRow[])
+      .map((r) => this.merged(r))
+      .find((r) => ['running', 'cancelling', 'queued'].includes(r.state));
     if (other) {
       throw new UserError(
         `a ${kind} job (#${other.id}) is already running on this workspace${other.owner_pid !== process.pid ? ` in process ${other.owner_pid}` : ''}; cancel it or wait for it`,
@@ -267,13 +291,78 @@ export class JobManager {
   }
 
   private row(id: number): JobRow | undefined {
-    return this.ws.db.prepare(`SELECT * FROM jobs WHERE id = ?`).get(id) as JobRow | undefined;
+    const row = this.ws.db.prepare(`SELECT * FROM jobs WHERE id = ?`).get(id) as JobRow | undefined;
+    return row && this.merged(row);
+  }
+
+  /** A row as stored, with the changes not written yet on top. */
+  private merged(row: JobRow): JobRow {
+    const patch = this.unsaved.get(row.id);
+    return patch ? { ...row, ...patch } : row;
+  }
+
+  /** Runs a write that starts something; a full disk becomes the user's disk-full message. */
+  private orDiskFull<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (isDiskFull(e)) throw diskFullError(this.ws.dir);
+      throw e;
+    }
+  }
+
+  /**
+   * Records a change of a job's row. Never throws: when the database cannot be written (a full
+   * disk), the change is kept in memory, shown as if written, and written by the heartbeat.
+   */
+  private write(id: number, patch: Partial<JobRow>): void {
+    this.unsaved.set(id, { ...this.unsaved.get(id), ...patch });
+    this.flushRow(id);
+  }
+
+  /** Writes a job's unsaved changes; false (and kept) when that fails, unless `raise`. */
+  private flushRow(id: number, raise = false): boolean {
+    const patch = this.unsaved.get(id);
+    if (!patch) return true;
+    const cols = Object.keys(patch) as Array<keyof JobRow>;
+    try {
+      this.ws.db.prepare(`UPDATE jobs SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE id = ?`).run(...cols.map((c) => patch[c] ?? null), id);
+    } catch (e) {
+      if (raise) throw e;
+      return false;
+    }
+    if (this.unsaved.get(id) === patch) this.unsaved.delete(id);
+    return true;
+  }
+
+  /** Writes every unsaved change and log line it can; true when nothing is left unsaved. */
+  flush(): boolean {
+    if (!this.ws.db.open) return this.unsaved.size === 0 && this.unsavedLogs.length === 0;
+    for (const id of [...this.unsaved.keys()]) this.flushRow(id);
+    while (this.unsavedLogs.length > 0) {
+      const l = this.unsavedLogs[0]!;
+      try {
+        this.ws.db.prepare(`INSERT INTO job_log (job_id, at, level, message) VALUES (?, ?, ?, ?)`).run(l.jobId, l.at, l.level, l.message);
+      } catch {
+        break;
+      }
+      this.unsavedLogs.shift();
+    }
+    return this.unsaved.size === 0 && this.unsavedLogs.length === 0;
   }
 
   private log(jobId: number, level: JobLogEntry['level'], message: string): void {
-    const at = Date.now();
-    this.ws.db.prepare(`INSERT INTO job_log (job_id, at, level, message) VALUES (?, ?, ?, ?)`).run(jobId, at, level, message);
-    this.emit('job.log', { jobId, at, level, message } satisfies JobLogEntry);
+    const entry: JobLogEntry = { jobId, at: Date.now(), level, message };
+    if (this.unsavedLogs.length > 0) this.unsavedLogs.push(entry);
+    else {
+      try {
+        this.ws.db.prepare(`INSERT INTO job_log (job_id, at, level, message) VALUES (?, ?, ?, ?)`).run(jobId, entry.at, level, message);
+      } catch {
+        // kept in order, written by the heartbeat once the database takes writes again
+        this.unsavedLogs.push(entry);
+      }
+    }
+    this.emit('job.log', entry);
   }
 
   private launch(id: number, resumed: boolean): JobInfo {
@@ -305,7 +394,7 @@ export class JobManager {
           break;
         case 'checkpoint':
           r.row.checkpoint = JSON.stringify(m.value ?? null);
-          this.ws.db.prepare(`UPDATE jobs SET checkpoint = ? WHERE id = ?`).run(r.row.checkpoint, id);
+          this.write(id, { checkpoint: r.row.checkpoint });
           break;
         case 'event':
           this.emit(m.name, m.data);
@@ -338,13 +427,11 @@ export class JobManager {
           : { state: 'failed' as const, error: { name: 'WorkerExit', message: `job worker exited with code ${code}`, user: false } });
       if (r.suspending && f.state === 'cancelled') f = { state: 'interrupted', result: f.result };
       const now = Date.now();
-      this.ws.db
-        .prepare(
-          `UPDATE jobs SET state = ?, done = ?, total = ?, step = ?, message = ?, rate = NULL, eta_s = NULL,
-             error_name = ?, error_message = ?, error_user = ?, result = ?, finished_at = ?, owner_pid = NULL WHERE id = ?`,
-        )
-        .run(f.state, r.row.done, r.row.total, r.row.step, r.row.message, f.error?.name ?? null, f.error?.message ?? null,
-          f.error ? Number(f.error.user) : null, f.result === undefined ? null : JSON.stringify(f.result), now, id);
+      this.write(id, {
+        state: f.state, done: r.row.done, total: r.row.total, step: r.row.step, message: r.row.message, rate: null, eta_s: null,
+        error_name: f.error?.name ?? null, error_message: f.error?.message ?? null, error_user: f.error ? Number(f.error.user) : null,
+        result: f.result === undefined ? null : JSON.stringify(f.result), finished_at: now, owner_pid: null,
+      });
       // The record of how the job ended is logged once it is no longer running (isRunning is
       // false), so a foreground runner that prints the error itself can leave these lines out.
       if (f.state === 'failed' && f.stack) this.log(id, 'error', f.stack.split('\n').slice(0, STACK_LINES).join('\n'));
@@ -390,17 +477,27 @@ export class JobManager {
   }
 
   private persistProgress(r: Running): void {
-    this.ws.db
-      .prepare(`UPDATE jobs SET step = ?, done = ?, total = ?, rate = ?, eta_s = ?, message = ?, heartbeat_at = ? WHERE id = ?`)
-      .run(r.row.step, r.row.done, r.row.total, r.row.rate, r.row.eta_s, r.row.message, Date.now(), r.id);
+    try {
+      this.ws.db
+        .prepare(`UPDATE jobs SET step = ?, done = ?, total = ?, rate = ?, eta_s = ?, message = ?, heartbeat_at = ? WHERE id = ?`)
+        .run(r.row.step, r.row.done, r.row.total, r.row.rate, r.row.eta_s, r.row.message, Date.now(), r.id);
+    } catch {
+      // progress is also in memory (r.row); a full disk must not stop the engine
+    }
   }
 
   private beat(): void {
-    if (this.running.size === 0 || !this.ws.db.open) return;
+    if (!this.ws.db.open) return;
+    this.flush();
+    if (this.running.size === 0) return;
     const ids = [...this.running.keys()];
     const now = Date.now();
     const stmt = this.ws.db.prepare(`UPDATE jobs SET heartbeat_at = ? WHERE id = ?`);
-    this.ws.db.transaction(() => ids.forEach((id) => stmt.run(now, id)))();
+    try {
+      this.ws.db.transaction(() => ids.forEach((id) => stmt.run(now, id)))();
+    } catch {
+      /* retried on the next beat */
+    }
     for (const r of this.running.values()) this.persistProgress(r);
   }
 

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Workspace } from '../workspace/workspace.ts';
-import { UserError } from '../workspace/errors.ts';
+import { UserError, corruptDatabaseError, isCorruptDb } from '../workspace/errors.ts';
+import { diskFullError, isDiskFull } from '../util/disk-full.ts';
 import type { JobContext, JobFn, ManagerMessage, ProgressUpdate, WorkerInput, WorkerMessage } from './types.ts';
 
 const PROGRESS_INTERVAL_MS = 200;
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
 
   let workspace: Workspace | null = null;
   try {
-    workspace = Workspace.open(input.workspaceDir);
+    workspace = Workspace.open(input.workspaceDir, { check: false }); // the engine checked it on open
     const mod = (await import(input.module)) as { default: JobFn<unknown> };
     const ctx: JobContext<unknown> = {
       jobId: input.jobId,
@@ -54,7 +55,14 @@ async function main(): Promise<void> {
   } catch (e) {
     flush();
     if (controller.signal.aborted) send({ type: 'cancelled' });
-    else if (e instanceof UserError) send({ type: 'error', name: e.name, message: e.message, user: true });
+    else if (isDiskFull(e)) {
+      // ENOSPC or SQLITE_FULL, however wrapped: one clear line, and the job resumes when run again
+      const d = diskFullError(input.workspaceDir);
+      send({ type: 'error', name: d.name, message: d.message, user: true });
+    } else if (isCorruptDb(e)) {
+      const c = corruptDatabaseError(Workspace.dbFile(input.workspaceDir), (e as Error).message);
+      send({ type: 'error', name: c.name, message: c.message, user: true });
+    } else if (e instanceof UserError) send({ type: 'error', name: e.name, message: e.message, user: true });
     else if (e instanceof Error) send({ type: 'error', name: e.name, message: e.message, user: false, stack: e.stack });
     else send({ type: 'error', name: 'Error', message: String(e), user: false });
   } finally {

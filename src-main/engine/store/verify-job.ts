@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import sharp from 'sharp';
 import type { JobContext } from '../jobs/types.ts';
+import { integrityCheck } from '../workspace/db.ts';
+import { Workspace } from '../workspace/workspace.ts';
 import type { VerifyStoreParams } from './verify-kind.ts';
 
 const BATCH = 200;
@@ -12,6 +14,9 @@ const BATCH = 200;
  */
 export default async function verifyStore(ctx: JobContext<VerifyStoreParams>): Promise<unknown> {
   const { db, store } = ctx.workspace;
+  // The database first: the full check (quick_check on open skips index contents and big files).
+  ctx.progress({ step: 'integrity', done: 0, total: 1, message: 'PRAGMA integrity_check' });
+  integrityCheck(db, Workspace.dbFile(ctx.workspace.dir));
   const cp = (ctx.checkpoint as { lastId: number; bad: number; checked: number } | undefined) ?? { lastId: 0, bad: 0, checked: 0 };
   const total = (db.prepare(`SELECT COUNT(*) n FROM images WHERE state = 'stored'`).get() as { n: number }).n;
   const page = db.prepare(`SELECT id, key, width, height FROM images WHERE state = 'stored' AND id > ? ORDER BY id LIMIT ?`);

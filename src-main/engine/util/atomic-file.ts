@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { injectedEnospc } from './disk-full.ts';
 
 /** The temporary a writer of `file` uses: hidden, next to it, named by pid (see sweepTemporaries). */
 function tempFor(file: string): string {
@@ -17,15 +18,19 @@ export async function writeAtomicWith(file: string, body: (fh: fsp.FileHandle) =
   const tmp = tempFor(file);
   const fh = await fsp.open(tmp, 'wx');
   try {
-    await body(fh);
-    await fh.sync();
+    try {
+      await body(fh);
+      injectedEnospc(tmp);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
   } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
+    // A failed write (a full disk above all) leaves no temporary behind to eat more space.
+    await fsp.rm(tmp, { force: true }).catch(() => {});
     throw err;
   }
-  await fh.close();
-  await fsp.rename(tmp, file);
   syncDir(path.dirname(file));
 }
 

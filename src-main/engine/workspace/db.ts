@@ -1,6 +1,7 @@
+import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { migrations, type Migration } from './migrations/index.ts';
-import { WorkspaceError } from './errors.ts';
+import { WorkspaceError, corruptDatabaseError, isCorruptDb } from './errors.ts';
 
 export type Db = Database.Database;
 
@@ -9,6 +10,31 @@ export interface OpenDbOptions {
   /** Apply pending migrations (default true for writers). */
   migrate?: boolean;
   list?: readonly Migration[];
+  /**
+   * Run `PRAGMA quick_check` before anything else (default true), time-boxed by size: skipped
+   * (and said so, see openNote) for a database over quickCheckMaxBytes(). A failed check refuses
+   * the database before any write. Job workers pass false: the engine that started them checked.
+   */
+  check?: boolean;
+  /**
+   * Open for reading on a full disk: exclusive locking keeps the WAL index in memory (no -shm to
+   * size, which fails on a full disk) and query_only refuses every write. Other processes cannot
+   * use the database while it is open this way.
+   */
+  fullDisk?: boolean;
+}
+
+/** Databases larger than this (bytes, with the WAL) skip the quick_check on open; $CARSTUDIO_QUICK_CHECK_MAX_MB. */
+export function quickCheckMaxBytes(): number {
+  const mb = Number(process.env.CARSTUDIO_QUICK_CHECK_MAX_MB);
+  return (Number.isFinite(mb) && mb >= 0 ? mb : 512) * 1024 * 1024;
+}
+
+const notes = new WeakMap<Db, string>();
+
+/** What openDb wants the user told about this database (e.g. that the quick_check was skipped). */
+export function openNote(db: Db): string | null {
+  return notes.get(db) ?? null;
 }
 
 /** The schema version this build of CarStudio writes. */
@@ -24,13 +50,18 @@ export function openDb(file: string, opts: OpenDbOptions = {}): Db {
   const list = opts.list ?? migrations;
   let db: Db;
   try {
-    db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+    db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: (opts.readonly || opts.fullDisk) ?? false });
   } catch (e) {
-    throw new WorkspaceError(`cannot open database ${file}: ${(e as Error).message}`);
+    throw new WorkspaceError(`cannot open database ${file}: ${(e as Error).message}`, { cause: e });
   }
   try {
     db.pragma('busy_timeout = 10000');
-    if (!opts.readonly) {
+    if (opts.fullDisk) {
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('query_only = 1');
+    }
+    if (opts.check !== false) quickCheck(db, file);
+    if (!opts.readonly && !opts.fullDisk) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
     }
@@ -44,14 +75,66 @@ export function openDb(file: string, opts: OpenDbOptions = {}): Db {
       );
     }
     if (current < latest && opts.migrate !== false) {
-      if (opts.readonly) throw new WorkspaceError(`${file} needs migrating to version ${latest} but was opened read-only`);
+      if (opts.readonly || opts.fullDisk) throw new WorkspaceError(`${file} needs migrating to version ${latest} but was opened read-only`);
       migrate(db, list, current);
     }
     return db;
   } catch (e) {
     db.close();
     if (e instanceof WorkspaceError) throw e;
-    throw new WorkspaceError(`cannot use database ${file}: ${(e as Error).message}`);
+    if (isCorruptDb(e)) throw corruptDatabaseError(file, (e as Error).message);
+    throw new WorkspaceError(`cannot use database ${file}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * SQLite's quick_check (b-tree structure, record formats; not index contents, which the verify
+ * job's integrity_check covers). Throws CorruptDatabaseError; skipped for very large files.
+ */
+function quickCheck(db: Db, file: string): void {
+  const size = sizeOf(file) + sizeOf(`${file}-wal`);
+  if (size === 0) return; // a new database
+  if (size > quickCheckMaxBytes()) {
+    notes.set(db, `the quick check of ${file} on open was skipped (${(size / 1048576).toFixed(1)} MB, over ${(quickCheckMaxBytes() / 1048576).toFixed(1)} MB); 'carstudio verify' runs the full integrity check`);
+    return;
+  }
+  let problems: string[];
+  try {
+    problems = (db.pragma('quick_check(5)') as Array<{ quick_check: string }>).map((r) => r.quick_check).filter((m) => m !== 'ok');
+  } catch (e) {
+    if (isCorruptDb(e)) throw corruptDatabaseError(file, `PRAGMA quick_check: ${(e as Error).message}`);
+    throw e;
+  }
+  if (problems.length > 0) throw corruptDatabaseError(file, `PRAGMA quick_check: ${problems.join('; ')}`);
+}
+
+/** Runs a read of `file`; SQLite meeting a damaged page becomes the CorruptDatabaseError message. */
+export function readingDamaged<T>(file: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (isCorruptDb(e) && !(e instanceof WorkspaceError)) throw corruptDatabaseError(file, (e as Error).message);
+    throw e;
+  }
+}
+
+/** The full `PRAGMA integrity_check` (index contents too); throws CorruptDatabaseError. Slow on big files. */
+export function integrityCheck(db: Db, file: string): void {
+  let problems: string[];
+  try {
+    problems = (db.pragma('integrity_check(20)') as Array<{ integrity_check: string }>).map((r) => r.integrity_check).filter((m) => m !== 'ok');
+  } catch (e) {
+    if (isCorruptDb(e)) throw corruptDatabaseError(file, `PRAGMA integrity_check: ${(e as Error).message}`);
+    throw e;
+  }
+  if (problems.length > 0) throw corruptDatabaseError(file, `PRAGMA integrity_check: ${problems.join('; ')}`);
+}
+
+function sizeOf(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
   }
 }
 

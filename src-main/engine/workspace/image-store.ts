@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { injectedEnospc } from '../util/disk-full.ts';
 
 const KEY_RE = /^[0-9a-f]{64}$/;
 
@@ -46,15 +47,17 @@ export class ImageStore {
     await fs.promises.mkdir(this.tmpDir, { recursive: true });
     const fh = await fs.promises.open(tmp, 'wx');
     try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
+      try {
+        await fh.writeFile(bytes);
+        injectedEnospc(tmp);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await fs.promises.rename(tmp, final);
     } catch (e) {
-      await fs.promises.rm(tmp, { force: true });
+      // Deleted at once (a full disk must not fill up further with half-written temporaries).
+      await fs.promises.rm(tmp, { force: true }).catch(() => {});
       throw e;
     }
     return final;

@@ -1,13 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { openDb, type Db } from './db.ts';
+import { openDb, openNote, type Db } from './db.ts';
 import { ImageStore } from './image-store.ts';
 import { WorkspaceError } from './errors.ts';
+import { diskFullError, freeBytes, isDiskFull } from '../util/disk-full.ts';
 
 export interface OpenWorkspaceOptions {
   /** Create the folder and database when missing (default false: a missing workspace is an error). */
   create?: boolean;
   readonly?: boolean;
+  /** Run the quick integrity check on open (default true; see openDb). */
+  check?: boolean;
 }
 
 /**
@@ -21,6 +24,9 @@ export class Workspace {
     readonly store: ImageStore,
     readonly readonly: boolean,
   ) {}
+
+  /** What the user should be told about how it was opened (quick check skipped, read-only on a full disk). */
+  readonly notes: string[] = [];
 
   static dbFile(dir: string): string {
     return path.join(dir, 'studio.db');
@@ -58,9 +64,19 @@ export class Workspace {
         throw new WorkspaceError(`workspace ${dir} is not writable (check its permissions)`);
       }
     }
-    const db = openDb(dbFile, { readonly: opts.readonly });
+    let db: Db;
+    let fullDisk: string | null = null;
+    try {
+      db = openDb(dbFile, { readonly: opts.readonly, check: opts.check });
+    } catch (e) {
+      // A full disk cannot even size SQLite's -shm file: open for reading only, and say so.
+      if (opts.readonly || !(isDiskFull(e) || (freeBytes(dir) ?? Infinity) < 1024 * 1024)) throw e;
+      db = openDb(dbFile, { fullDisk: true, check: opts.check });
+      fullDisk = `${diskFullError(dir).message}; until then the workspace is open read-only (start again after freeing space to write)`;
+    }
+    const readonly = (opts.readonly ?? false) || fullDisk !== null;
     const store = new ImageStore(path.join(dir, 'images'));
-    if (!opts.readonly) {
+    if (!readonly) {
       try {
         store.ensure();
         store.sweepTemporaries();
@@ -69,7 +85,9 @@ export class Workspace {
         throw new WorkspaceError(`image store ${store.root} is not usable: ${(e as Error).message}`);
       }
     }
-    return new Workspace(dir, db, store, opts.readonly ?? false);
+    const ws = new Workspace(dir, db, store, readonly);
+    for (const note of [openNote(db), fullDisk]) if (note) ws.notes.push(note);
+    return ws;
   }
 
   subdir(name: string): string {
