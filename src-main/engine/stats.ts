@@ -1,5 +1,6 @@
 import type { Db } from './workspace/db.ts';
 import type { Stats } from './api/contract/core.ts';
+import { valueStats } from './workspace/value-ranges.ts';
 
 type StatsContributor = (db: Db) => Record<string, unknown>;
 const contributors: Array<[string, StatsContributor]> = [];
@@ -27,6 +28,7 @@ export function getStats(db: Db): Stats {
       running: n(db, `SELECT COUNT(*) n FROM jobs WHERE state IN ('running','cancelling')`),
       interrupted: n(db, `SELECT COUNT(*) n FROM jobs WHERE state = 'interrupted'`),
     },
+    values: valueStats(db),
   };
   for (const [domain, fn] of contributors) stats[domain] = fn(db);
   return stats;

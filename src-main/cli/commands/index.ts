@@ -10,6 +10,7 @@ import { registerDedup } from './dedup.ts';
 import { registerFilter } from './filter.ts';
 import { registerTrain } from './train.ts';
 import { registerPredict } from './predict.ts';
+import { registerRanges } from './ranges.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
 export function registerCommands(program: Command): void {
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerFilter(program);
   registerTrain(program);
   registerPredict(program);
+  registerRanges(program);
 }

@@ -1,6 +1,8 @@
 import type { Db } from '../workspace/db.ts';
 import type { ScrapedListing } from './source.ts';
 import type { StoredHashes } from './image-ingest.ts';
+import type { ValueWarning } from '../api/contract/values.ts';
+import { checkValues, readValueRanges } from '../workspace/value-ranges.ts';
 
 export type ImageOutcome =
   | { key: string; url: string; state: 'stored'; width: number; height: number; bytes: number; hashes?: StoredHashes }
@@ -13,14 +15,19 @@ export interface Ledger {
   countFinalInRange(min: number, max: number): number;
   recordAttempt(id: number, outcome: 'ok' | 'gone' | 'failed', status: number | null, reason: string | null, tries: number): void;
   imageState(key: string): 'pending' | 'stored' | 'failed' | null;
-  /** Listing + its image rows + its ok attempt, in one transaction. */
-  commitListing(id: number, listing: ScrapedListing, images: ImageOutcome[], tries: number): void;
+  /**
+   * Listing + its image rows + its ok attempt, in one transaction. Price, year and odometer
+   * outside the workspace's value ranges (read when the ledger is opened), or unparsable, are
+   * stored as NULL; the warnings are stored with the listing and returned.
+   */
+  commitListing(id: number, listing: ScrapedListing, images: ImageOutcome[], tries: number): ValueWarning[];
   updateImage(outcome: ImageOutcome): void;
   imagesToRetry(maxRuns: number): Array<{ key: string; url: string }>;
 }
 
 /** The scrape's SQL: one source's ledger of attempts, its listings and their images. */
 export function openLedger(db: Db, source: string): Ledger {
+  const { ranges } = readValueRanges(db);
   const final = db.prepare(`SELECT 1 FROM attempts WHERE source = ? AND listing_id = ? AND outcome != 'failed'`).pluck();
   const countFinal = db.prepare(`SELECT COUNT(*) FROM attempts WHERE source = ? AND listing_id BETWEEN ? AND ? AND outcome != 'failed'`).pluck();
   const upsertAttempt = db.prepare(
@@ -31,14 +38,14 @@ export function openLedger(db: Db, source: string): Ledger {
   const imgState = db.prepare(`SELECT state FROM images WHERE key = ?`).pluck();
   const upsertListing = db.prepare(
     `INSERT INTO listings (source, listing_id, url, title, price, make, model, year, odometer, engine, exterior_color,
-       interior_color, drive_type, fuel_type, fuel_economy, vin, stock_number, description, owners, scraped_at)
+       interior_color, drive_type, fuel_type, fuel_economy, vin, stock_number, description, owners, scraped_at, warnings)
      VALUES (@source, @listingId, @url, @title, @price, @make, @model, @year, @odometer, @engine, @exteriorColor,
-       @interiorColor, @driveType, @fuelType, @fuelEconomy, @vin, @stockNumber, @description, @owners, @scrapedAt)
+       @interiorColor, @driveType, @fuelType, @fuelEconomy, @vin, @stockNumber, @description, @owners, @scrapedAt, @warnings)
      ON CONFLICT (source, listing_id) DO UPDATE SET url = excluded.url, title = excluded.title, price = excluded.price,
        make = excluded.make, model = excluded.model, year = excluded.year, odometer = excluded.odometer, engine = excluded.engine,
        exterior_color = excluded.exterior_color, interior_color = excluded.interior_color, drive_type = excluded.drive_type,
        fuel_type = excluded.fuel_type, fuel_economy = excluded.fuel_economy, vin = excluded.vin, stock_number = excluded.stock_number,
-       description = excluded.description, owners = excluded.owners, scraped_at = excluded.scraped_at
+       description = excluded.description, owners = excluded.owners, scraped_at = excluded.scraped_at, warnings = excluded.warnings
      RETURNING id`,
   );
   // A stored image is never downgraded by a later failure of the same URL.
@@ -78,18 +85,19 @@ export function openLedger(db: Db, source: string): Ledger {
     return (upsertImage.get(o.key, o.url, 'failed', null, null, null, o.reason, now) as { id: number }).id;
   };
 
-  const commit = db.transaction((id: number, l: ScrapedListing, images: ImageOutcome[], tries: number) => {
+  const commit = db.transaction((id: number, l: ScrapedListing, images: ImageOutcome[], tries: number): ValueWarning[] => {
     const now = Date.now();
+    const { values, warnings } = checkValues({ price: l.price, year: l.year, odometer: l.odometer }, l.rawValues, ranges);
     const row = upsertListing.get({
       source,
       listingId: id,
       url: l.url,
       title: l.title,
-      price: l.price,
+      price: values.price,
       make: l.make,
       model: l.model,
-      year: l.year,
-      odometer: l.odometer,
+      year: values.year,
+      odometer: values.odometer,
       engine: l.engine,
       exteriorColor: l.exteriorColor,
       interiorColor: l.interiorColor,
@@ -101,10 +109,12 @@ export function openLedger(db: Db, source: string): Ledger {
       description: l.description,
       owners: JSON.stringify(l.owners ?? []),
       scrapedAt: now,
+      warnings: warnings.length ? JSON.stringify(warnings) : null,
     }) as { id: number };
     clearListingImages.run(row.id);
     images.forEach((o, pos) => addListingImage.run(row.id, pos, writeImage(o, now)));
     upsertAttempt.run(source, id, 'ok', 200, null, tries, now);
+    return warnings;
   });
 
   return {

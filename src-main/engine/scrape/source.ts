@@ -27,6 +27,12 @@ export interface ScrapedListing {
   owners: Array<{ id: string; name: string | null; website: string | null }>;
   /** Absolute URLs, primary image first, deduplicated keeping the first occurrence. */
   imageUrls: string[];
+  /**
+   * Price, year and odometer as the page had them, before parsing: the store checks the parsed
+   * values against the workspace's value ranges and names these in its warnings (a value present
+   * here that parsed to null was unparsable). See workspace/value-ranges.ts.
+   */
+  rawValues?: { price?: unknown; year?: unknown; odometer?: unknown };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ValueStats } from './values.ts';
 
 // ---- Shared value types (plain data; the renderer imports this file, so no Node imports here) ----
 
@@ -69,6 +70,8 @@ export interface Stats {
   failedAttempts: number;
   images: { referenced: number; stored: number; failed: number; pending: number };
   jobs: { running: number; interrupted: number };
+  /** Price, year and odometer values stored as NULL by the value ranges, and stored ones outside them. */
+  values: ValueStats;
   [domain: string]: unknown;
 }
 

@@ -10,6 +10,7 @@ import { dedupMethods, type DedupResults } from './dedup.ts';
 import { predictMethods, type PredictResults } from './predict.ts';
 import { filterMethods, type FilterResults } from './filter.ts';
 import { trainMethods, type TrainResults, type TrainEvents } from './train.ts';
+import { valuesMethods, type ValuesResults } from './values.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
@@ -17,6 +18,7 @@ export * from './dedup.ts';
 export * from './predict.ts';
 export * from './filter.ts';
 export * from './train.ts';
+export * from './values.ts';
 
 export const methods = {
   ...coreMethods,
@@ -25,9 +27,10 @@ export const methods = {
   ...predictMethods,
   ...filterMethods,
   ...trainMethods,
+  ...valuesMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults {}
 
 export interface Events extends CoreEvents, TrainEvents {}
 

@@ -4,6 +4,7 @@ import { dedupHandlers } from './dedup.ts';
 import { predictHandlers } from './predict.ts';
 import { filterHandlers } from './filter.ts';
 import { trainHandlers } from './train.ts';
+import { valuesHandlers } from './values.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -14,4 +15,5 @@ export const handlers: Handlers = {
   ...predictHandlers,
   ...filterHandlers,
   ...trainHandlers,
+  ...valuesHandlers,
 };

@@ -3,6 +3,7 @@ import { migration002 } from './002-dedup.ts';
 import { migration003 } from './003-filter.ts';
 import { migration004 } from './004-train.ts';
 import { migration005 } from './005-job-errors.ts';
+import { migration006 } from './006-value-warnings.ts';
 
 export interface Migration {
   /** Becomes PRAGMA user_version once applied; versions are 1, 2, 3, ... with no gaps. */
@@ -12,4 +13,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. A stage that needs new tables appends one file here. */
-export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004, migration005];
+export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004, migration005, migration006];
