@@ -10,7 +10,7 @@ import { buildLabelSpace, encodeColumns, majorityClass, splitByHash, NUM_PRICE_B
 import { backboneKindOf, parseLossWeights, parseTinyCnnName, TINY_CNN, TINY_CNN_LR, tinyCnnBackbone, type Backbone, type BackboneKind } from './model.ts';
 import { mixSeed } from './rng.ts';
 import { loadRunConfig, resume, train, trainConfig, type RunConfigFile, type TrainData, type TrainInputs, type TrainResult } from './trainer.ts';
-import { trainingRows } from './dataset.ts';
+import { trainingSet } from './dataset.ts';
 import type { TrainParams } from './train-kind.ts';
 
 const EMIT_MS = 150;
@@ -122,7 +122,8 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     }
     const { backend, note } = await trainingBackend(mode, backboneKind, rp.force, (l, m) => ctx.log(l, m));
     ctx.log('info', `backend: ${backend.name} (${note})`);
-    const rows = trainingRows(db);
+    const { rows, outliers } = trainingSet(db);
+    if (outliers.message) ctx.log('warn', `${outliers.message}: their prices are not believable (a scrape before value checks, or a wider range since); see carstudio stats`);
     if (rows.length < 20) throw new UserError(`only ${rows.length} training images with a price; scrape more listings (and check dedup and the filter)`);
     const space = runCfg ? runCfg.space : buildLabelSpace(rows);
     const split = splitByHash(rows, 0.1);
@@ -224,6 +225,8 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       best: result.best,
       lastEval: result.lastEval,
       baselinePriceAccuracy: baseline.fraction,
+      /** Listings left out for a price outside the workspace's price range (their images too, unless another listing labels them). */
+      droppedOutliers: { listings: outliers.listings, images: outliers.images, priceRange: outliers.range, message: outliers.message },
       fresh,
     };
   } catch (e) {
