@@ -53,6 +53,7 @@ function expectDiskFullExit(r: { code: number | null; stderr: string }, ws: stri
   const m = DISK_FULL_LINE.exec(r.stderr);
   expect(m, r.stderr).not.toBeNull();
   expect(m![1]).toBe(ws);
+  expect(r.stderr.match(/^carstudio: /gm)).toHaveLength(1); // that one line
   expect(r.stderr).not.toMatch(/\n\s+at .+:\d+/); // no stack
   expect(r.stderr).not.toMatch(/SqliteError|Error: ENOSPC/);
 }

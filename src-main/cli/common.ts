@@ -14,7 +14,10 @@ export function resolveWorkspace(opts: { workspace?: string }): string {
 }
 
 export function openEngine(opts: { workspace?: string }, engineOpts: EngineOptions = {}): Engine {
-  return Engine.open(resolveWorkspace(opts), engineOpts);
+  const engine = Engine.open(resolveWorkspace(opts), engineOpts);
+  // e.g. the quick check skipped for a very large database, or read-only on a full disk
+  for (const note of engine.ws.notes) process.stderr.write(`note: ${note}\n`);
+  return engine;
 }
 
 /** Parses an integer option, with a clear error. */
@@ -108,7 +111,8 @@ export async function runForeground(engine: Engine, job: JobInfo, opts: { json?:
     const final = await engine.jobs.wait(job.id);
     draw(final, true);
     if (tty) process.stderr.write('\n');
-    if (!engine.jobs.flush()) {
+    // (a disk-full error's own message already says the same command continues the job)
+    if (!engine.jobs.flush() && final.error?.name !== 'DiskFullError') {
       process.stderr.write(`carstudio: job #${final.id} ended ${final.state} but that could not be written to the workspace (disk full?); it shows as interrupted and the same command continues it\n`);
     }
     if (final.state === 'done') return { code: 0, job: final };
