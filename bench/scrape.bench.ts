@@ -18,7 +18,7 @@ interface RunResult {
 /** Runs `carstudio scrape` in its own process (so its peak RSS is its own) and times it. */
 function scrapeRun(site: DemoSite, minId: number, maxId: number): Promise<RunResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'carstudio-bench-'));
-  const args = [CLI, 'scrape', '--workspace', path.join(dir, 'ws'), '--base-url', site.url, '--min-id', String(minId), '--max-id', String(maxId), '--concurrency', '8', '--retry-delay-ms', '5', '--json'];
+  const args = [CLI, 'scrape', '--workspace', path.join(dir, 'ws'), '--create', '--base-url', site.url, '--min-id', String(minId), '--max-id', String(maxId), '--concurrency', '8', '--retry-delay-ms', '5', '--json'];
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CARSTUDIO_REPORT_RSS: '1' } });

@@ -12,7 +12,7 @@ describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () 
   let page: Page;
   beforeAll(async () => {
     const dir = `${tmpDir()}/ws`;
-    const r = await runCli(['scrape', '--workspace', dir, '--base-url', 'demo', '--min-id', '1', '--max-id', '80', '--retry-delay-ms', '5'], { timeoutMs: 120_000 });
+    const r = await runCli(['scrape', '--workspace', dir, '--create', '--base-url', 'demo', '--min-id', '1', '--max-id', '80', '--retry-delay-ms', '5'], { timeoutMs: 120_000 });
     expect(r.code, r.stderr).toBe(0);
     s = await startServe(['--workspace', dir]);
     browser = await launchChromium();

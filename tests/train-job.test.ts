@@ -9,7 +9,7 @@ describe('train job on a demo-site workspace', () => {
   let dir: string;
   beforeAll(async () => {
     dir = `${tmpDir()}/ws`;
-    const r = await runCli(['scrape', '--workspace', dir, '--base-url', 'demo', '--min-id', '1', '--max-id', '120', '--retry-delay-ms', '5'], { timeoutMs: 120_000 });
+    const r = await runCli(['scrape', '--workspace', dir, '--create', '--base-url', 'demo', '--min-id', '1', '--max-id', '120', '--retry-delay-ms', '5'], { timeoutMs: 120_000 });
     expect(r.code, r.stderr).toBe(0);
   }, 150_000);
 

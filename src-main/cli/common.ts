@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Option, type Command } from 'commander';
+import { Workspace } from '../engine/workspace/workspace.ts';
 import { defaultWorkspaceDir } from '../engine/workspace/paths.ts';
 import { UserError } from '../engine/workspace/errors.ts';
 import { Engine, type EngineOptions } from '../engine/engine.ts';
@@ -9,15 +12,49 @@ export function workspaceOption(): Option {
   return new Option('-w, --workspace <dir>', 'workspace folder (default: $CARSTUDIO_WORKSPACE or the per-user data folder)');
 }
 
-export function resolveWorkspace(opts: { workspace?: string }): string {
-  return opts.workspace ?? defaultWorkspaceDir();
+/** The --create option of the commands that may create their workspace (scrape, label, serve). */
+export function createOption(): Option {
+  return new Option('--create', "create the workspace if it does not exist (otherwise a missing workspace is an error; 'carstudio init' creates one)");
 }
 
-export function openEngine(opts: { workspace?: string }, engineOpts: EngineOptions = {}): Engine {
-  const engine = Engine.open(resolveWorkspace(opts), engineOpts);
+/**
+ * The workspace folder a command works on, absolute: --workspace, else $CARSTUDIO_WORKSPACE, else
+ * the per-user default. An empty (or blank) path is refused: it would mean the current folder.
+ */
+export function resolveWorkspace(opts: { workspace?: string }): string {
+  if (opts.workspace !== undefined) {
+    if (opts.workspace.trim() === '') throw new UserError("--workspace is empty; name a workspace folder (an empty path would mean the current folder: pass '.' for that)");
+    return path.resolve(opts.workspace);
+  }
+  return defaultWorkspaceDir();
+}
+
+/**
+ * Opens the engine on the command's workspace. A workspace is created only by `init` or by a
+ * command's explicit --create (`opts.create`); a missing one is an error that says how to create
+ * it (naming --create when the command has it: `creatable`).
+ */
+export function openEngine(opts: { workspace?: string; create?: boolean }, engineOpts: EngineOptions = {}, creatable = false): Engine {
+  const dir = resolveWorkspace(opts);
+  const create = opts.create === true;
+  if (!create) assertWorkspace(dir, creatable);
+  const engine = Engine.open(dir, { ...engineOpts, create });
   // e.g. the quick check skipped for a very large database, or read-only on a full disk
   for (const note of engine.ws.notes) process.stderr.write(`note: ${note}\n`);
   return engine;
+}
+
+/** Throws a UserError saying how to create the workspace when `dir` holds none. */
+export function assertWorkspace(dir: string, creatable: boolean): void {
+  if (Workspace.exists(dir)) return;
+  const orCreate = creatable ? ' or pass --create' : '';
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) throw new UserError(`workspace ${dir} is not a folder`);
+  throw new UserError(
+    st
+      ? `${dir} is not a CarStudio workspace (no studio.db); name a workspace folder, or make this one a workspace with 'carstudio init --workspace ${dir}'${orCreate}`
+      : `workspace ${dir} does not exist; create it with 'carstudio init --workspace ${dir}'${orCreate}`,
+  );
 }
 
 /** Parses an integer option, with a clear error. */

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { UserError } from './errors.ts';
 
 /** Where CarStudio keeps per-user data when no --workspace is given. */
 export function userDataDir(): string {
@@ -13,7 +14,12 @@ export function userDataDir(): string {
 
 /** The workspace used when the user names none: $CARSTUDIO_WORKSPACE, else <data dir>/workspace. */
 export function defaultWorkspaceDir(): string {
-  if (process.env.CARSTUDIO_WORKSPACE) return path.resolve(process.env.CARSTUDIO_WORKSPACE);
+  const env = process.env.CARSTUDIO_WORKSPACE;
+  if (env !== undefined && env.trim() === '') {
+    // an empty path would mean the current folder
+    throw new UserError('$CARSTUDIO_WORKSPACE is set but empty; unset it (for the default workspace) or set it to a workspace folder');
+  }
+  if (env) return path.resolve(env);
   return path.join(userDataDir(), 'workspace');
 }
 

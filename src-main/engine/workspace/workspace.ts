@@ -37,6 +37,8 @@ export class Workspace {
   }
 
   static open(dirIn: string, opts: OpenWorkspaceOptions = {}): Workspace {
+    // path.resolve('') is the current folder: an empty path is a mistake, not a workspace
+    if (dirIn.trim() === '') throw new WorkspaceError('the workspace path is empty; name a workspace folder');
     const dir = path.resolve(dirIn);
     const dbFile = Workspace.dbFile(dir);
     if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {
