@@ -35,10 +35,10 @@ describe.runIf(present)('label & filter on real listing photos', () => {
   });
 
   it('imports labels, fits with 10-fold CV at FNR <= 1%, applies, scores and exports', async () => {
-    const imp = await runCli(['label', '--workspace', dir, '--good', good, '--bad', bad]);
+    const imp = await runCli(['label', '--workspace', dir, '--create', '--good', good, '--bad', bad]);
     expect(imp.code, imp.stderr).toBe(0);
     expect(imp.stdout).toMatch(/good: 160 imported/);
-    expect(imp.stdout).toMatch(/bad: 160 imported, 0 already in the workspace, 1 unreadable/);
+    expect(imp.stdout).toMatch(/bad: 160 imported, 0 already in the workspace, 1 skipped/);
     expect(imp.stderr).toMatch(/zz-broken\.jpg/);
     // importing again changes nothing
     const again = await runCli(['label', '--workspace', dir, '--good', good]);

@@ -3,11 +3,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/features.ts';
-import { exportLabels, importLabelled } from '../../engine/filter/labels.ts';
+import { exportLabels, importLabelled, type ImportResult, type Label } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
 import { CLIP_DEFAULT_URL } from '../../engine/filter/clip.ts';
 import type { WeightsResult } from '../../engine/filter/weights-job.ts';
-import { findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
+import { createOption, findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import type { Engine } from '../../engine/engine.ts';
 
 function extractorArg(v: string): ExtractorName {
@@ -22,25 +22,49 @@ async function runJob(engine: Engine, kind: string, params: Record<string, unkno
   return { code, result: final.result };
 }
 
+/** Imports the --good and --bad folders; prints a summary per label and every skipped file with its reason (stderr). */
+async function importLabelFolders(engine: Engine, folders: Partial<Record<Label, string>>, json: boolean): Promise<Partial<Record<Label, ImportResult>>> {
+  const results: Partial<Record<Label, ImportResult>> = {};
+  for (const lab of ['good', 'bad'] as const) {
+    const folder = folders[lab];
+    if (!folder) continue;
+    const r = await importLabelled(engine.ws, folder, lab, (d, t) => {
+      if (process.stderr.isTTY) process.stderr.write(`\r${lab}: ${d}/${t}`);
+    });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    results[lab] = r;
+    const line = `${lab}: ${r.imported} imported, ${r.already} already in the workspace, ${r.skipped.length} skipped (${r.files} files in ${folder})`;
+    // with --json, stdout carries only the JSON
+    process[json ? 'stderr' : 'stdout'].write(line + '\n');
+    for (const f of r.skipped) process.stderr.write(`  skipped ${f.file}: ${f.reason}\n`);
+  }
+  return results;
+}
+
 export function registerFilter(program: Command): void {
   const label = program
     .command('label')
-    .description('import hand labels from folders of good and bad images (or export them)')
+    .description('import hand labels from folders of good and bad images (or export them); every file not imported is listed with its reason')
     .addOption(workspaceOption())
+    .addOption(createOption())
     .option('--good <folder>', 'folder of good images (whole cars)')
     .option('--bad <folder>', 'folder of bad images (interiors, wheels, details, placeholders)')
-    .action(async (opts: { workspace?: string; good?: string; bad?: string }) => {
+    .option('--json', 'print the result as JSON: per label, the counts and every skipped file with its reason')
+    .action(async (opts: { workspace?: string; create?: boolean; good?: string; bad?: string; json?: boolean }) => {
       if (!opts.good && !opts.bad) throw new UserError('give --good FOLDER and/or --bad FOLDER');
-      const engine = openEngine(opts, { create: true });
+      const engine = openEngine(opts, {}, true);
       try {
-        for (const [lab, folder] of [['good', opts.good], ['bad', opts.bad]] as const) {
-          if (!folder) continue;
-          const r = await importLabelled(engine.ws, folder, lab, (d, t) => {
-            if (process.stderr.isTTY) process.stderr.write(`\r${lab}: ${d}/${t}`);
-          });
-          if (process.stderr.isTTY) process.stderr.write('\n');
-          process.stdout.write(`${lab}: ${r.imported} imported, ${r.already} already in the workspace, ${r.failed.length} unreadable\n`);
-          for (const f of r.failed) process.stderr.write(`  skipped ${f.file}: ${f.reason}\n`);
+        const results = await importLabelFolders(engine, { good: opts.good, bad: opts.bad }, opts.json === true);
+        if (opts.json) printJson(results);
+        // nothing usable at all (no file imported or already there): the folders hold no image
+        // this build can read, which is an error, not a quiet "0 imported"
+        const found = Object.values(results).reduce((n, r) => n + r.files, 0);
+        if (Object.values(results).every((r) => r.imported + r.already === 0)) {
+          throw new UserError(
+            found === 0
+              ? `nothing imported: ${Object.values(results).map((r) => r.folder).join(' and ')} hold no files`
+              : `nothing imported: none of the ${found} files was an image that could be read (each is listed above with its reason)`,
+          );
         }
       } finally {
         await engine.close();

@@ -4,28 +4,66 @@ import type { Workspace } from '../workspace/workspace.ts';
 import { ImageStore } from '../workspace/image-store.ts';
 import { UserError } from '../workspace/errors.ts';
 import { ImageRejected, ingestImage } from '../scrape/image-ingest.ts';
+import { heicSupported, IMAGE_EXTENSIONS, readImageBytes, walkImages } from '../predict/decode-file.ts';
 
 export type Label = 'good' | 'bad';
-const IMAGE_EXT = /\.(jpe?g|png|webp|gif|tiff?|avif)$/i;
 
-export function listImageFiles(folder: string): string[] {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(folder);
-  } catch {
-    throw new UserError(`folder ${folder} does not exist`);
-  }
-  if (!st.isDirectory()) throw new UserError(`${folder} is not a folder`);
-  const out: string[] = [];
-  const walk = (dir: string): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && IMAGE_EXT.test(e.name)) out.push(p);
+/** A file of an imported folder that was not imported, and why. */
+export interface SkippedFile {
+  file: string;
+  reason: string;
+}
+
+export interface ImportResult {
+  folder: string;
+  /** Files found in the folder (recursively), images or not. */
+  files: number;
+  imported: number;
+  /** Already in the workspace (same bytes): labelled, not stored again. */
+  already: number;
+  skipped: SkippedFile[];
+}
+
+const HEIC_REASON = 'unsupported type: HEIC needs an HEVC decoder that this sharp build lacks; convert the photo to JPEG';
+
+/** Why a path that is a symbolic link cannot be read as a file, or null when it can. */
+function symlinkProblem(file: string): string | null {
+  const l = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (!l?.isSymbolicLink()) return null;
+  const st = fs.statSync(file, { throwIfNoEntry: false });
+  if (!st) {
+    let target = '?';
+    try {
+      target = fs.readlinkSync(file);
+    } catch {
+      /* unreadable link */
     }
-  };
-  walk(folder);
-  return out.sort();
+    return `broken symbolic link (its target ${target} does not exist)`;
+  }
+  if (st.isDirectory()) return 'a symbolic link to a folder (not followed)';
+  return null;
+}
+
+/** The reason a file without an image extension is passed over. */
+function otherReason(file: string): string {
+  const link = symlinkProblem(file);
+  if (link) return link;
+  const ext = path.extname(file).toLowerCase();
+  return `not an image: ${ext ? `${ext} is not` : 'a name without an extension is not'} an image type (${IMAGE_EXTENSIONS.filter((e) => heicSupported() || !/^\.hei[cf]$/.test(e)).join(' ')})`;
+}
+
+/** The folder's files: the images to import and the others, each with its reason (as predict walks folders). */
+async function scanFolder(folder: string): Promise<{ images: string[]; others: SkippedFile[] }> {
+  const st = fs.statSync(folder, { throwIfNoEntry: false });
+  if (!st) throw new UserError(`folder ${folder} does not exist`);
+  if (!st.isDirectory()) throw new UserError(`${folder} is not a folder`);
+  let walk: Awaited<ReturnType<typeof walkImages>>;
+  try {
+    walk = await walkImages(folder);
+  } catch (e) {
+    throw new UserError(`cannot read folder ${folder}: ${(e as Error).message}`);
+  }
+  return { images: walk.files, others: walk.others.map((file) => ({ file, reason: otherReason(file) })) };
 }
 
 /** Sets (or clears, with null) the label of an image, logging the change for undo. */
@@ -62,16 +100,13 @@ export function labelCounts(ws: Workspace): { good: number; bad: number } {
 }
 
 /**
- * Imports a folder of images as labelled examples: each file is stored once (keyed by its
- * content) and labelled; importing again changes nothing. Unreadable files are reported.
+ * Imports a folder of images as labelled examples (recursively; symbolic links to files are
+ * followed): each file is stored once (keyed by its content) and labelled; importing again changes
+ * nothing. Every file that is not imported is reported with its reason (not an image type, HEIC
+ * without a decoder, broken symbolic link, unreadable, not a decodable image).
  */
-export async function importLabelled(
-  ws: Workspace,
-  folder: string,
-  label: Label,
-  onFile?: (done: number, total: number) => void,
-): Promise<{ imported: number; already: number; failed: Array<{ file: string; reason: string }> }> {
-  const files = listImageFiles(folder);
+export async function importLabelled(ws: Workspace, folder: string, label: Label, onFile?: (done: number, total: number) => void): Promise<ImportResult> {
+  const { images, others } = await scanFolder(folder);
   const byUrl = ws.db.prepare(`SELECT id FROM images WHERE url = ?`).pluck();
   const insert = ws.db.prepare(
     `INSERT INTO images (key, url, state, width, height, bytes, exact_hash, phash, thumb, hash_error, tries, updated_at)
@@ -79,9 +114,27 @@ export async function importLabelled(
   );
   let imported = 0;
   let already = 0;
-  const failed: Array<{ file: string; reason: string }> = [];
-  for (const [i, file] of files.entries()) {
-    const bytes = fs.readFileSync(file);
+  const skipped: SkippedFile[] = [...others];
+  const heic = heicSupported();
+  for (const [i, file] of images.entries()) {
+    onFile?.(i, images.length);
+    const link = symlinkProblem(file);
+    if (link) {
+      skipped.push({ file, reason: link });
+      continue;
+    }
+    if (/\.hei[cf]$/i.test(file) && !heic) {
+      skipped.push({ file, reason: HEIC_REASON });
+      continue;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readImageBytes(file);
+    } catch (e) {
+      const m = (e as Error).message;
+      skipped.push({ file, reason: m.startsWith('cannot read: ') ? `unreadable: ${m.slice('cannot read: '.length)}` : m });
+      continue;
+    }
     const key = ImageStore.keyFor(bytes);
     const url = `file:${key}`;
     let id = byUrl.get(url) as number | undefined;
@@ -98,16 +151,17 @@ export async function importLabelled(
         imported++;
       } catch (e) {
         if (e instanceof ImageRejected) {
-          failed.push({ file, reason: e.message });
+          skipped.push({ file, reason: e.message });
           continue;
         }
         throw e;
       }
     } else already++;
     setLabel(ws, id, label, 'import');
-    onFile?.(i + 1, files.length);
   }
-  return { imported, already, failed };
+  onFile?.(images.length, images.length);
+  skipped.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  return { folder, files: images.length + others.length, imported, already, skipped };
 }
 
 export interface LabelRecord {

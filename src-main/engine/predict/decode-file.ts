@@ -29,12 +29,13 @@ export function heicSupported(): boolean {
 }
 
 /**
- * Files under `root` with an image extension, recursively, in a stable (sorted) order; also how
- * many other files were passed over. Symbolic links to folders are not followed.
+ * Files under `root` with an image extension (symbolic links to files included: readers follow
+ * them), recursively, in a stable (sorted) order; also the other files passed over (`ignored`,
+ * and their paths in `others`). Symbolic links to folders are not followed.
  */
-export async function walkImages(root: string): Promise<{ files: string[]; ignored: number }> {
+export async function walkImages(root: string): Promise<{ files: string[]; ignored: number; others: string[] }> {
   const files: string[] = [];
-  let ignored = 0;
+  const others: string[] = [];
   const visit = async (dir: string): Promise<void> => {
     const entries = await fsp.readdir(dir, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -43,7 +44,7 @@ export async function walkImages(root: string): Promise<{ files: string[]; ignor
       if (e.isDirectory()) await visit(p);
       else if (e.isFile() || e.isSymbolicLink()) {
         if (isImageName(e.name)) files.push(p);
-        else ignored++;
+        else others.push(p);
       }
     }
   };
@@ -51,7 +52,7 @@ export async function walkImages(root: string): Promise<{ files: string[]; ignor
   if (!st) throw new ImageFileError(`${root} does not exist`);
   if (!st.isDirectory()) throw new ImageFileError(`${root} is not a folder`);
   await visit(root);
-  return { files, ignored };
+  return { files, ignored: others.length, others };
 }
 
 export interface DecodedImage {
