@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { BACKBONE_KINDS, parseLossWeights, type BackboneKind } from '../../engine/train/model.ts';
-import { deleteRun, getRun, listRuns } from '../../engine/train/runs.ts';
-import type { TrainParams } from '../../engine/train/train-kind.ts';
+import { deleteRun, getRun, listRuns, unfinishedRunFor } from '../../engine/train/runs.ts';
+import { trainParams, type TrainParams } from '../../engine/train/train-kind.ts';
+import type { Engine } from '../../engine/engine.ts';
 import type { JobInfo, RunInfo } from '../../engine/api/contract/index.ts';
 import { formatDuration, formatRate } from '../../engine/jobs/progress.ts';
 import { intArg, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
@@ -21,8 +22,34 @@ interface TrainOpts {
   name?: string;
   resume?: number;
   force?: boolean;
+  newRun?: boolean;
   augment: boolean;
   json?: boolean;
+}
+
+/**
+ * The train job for this command: with --resume, that run; otherwise, when a stopped or
+ * interrupted run has exactly these parameters, running the same command again continues it (the
+ * job that trained it resumes, so the run keeps its id); else a new run, with one line naming the
+ * newest unfinished run and how to continue it instead.
+ */
+function startOrContinue(engine: Engine, params: Partial<TrainParams>, newRun: boolean): JobInfo {
+  const parsed = trainParams.safeParse(params);
+  if (params.resumeRun !== undefined || !parsed.success) return engine.jobs.start('train', params);
+  const { match, newest } = unfinishedRunFor(engine.ws, parsed.data);
+  const ws = engine.ws.dir;
+  if (match && !newRun) {
+    process.stderr.write(`continuing run ${match.id} (${match.state} at step ${match.step} of ${match.steps}) with its parameters; pass --new-run to start a new run instead\n`);
+    const job = match.jobId != null ? engine.jobs.get(match.jobId) : null;
+    if (job?.resumable && job.kind === 'train') return engine.jobs.resume(job.id);
+    return engine.jobs.start('train', { ...params, resumeRun: match.id, steps: match.steps });
+  }
+  if (newest) {
+    process.stderr.write(
+      `run ${newest.id} (${newest.name}) was ${newest.state} at step ${newest.step} of ${newest.steps}; ${match ? 'starting a new run as --new-run asks' : 'these parameters differ, so this starts a new run'} (to continue run ${newest.id}: carstudio train --resume ${newest.id} --workspace ${ws})\n`,
+    );
+  }
+  return engine.jobs.start('train', params);
 }
 
 const pct = (x: number | undefined | null): string => (x == null ? '--' : `${(100 * x).toFixed(1)}%`);
@@ -55,6 +82,7 @@ export function registerTrain(program: Command): void {
     .option('--name <name>', 'a name for the run')
     .option('--resume <run>', 'continue this run from its last checkpoint (--steps is the new total)', intArg('--resume', 1))
     .option('--force', 'fine-tune without native TensorFlow, on the slow pure-JS cpu backend (a resumed run keeps it)')
+    .option('--new-run', 'start a new run even when a stopped or interrupted run has these parameters (which running the same command again otherwise continues)')
     .option('--json', 'print the result as JSON')
     .action(async (opts: TrainOpts) => {
       parseLossWeights(opts.lossWeights);
@@ -80,7 +108,7 @@ export function registerTrain(program: Command): void {
           resumeRun: opts.resume,
           force: opts.force ?? false,
         };
-        const job = engine.jobs.start('train', params);
+        const job = startOrContinue(engine, params, opts.newRun === true);
         const render = (j: JobInfo): string =>
           `[train] ${j.step ?? ''} ${j.done}/${j.total ?? '?'}  ${formatRate(j.rate, j.step === 'train' ? ' steps/s' : '/s')}  ETA ${formatDuration(j.eta)}  ${j.message ?? ''}`;
         const { code, job: final } = await runForeground(engine, job, { render });

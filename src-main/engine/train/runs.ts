@@ -4,6 +4,7 @@ import type { Workspace } from '../workspace/workspace.ts';
 import { UserError } from '../workspace/errors.ts';
 import { isAlive } from '../workspace/image-store.ts';
 import type { RunInfo, RunMetricPoint } from '../api/contract/train.ts';
+import type { TrainParams } from './train-kind.ts';
 
 interface RunRow {
   id: number;
@@ -111,4 +112,22 @@ export function deleteRun(ws: Workspace, id: number, isRunning: (jobId: number) 
   if (r.jobId && isRunning(r.jobId) && (r.state === 'running' || r.state === 'preparing')) throw new UserError(`run ${id} is training; stop it first`);
   ws.db.prepare(`DELETE FROM runs WHERE id = ?`).run(id);
   fs.rmSync(path.join(ws.dir, 'runs', String(id)), { recursive: true, force: true });
+}
+
+/** The parameters that decide what a run trains (everything but force, which only allows a backend). */
+const SAME_RUN_KEYS = ['mode', 'backbone', 'batchSize', 'lr', 'lossWeights', 'evalEvery', 'checkpointEvery', 'hidden', 'dropout', 'augment', 'seed', 'name'] as const;
+
+/**
+ * For a new training request: the newest unfinished run (stopped or interrupted) trained with the
+ * same parameters and total of steps, which running the same command again continues (`match`),
+ * and the newest unfinished run of any parameters (`newest`), to name when a new run starts beside it.
+ */
+export function unfinishedRunFor(ws: Workspace, params: TrainParams): { match: RunInfo | null; newest: RunInfo | null } {
+  const unfinished = listRuns(ws).filter((r) => r.state === 'stopped' || r.state === 'interrupted');
+  const want: Record<string, unknown> = { ...params, backbone: params.backbone ?? 'mobilenet_v2' };
+  const same = (r: RunInfo): boolean => {
+    const had = r.params as Record<string, unknown>;
+    return r.steps === params.steps && SAME_RUN_KEYS.every((k) => JSON.stringify(had[k] ?? null) === JSON.stringify(want[k] ?? null));
+  };
+  return { match: unfinished.find(same) ?? null, newest: unfinished[0] ?? null };
 }
