@@ -78,8 +78,14 @@ describe('kbbSource', () => {
 
   it('a page without <h1> is gone, even with a data blob', () => {
     expect(kbbSource.parse('<html><body><h2>This car is no longer available</h2></body></html>', pageUrl(1), 1)).toEqual({ kind: 'gone' });
-    expect(kbbSource.parse(blobPage(minimal(), { h1: null }), pageUrl(1), 1)).toEqual({ kind: 'gone' });
-    expect(kbbSource.parse('', pageUrl(1), 1)).toEqual({ kind: 'gone' });
+    expect(kbbSource.parse(blobPage(minimal(), { h1: null }).replace('<body>', '<body><p>Sold</p>'), pageUrl(1), 1)).toEqual({ kind: 'gone' });
+  });
+
+  it('a page with nothing visible is invalid, never gone (an empty or script-only body)', () => {
+    const invalid = { kind: 'invalid', reason: 'page without an <h1> and with an empty body' };
+    for (const p of ['', '   \n', '<html><head><title>Cars</title></head><body> </body></html>', blobPage(minimal(), { h1: null })]) {
+      expect(kbbSource.parse(p, pageUrl(1), 1), JSON.stringify(p.slice(0, 40))).toEqual(invalid);
+    }
   });
 
   it('an <h1> page without the blob is invalid, never gone (captcha/maintenance)', () => {

@@ -16,6 +16,7 @@ interface ScrapeOpts {
   resize: number;
   maxRetryAfterMs: number;
   faults?: boolean;
+  allowImageHost: string[];
   json?: boolean;
 }
 
@@ -34,6 +35,12 @@ export function registerScrape(program: Command): void {
     .option('--rps <r>', 'global cap on requests per second (0 = none)', numArg('--rps', 0, 10_000), 0)
     .option('--max-retry-after-ms <ms>', 'cap on a Retry-After pause (longer ones are capped and logged)', intArg('--max-retry-after-ms', 0, 86_400_000), 300_000)
     .option('--resize <px>', 'downsample images so the short side is at most this', intArg('--resize', 16, 4096), 256)
+    .option(
+      '--allow-image-host <host>',
+      "also fetch images from this host (host, host:port or *.domain; repeatable). Always allowed: the site's own host:port and its domain's subdomains",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .option('--faults', `inject faults (only with --base-url ${DEMO_BASE_URL})`)
     .option('--json', 'print the result as JSON when done')
     .action(async (opts: ScrapeOpts) => {
@@ -51,14 +58,26 @@ export function registerScrape(program: Command): void {
         resize: opts.resize,
         maxRetryAfterMs: opts.maxRetryAfterMs,
         demoFaults: opts.faults ?? false,
+        allowImageHosts: opts.allowImageHost,
       });
-      if (!parsed.success) throw new UserError(`--base-url ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+      if (!parsed.success) {
+        const hostIssues = parsed.error.issues.filter((i) => i.path[0] === 'allowImageHosts');
+        if (hostIssues.length) throw new UserError(`--allow-image-host: ${hostIssues.map((i) => i.message).join('; ')}`);
+        throw new UserError(`--base-url ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+      }
       const params: ScrapeParams = parsed.data;
       const engine = openEngine(opts, { create: true });
       try {
         const same = (p: unknown): boolean => {
           const q = p as ScrapeParams;
-          return q.baseUrl === params.baseUrl && q.minId === params.minId && q.maxId === params.maxId && q.source === params.source;
+          const hosts = (h: string[] | undefined): string => [...(h ?? [])].sort().join(' ');
+          return (
+            q.baseUrl === params.baseUrl &&
+            q.minId === params.minId &&
+            q.maxId === params.maxId &&
+            q.source === params.source &&
+            hosts(q.allowImageHosts) === hosts(params.allowImageHosts)
+          );
         };
         const prev = findResumable(engine, 'scrape', same);
         const job = prev ? engine.jobs.resume(prev.id) : engine.jobs.start('scrape', params);

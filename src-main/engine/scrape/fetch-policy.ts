@@ -17,10 +17,17 @@
  *   at once; a body over `maxBodyBytes` fails at once.
  * - Redirects: followed up to 5 hops, same host (and protocol) only; a loop, an off-host target
  *   or too many hops fail at once. Hops are not tries but do pass the rate limiter.
+ * - `opts.guard` (host-guard.ts) checks the URL and every redirect hop before any request; a
+ *   refusal, and a connection the guarded agent refuses (the address it resolved to), fail at
+ *   once with a `refused: ...` reason and are never retried.
+ * - `Content-Encoding` gzip (x-gzip), deflate (zlib or raw) and br are decoded (the decoded size is
+ *   bounded by `maxBodyBytes`); a body that does not decode is retried, an unknown encoding fails.
  * - Every response body is either read to the end or destroyed.
  * - `opts.signal` aborts at once (the request, a backoff sleep or a rate-limiter wait) and makes
  *   the call reject with an {@link AbortError}.
  */
+import zlib from 'node:zlib';
+import { promisify } from 'node:util';
 import { Agent, request, type Dispatcher } from 'undici';
 
 export interface FetchPolicy {
@@ -67,6 +74,8 @@ export interface FetchOptions {
   dispatcher?: Dispatcher;
   /** Extra request headers. */
   headers?: Record<string, string>;
+  /** Checked before the request and before each redirect hop: a reason refuses the URL (no retry). */
+  guard?: (url: string) => string | null;
 }
 
 export interface FetchResult {
@@ -232,6 +241,45 @@ class Fatal extends Error {
   }
 }
 
+/** The guard's refusal carried by a connection error (host-guard.ts's RefusedError), or null. */
+function refusalOf(err: unknown): string | null {
+  for (let e = err as { code?: string; reason?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code === 'ERR_CARSTUDIO_REFUSED' && typeof e.reason === 'string') return e.reason;
+  }
+  return null;
+}
+
+const gunzip = promisify(zlib.gunzip);
+const inflate = promisify(zlib.inflate);
+const inflateRaw = promisify(zlib.inflateRaw);
+const brotli = promisify(zlib.brotliDecompress);
+
+/** Undo `Content-Encoding` (codings listed in the order applied, so decoded last to first). */
+async function decodeBody(body: Buffer, header: string, maxBytes: number, status: number): Promise<Buffer> {
+  const codings = header
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  let out = body;
+  for (const coding of codings.reverse()) {
+    const opts = { maxOutputLength: maxBytes };
+    try {
+      if (coding === 'gzip' || coding === 'x-gzip') out = await gunzip(out, opts);
+      else if (coding === 'br') out = await brotli(out, opts);
+      else if (coding === 'deflate') {
+        // RFC 9110 says zlib-wrapped; some servers send raw deflate.
+        out = await inflate(out, opts).catch((e: unknown) => ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? Promise.reject(e) : inflateRaw(out, opts)));
+      } else throw new Fatal(`unsupported Content-Encoding: ${coding}`, status);
+    } catch (e) {
+      if (e instanceof Fatal) throw e;
+      const err = e as { code?: string; message?: string };
+      if (err.code === 'ERR_BUFFER_TOO_LARGE') throw new Fatal(`body too large (over ${maxBytes} bytes once decoded from ${coding})`, status);
+      throw new Retryable(`undecodable body (${coding}: ${err.message ?? String(e)})`, status);
+    }
+  }
+  return out;
+}
+
 function describeError(err: unknown): string {
   const e = err as { code?: string; message?: string; name?: string };
   const code = e?.code ?? '';
@@ -295,6 +343,8 @@ async function tryOnce(
   try {
     for (let hop = 0; ; hop++) {
       visited.add(url);
+      const refused = opts.guard?.(url) ?? null;
+      if (refused !== null) throw new Fatal(refused, null);
       if (hop > 0) {
         try {
           await opts.limiter.take(ctl.signal);
@@ -312,10 +362,12 @@ async function tryOnce(
           dispatcher: opts.dispatcher ?? sharedAgent(),
           headersTimeout: policy.timeoutMs,
           bodyTimeout: policy.timeoutMs,
-          headers: { 'user-agent': 'CarStudio/0.1 (+scraper)', accept: '*/*', ...opts.headers },
+          headers: { 'user-agent': 'CarStudio/0.1 (+scraper)', accept: '*/*', 'accept-encoding': 'gzip, deflate, br', ...opts.headers },
         });
       } catch (err) {
         if (outer.aborted) throw abortError(outer);
+        const refusal = refusalOf(err);
+        if (refusal !== null) throw new Fatal(refusal, null);
         if (timedOut) throw new Retryable(`timeout after ${policy.timeoutMs} ms (no headers)`, null);
         throw new Retryable(describeError(err), null);
       }
@@ -334,6 +386,8 @@ async function tryOnce(
           throw new Fatal(`HTTP ${status} with a bad Location: ${loc}`, status);
         }
         const cur = new URL(url);
+        const refusedHop = opts.guard?.(next.href) ?? null;
+        if (refusedHop !== null) throw new Fatal(`${refusedHop} (redirected from ${url})`, status);
         if (next.host !== cur.host || next.protocol !== cur.protocol) throw new Fatal(`off-host redirect to ${next.href}`, status);
         if (visited.has(next.href)) throw new Fatal(`redirect loop at ${next.href}`, status);
         if (hop + 1 > MAX_REDIRECTS) throw new Fatal(`too many redirects (over ${MAX_REDIRECTS})`, status);
@@ -395,7 +449,10 @@ async function tryOnce(
       if (declaredLen !== null && size !== declaredLen) {
         throw new Retryable(`truncated body (${size} of ${declaredLen} bytes)`, status);
       }
-      return { status, body: Buffer.concat(chunks, size), finalUrl: url, contentType };
+      const raw = Buffer.concat(chunks, size);
+      const encoding = headerValue(headers, 'content-encoding');
+      const body = ok && encoding !== null ? await decodeBody(raw, encoding, policy.maxBodyBytes, status) : raw;
+      return { status, body, finalUrl: url, contentType };
     }
   } finally {
     clearTimeout(timer);

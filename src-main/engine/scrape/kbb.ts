@@ -169,10 +169,21 @@ function findBlob(doc: DomDocument): string | null {
   return null;
 }
 
+/** True when the page's <body> (the whole document when it has none) has text outside scripts and styles. */
+function hasVisibleText(doc: DomDocument): boolean {
+  const body = findElements(doc.children as DomNode[], 'body')[0];
+  const roots = body ? (DomUtils.getChildren(body) as DomNode[]) : (doc.children as DomNode[]).filter((n) => !(DomUtils.isTag(n) && n.name === 'head'));
+  const visible = (nodes: DomNode[]): boolean =>
+    nodes.some((n) => (DomUtils.isText(n) ? n.data.trim() !== '' : DomUtils.isTag(n) && !['script', 'style', 'head', 'title'].includes(n.name) && visible(n.children as DomNode[])));
+  return visible(roots);
+}
+
 export function parseKbbPage(html: string, pageUrl: string, id: number): ParseResult {
   const doc = parseDocument(html);
   const h1s = findElements(doc.children as DomNode[], 'h1');
-  if (h1s.length === 0) return { kind: 'gone' };
+  // The "no longer available" signature: an HTML page with visible content and no <h1>. A page
+  // with nothing visible (an empty or script-only body) is broken, not a miss.
+  if (h1s.length === 0) return hasVisibleText(doc) ? { kind: 'gone' } : { kind: 'invalid', reason: 'page without an <h1> and with an empty body' };
   const title = collapse(DomUtils.textContent(h1s[0])) || null;
 
   const blobText = findBlob(doc);

@@ -5,7 +5,8 @@ import { ImageStore } from '../workspace/image-store.ts';
 import { IdPermutation } from './permutation.ts';
 import { kbbSource } from './kbb.ts';
 import type { ScrapedListing, SourceAdapter } from './source.ts';
-import { AbortError, createFetchAgent, FetchError, fetchWithRetry, RateLimiter, sleep, type FetchPolicy, type RetryInfo } from './fetch-policy.ts';
+import { createGuardedAgent, HostGuard } from './host-guard.ts';
+import { AbortError, FetchError, fetchWithRetry, RateLimiter, sleep, type FetchPolicy, type RetryInfo } from './fetch-policy.ts';
 import { ImageRejected, ingestImage, storedInfo, type StoredImage } from './image-ingest.ts';
 import { DEMO_BASE_URL, type ScrapeParams } from './scrape-kind.ts';
 import { openLedger, type ImageOutcome, type Ledger } from './ledger.ts';
@@ -30,6 +31,8 @@ interface Counters {
   imagesStored: number;
   imagesReused: number;
   imagesFailed: number;
+  /** Images refused by the host guard (not an allowed host, or a local/private address); part of imagesFailed. */
+  imagesRefused: number;
   retries: number;
 }
 
@@ -57,14 +60,16 @@ export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<Scr
     baseUrl = demo.url;
     ctx.log('info', `bundled demo site started at ${baseUrl}`);
   }
-  const agent = createFetchAgent(p.concurrency);
+  const guard = await HostGuard.create({ baseUrl, allowImageHosts: p.allowImageHosts });
+  ctx.log('info', `pages from ${new URL(baseUrl).host} only; images also from ${guard.imageHosts.join(', ') || 'no other host'}; never from loopback, link-local or private addresses other than those named`);
+  const agent = createGuardedAgent(p.concurrency, guard);
   const internal = new AbortController();
   const onAbort = (): void => internal.abort();
   ctx.signal.addEventListener('abort', onAbort);
   const ledger = openLedger(ctx.workspace.db, p.source);
   try {
-    await preflight(baseUrl, agent, internal.signal);
-    const counters: Counters = { maxInFlight: 0, ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0 };
+    await preflight(baseUrl, agent, guard, internal.signal);
+    const counters: Counters = { maxInFlight: 0, ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, imagesRefused: 0, retries: 0 };
     const policy: FetchPolicy = {
       retries: p.retries,
       baseDelayMs: p.retryDelayMs,
@@ -75,7 +80,7 @@ export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<Scr
     };
     const imagePolicy: FetchPolicy = { ...policy, maxBodyBytes: p.maxImageBytes };
     const limiter = new RateLimiter(p.rps, Math.max(1, Math.ceil(p.rps)));
-    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map(), inFlightRequests: 0 };
+    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, guard, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map(), inFlightRequests: 0 };
 
     const attemptedBefore = ledger.countFinalInRange(p.minId, p.maxId);
     const result = await crawlIds(env, attemptedBefore);
@@ -98,6 +103,7 @@ interface CrawlEnv {
   source: SourceAdapter;
   baseUrl: string;
   agent: Agent;
+  guard: HostGuard;
   limiter: RateLimiter;
   policy: FetchPolicy;
   imagePolicy: FetchPolicy;
@@ -111,18 +117,22 @@ interface CrawlEnv {
 }
 
 function zeroResult(): ScrapeResult {
-  return { maxInFlight: 0, ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, retries: 0, idsInRange: 0, attemptedBefore: 0, imagesRetried: 0 };
+  return { maxInFlight: 0, ok: 0, gone: 0, failed: 0, imagesStored: 0, imagesReused: 0, imagesFailed: 0, imagesRefused: 0, retries: 0, idsInRange: 0, attemptedBefore: 0, imagesRetried: 0 };
 }
 
-async function preflight(baseUrl: string, agent: Agent, signal: AbortSignal): Promise<void> {
+async function preflight(baseUrl: string, agent: Agent, guard: HostGuard, signal: AbortSignal): Promise<void> {
   try {
     await fetchWithRetry(new URL('/', baseUrl).href, { retries: 2, baseDelayMs: 300, maxDelayMs: 1000, timeoutMs: 10_000, maxRetryAfterMs: 5000, maxBodyBytes: 4 * 1024 * 1024 }, {
       signal,
       limiter: new RateLimiter(0),
       dispatcher: agent,
       accept404: true,
+      guard: (u) => guard.checkUrl(u, 'page'),
     });
   } catch (e) {
+    if (e instanceof FetchError && e.reason.startsWith('refused:')) {
+      throw new ScrapeFatal(`${baseUrl}: ${e.reason}. Nothing was recorded.`);
+    }
     if (e instanceof FetchError && e.status === null) {
       throw new ScrapeFatal(`cannot reach ${baseUrl}: ${e.reason}. Check the URL and your network; nothing was recorded.`);
     }
@@ -221,6 +231,7 @@ async function handleId(env: CrawlEnv, id: number): Promise<IdOutcome> {
         dispatcher: env.agent,
         accept404: true,
         onRetry: (r) => onRetry(env, r),
+        guard: (u) => env.guard.checkUrl(u, 'page'),
       });
     } catch (e) {
       if (!(e instanceof FetchError)) throw e;
@@ -243,7 +254,8 @@ async function handleId(env: CrawlEnv, id: number): Promise<IdOutcome> {
       ctx.log('warn', `listing ${id}: HTTP ${res.status}`);
       return 'failed';
     }
-    const parsed = source.parse(res.body.toString('utf8'), res.finalUrl, id);
+    const problem = pageProblem(res.body, res.contentType);
+    const parsed = problem !== null ? ({ kind: 'invalid', reason: problem } as const) : source.parse(res.body.toString('utf8'), res.finalUrl, id);
     if (parsed.kind === 'gone') {
       ledger.recordAttempt(id, 'gone', 200, 'no longer available', triesUsed);
       counters.gone++;
@@ -265,6 +277,19 @@ async function handleId(env: CrawlEnv, id: number): Promise<IdOutcome> {
     const backoff = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(triesUsed - 1, 20));
     await sleep(Math.random() * backoff, env.signal);
   }
+}
+
+/**
+ * Why a 200 body cannot be a listing or the "no longer available" page (empty, not HTML, binary),
+ * or null. Such a page is a retryable failure, never a miss.
+ */
+function pageProblem(body: Buffer, contentType: string | null): string | null {
+  if (body.length === 0 || body.toString('utf8').trim() === '') return 'empty page (HTTP 200 with an empty body)';
+  const type = contentType?.split(';')[0]!.trim().toLowerCase() ?? '';
+  if (type !== '' && type !== 'text/html' && type !== 'application/xhtml+xml') return `not an HTML page (Content-Type: ${type})`;
+  const head = body.subarray(0, 4096);
+  if (head.includes(0) || (head[0] === 0x1f && head[1] === 0x8b)) return 'undecodable page body (binary data)';
+  return null;
 }
 
 async function storeListing(env: CrawlEnv, id: number, listing: ScrapedListing, tries: number): Promise<void> {
@@ -314,7 +339,14 @@ async function fetchImage(env: CrawlEnv, key: string, canonical: string): Promis
   const abs = new URL(canonical, env.baseUrl).href;
   let body: Buffer;
   try {
-    const res = await tracked(env, abs, env.imagePolicy, { signal: env.signal, limiter: env.limiter, dispatcher: env.agent, accept404: true, onRetry: (r) => onRetry(env, r) });
+    const res = await tracked(env, abs, env.imagePolicy, {
+      signal: env.signal,
+      limiter: env.limiter,
+      dispatcher: env.agent,
+      accept404: true,
+      onRetry: (r) => onRetry(env, r),
+      guard: (u) => env.guard.checkUrl(u, 'image'),
+    });
     if (res.status !== 200) return imageFailed(env, key, canonical, `HTTP ${res.status}`);
     body = res.body;
   } catch (e) {
@@ -352,6 +384,7 @@ function onRetry(env: CrawlEnv, r: RetryInfo): void {
 
 function imageFailed(env: CrawlEnv, key: string, url: string, reason: string): ImageOutcome {
   env.counters.imagesFailed++;
+  if (reason.startsWith('refused:')) env.counters.imagesRefused++;
   env.ctx.log('warn', `image ${url}: ${reason}`);
   return { key, url, state: 'failed', reason };
 }

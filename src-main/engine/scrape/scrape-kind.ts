@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
+import { parseHostEntry } from './host-guard.ts';
+import './scrape-stats.ts';
 
 /** `demo` means the bundled demo listing site, started inside the job itself. */
 export const DEMO_BASE_URL = 'demo';
@@ -26,6 +28,22 @@ export const scrapeParams = z
     maxRetryAfterMs: z.number().int().min(0).max(86_400_000).default(300_000),
     /** Permutation key; the default depends only on the range, so the same command resumes the same order. */
     seed: z.number().int().optional(),
+    /**
+     * Hosts images may also come from, besides the site's own host:port and its registrable
+     * domain's subdomains (`host`, `host:port`, `*.domain`); see host-guard.ts.
+     */
+    allowImageHosts: z
+      .array(
+        z.string().superRefine((h, ctx) => {
+          try {
+            parseHostEntry(h);
+          } catch (e) {
+            ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+          }
+        }),
+      )
+      .max(100)
+      .default([]),
     /** Demo-site options (baseUrl 'demo' only). */
     demoFaults: z.boolean().default(false),
   })

@@ -82,6 +82,8 @@ interface ScrapeForm {
   timeoutMs: string;
   rps: string;
   resize: string;
+  /** Extra image hosts, separated by spaces or commas (host, host:port, *.domain). */
+  allowImageHosts: string;
   demoFaults: boolean;
 }
 
@@ -95,10 +97,11 @@ const DEFAULT_FORM: ScrapeForm = {
   timeoutMs: '30000',
   rps: '0',
   resize: '256',
+  allowImageHosts: '',
   demoFaults: false,
 };
 
-const NUMBER_FIELDS: Array<{ key: Exclude<keyof ScrapeForm, 'baseUrl' | 'demoFaults'>; label: string; hint: string }> = [
+const NUMBER_FIELDS: Array<{ key: Exclude<keyof ScrapeForm, 'baseUrl' | 'allowImageHosts' | 'demoFaults'>; label: string; hint: string }> = [
   { key: 'minId', label: 'Min id', hint: 'first listing id to try' },
   { key: 'maxId', label: 'Max id', hint: 'last listing id to try (ids are visited in a keyed random order)' },
   { key: 'concurrency', label: 'Concurrency', hint: 'listings fetched at once' },
@@ -132,6 +135,7 @@ function ScrapePanel({ version }: { version: number }) {
         timeoutMs: num('timeoutMs'),
         rps: num('rps'),
         resize: num('resize'),
+        allowImageHosts: form.allowImageHosts.split(/[\s,]+/).filter((h) => h !== ''),
         demoFaults: isDemo && form.demoFaults,
       },
     });
@@ -154,6 +158,15 @@ function ScrapePanel({ version }: { version: number }) {
               ? "'demo' = the bundled demo listing site (offline, started inside the job)"
               : 'a KBB-format listing site; ids become /cars-for-sale/vehicledetails.xhtml?listingId=N'}
           </span>
+        </label>
+        <label className="span2" title="images are fetched only from the site's own host:port, its domain's subdomains and these hosts; never from loopback, link-local or private addresses other than those named exactly">
+          Extra image hosts
+          <input
+            value={form.allowImageHosts}
+            onChange={(e) => setForm({ ...form, allowImageHosts: e.target.value })}
+            data-testid="scrape-allowImageHosts"
+            placeholder="e.g. images.example-cdn.com *.cdn.example.net"
+          />
         </label>
         {NUMBER_FIELDS.map((f) => (
           <label key={f.key} title={f.hint}>
