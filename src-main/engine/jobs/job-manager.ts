@@ -146,15 +146,16 @@ export class JobManager {
     this.assertWritable();
     this.assertNotBusy(kind);
     const now = Date.now();
-    const info = this.orDiskFull(() =>
-      this.ws.db
-        .prepare(
-          `INSERT INTO jobs (kind, params, state, owner_pid, heartbeat_at, created_at, started_at)
-           VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id`,
-        )
-        .get(kind, JSON.stringify(parsed.data), process.pid, now, now, now) as { id: number },
+    // run(), not RETURNING with get(): get() hands back the row before the commit, whose failure
+    // (a full disk) better-sqlite3 then drops, leaving an id with no row.
+    const id = this.orDiskFull(() =>
+      Number(
+        this.ws.db
+          .prepare(`INSERT INTO jobs (kind, params, state, owner_pid, heartbeat_at, created_at, started_at) VALUES (?, ?, 'running', ?, ?, ?, ?)`)
+          .run(kind, JSON.stringify(parsed.data), process.pid, now, now, now).lastInsertRowid,
+      ),
     );
-    return this.launch(info.id, false);
+    return this.launch(id, false);
   }
 
   /** Starts a stopped job again, with its parameters and last checkpoint. */
