@@ -182,6 +182,21 @@ describe('scrape host guard (SSRF)', () => {
     expect(other.connections).toBe(0);
   }, 120_000);
 
+  it('jobs.start refuses a bad allowImageHosts entry with a UserError naming it, starting nothing', async () => {
+    const engine = Engine.open(path.join(tmpDir(), 'ws'), { create: true });
+    try {
+      const r = await engine.call('jobs.start', { kind: 'scrape', params: { baseUrl: site.url, minId: 1, maxId: 1, allowImageHosts: ['cdn.example.com', 'https://cdn.example.com/', '*.10.0.0.1'] } });
+      expect(r.ok).toBe(false);
+      const err = (r as { error: { name: string; message: string } }).error;
+      expect(err.name).toBe('UserError');
+      expect(err.message).toContain('allowImageHosts.1: bad image host "https://cdn.example.com/": give a host, not a URL');
+      expect(err.message).toContain('allowImageHosts.2: bad image host "*.10.0.0.1": a wildcard needs a domain, not an IP address');
+      expect(engine.jobs.list()).toEqual([]);
+    } finally {
+      await engine.close();
+    }
+  });
+
   it('checks IP literals before undici connects and checks the resolved address of a name on connect', async () => {
     const guard = await HostGuard.create({ baseUrl: site.url, allowImageHosts: [`localhost:${other.port}`] });
     const agent = createGuardedAgent(2, guard);
