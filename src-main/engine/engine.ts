@@ -3,6 +3,8 @@ import { JobManager, type EngineEventListener } from './jobs/job-manager.ts';
 import { methods, isMethod, type Method, type Results, type ApiResult, type ApiError } from './api/contract/index.ts';
 import { handlers } from './api/handlers/index.ts';
 import { UserError } from './workspace/errors.ts';
+import { PathPolicy } from './api/path-policy.ts';
+import { PredictPool } from './predict/pool.ts';
 
 export interface EngineOptions {
   create?: boolean;
@@ -10,6 +12,8 @@ export interface EngineOptions {
   transport?: 'http' | 'ipc';
   /** Resume interrupted jobs on open (what `serve` does; one-shot CLI commands do not). */
   resumeJobs?: boolean;
+  /** Folders the API may read besides the workspace and the folders opened for prediction (`serve --allow-path`). */
+  allowPaths?: string[];
 }
 
 /**
@@ -19,6 +23,10 @@ export interface EngineOptions {
  */
 export class Engine {
   readonly jobs: JobManager;
+  /** What paths the API may read (api/path-policy.ts). */
+  readonly paths: PathPolicy;
+  /** The worker thread that runs engine-side predictions. */
+  readonly predictions = new PredictPool();
   readonly startedAt = Date.now();
   readonly isDemo: boolean;
   transport: 'http' | 'ipc';
@@ -30,6 +38,7 @@ export class Engine {
     opts: EngineOptions,
   ) {
     this.jobs = new JobManager(ws);
+    this.paths = new PathPolicy(ws.dir, opts.allowPaths);
     this.isDemo = opts.isDemo ?? false;
     this.transport = opts.transport ?? 'http';
   }
@@ -84,6 +93,7 @@ export class Engine {
   async close(): Promise<void> {
     await this.jobs.stopAll();
     this.jobs.close();
+    await this.predictions.close();
     for (const fn of this.cleanups.reverse()) await fn();
     this.ws.close();
   }

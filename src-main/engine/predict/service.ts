@@ -1,25 +1,32 @@
 // Predictions the engine makes itself (not as a job): one uploaded or named image, a square crop
-// panned along a wide photo, and intervention sets. The loaded model is kept per run and
-// checkpoint (the two most recent), and reloaded when the checkpoint file changes.
+// panned along a wide photo, intervention sets and thumbnails. These run in the prediction worker
+// (predict-worker.ts, started by pool.ts), never on the engine's main thread; paths arrive already
+// checked by the API's path policy (api/path-policy.ts) and are read by their real path. The
+// loaded model is kept per run and checkpoint (the two most recent), and reloaded when the
+// checkpoint file changes.
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { CompareItem, CropPan, CropStep, Prediction, PredictRecord } from '../api/contract/predict.ts';
 import { PREDICT_UPLOAD_MAX_BYTES } from '../api/contract/predict.ts';
+import type { ReadablePath } from '../api/path-policy.ts';
 import { UserError } from '../workspace/errors.ts';
-import { decodeImage, DEFAULT_MAX_PIXELS, ImageFileError, isImageName, probeImage, readImageBytes, thumbnailDataUrl, toModelInput } from './decode-file.ts';
+import { decodeImage, DEFAULT_MAX_PIXELS, ImageFileError, probeImage, readImageBytes, thumbnailDataUrl, toModelInput } from './decode-file.ts';
 import { loadPredictor, type Predictor } from './model-loader.ts';
-import { resolveRun } from './runs.ts';
-import { inPredictionSet, isInside, realPath } from './store.ts';
-import type { Workspace } from '../workspace/workspace.ts';
+
+/** A run and checkpoint resolved by the engine (predict/runs.ts resolveRun). */
+export interface ModelRef {
+  runId: string;
+  runDir: string;
+  checkpoint: string;
+}
 
 const loaded = new Map<string, { stamp: string; promise: Promise<Predictor> }>();
 const KEEP = 2;
 
-export async function predictorFor(ws: Workspace, runId?: string, checkpoint?: string): Promise<{ predictor: Predictor; runId: string; checkpoint: string }> {
-  const r = resolveRun(ws, runId, checkpoint);
-  const key = `${r.run.dir}\u0000${r.checkpoint}`;
-  const st = fs.statSync(r.file);
+export async function predictorFor(ref: ModelRef): Promise<Predictor> {
+  const key = `${ref.runDir}\u0000${ref.checkpoint}`;
+  const st = fs.statSync(path.join(ref.runDir, `${ref.checkpoint}.ckpt`));
   const stamp = `${st.size}:${st.mtimeMs}`;
   let hit = loaded.get(key);
   if (hit && hit.stamp !== stamp) {
@@ -28,7 +35,7 @@ export async function predictorFor(ws: Workspace, runId?: string, checkpoint?: s
     hit = undefined;
   }
   if (!hit) {
-    hit = { stamp, promise: loadPredictor(r.run.dir, { checkpoint: r.checkpoint }) };
+    hit = { stamp, promise: loadPredictor(ref.runDir, { checkpoint: ref.checkpoint }) };
     hit.promise.catch(() => loaded.delete(key));
     loaded.set(key, hit);
     while (loaded.size > KEEP) {
@@ -41,7 +48,7 @@ export async function predictorFor(ws: Workspace, runId?: string, checkpoint?: s
     loaded.delete(key);
     loaded.set(key, hit);
   }
-  return { predictor: await hit.promise, runId: r.run.id, checkpoint: r.checkpoint };
+  return hit.promise;
 }
 
 export async function disposePredictors(): Promise<void> {
@@ -50,12 +57,12 @@ export async function disposePredictors(): Promise<void> {
   for (const h of all) (await h.promise.catch(() => null))?.dispose();
 }
 
-/** One image, from a path or uploaded bytes (base64). Per-file problems come back as `error`. */
+/** One image, from a checked path or uploaded bytes (base64). Per-file problems come back as `error`. */
 export async function predictOne(
-  ws: Workspace,
-  p: { runId?: string; checkpoint?: string; path?: string; data?: string; name?: string },
+  ref: ModelRef,
+  p: { file?: ReadablePath; data?: string; name?: string },
 ): Promise<PredictRecord & { runId: string; checkpoint: string }> {
-  if (!p.path === !p.data) throw new UserError('give either path or data');
+  if (!p.file === !p.data) throw new UserError('give either path or data');
   let input: string | Buffer;
   let label: string;
   if (p.data) {
@@ -64,11 +71,11 @@ export async function predictOne(
     input = buf;
     label = p.name ?? 'upload';
   } else {
-    input = path.resolve(p.path!);
-    label = input;
+    input = p.file!.real;
+    label = p.file!.given;
   }
-  const { predictor, runId, checkpoint } = await predictorFor(ws, p.runId, p.checkpoint);
-  const base = { path: label, rel: path.basename(label), runId, checkpoint };
+  const predictor = await predictorFor(ref);
+  const base = { path: label, rel: path.basename(label), runId: ref.runId, checkpoint: ref.checkpoint };
   try {
     const d = await decodeImage(input, { size: predictor.inputSize });
     const [prediction] = await predictor.predictInputs(d.input, 1);
@@ -98,38 +105,57 @@ export function cropRects(width: number, height: number, steps: number): Array<{
   });
 }
 
-export async function cropPan(ws: Workspace, p: { runId?: string; checkpoint?: string; path: string; steps: number }): Promise<CropPan & { runId: string; checkpoint: string }> {
-  const file = path.resolve(p.path);
-  const { predictor, runId, checkpoint } = await predictorFor(ws, p.runId, p.checkpoint);
-  const S = predictor.inputSize;
-  let buf: Buffer;
-  let raw: { data: Buffer; info: sharp.OutputInfo };
-  try {
-    buf = await readImageBytes(file);
-    await probeImage(buf, DEFAULT_MAX_PIXELS);
-    raw = await sharp(buf, { failOn: 'truncated', limitInputPixels: DEFAULT_MAX_PIXELS, animated: false })
-      .rotate()
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-  } catch (e) {
-    throw new UserError(`${file}: ${e instanceof ImageFileError ? e.message : `does not decode: ${(e as Error).message.split('\n')[0]}`}`);
-  }
-  const { width, height, channels } = raw.info;
-  const rects = cropRects(width, height, p.steps);
+/**
+ * The crops' model inputs. The photo is decoded once, already shrunk (JPEG shrink-on-load) so its
+ * shorter side is at most twice the model's input: a 24 MP photo costs about 1 MB of pixels, not
+ * 72 MB, whatever its size. Crops are cut from that, at the rects' positions scaled down.
+ */
+async function cropInputs(buf: Buffer, width: number, height: number, rects: Array<{ left: number; top: number; size: number }>, S: number): Promise<Float32Array> {
+  const shorter = Math.min(width, height);
+  const side = Math.min(shorter, 2 * S);
+  const scale = side / shorter;
+  const w = width >= height ? Math.max(side, Math.round(width * scale)) : side;
+  const h = width >= height ? side : Math.max(side, Math.round(height * scale));
+  const raw = await sharp(buf, { failOn: 'truncated', limitInputPixels: DEFAULT_MAX_PIXELS, animated: false })
+    .rotate()
+    .resize(w, h, { fit: 'fill' })
+    .toColourspace('srgb')
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   const per = S * S * 3;
   const batch = new Float32Array(rects.length * per);
-  await Promise.all(
-    rects.map(async (r, i) => {
-      const { data, info } = await sharp(raw.data, { raw: { width, height, channels } })
-        .extract({ left: r.left, top: r.top, width: r.size, height: r.size })
-        .resize(S, S, { fit: 'cover', position: 'centre' })
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      batch.set(toModelInput(data, info.channels, S), i * per);
-    }),
-  );
+  for (let i = 0; i < rects.length; i++) {
+    const r = rects[i];
+    const left = Math.min(Math.round(r.left * scale), w - side);
+    const top = Math.min(Math.round(r.top * scale), h - side);
+    const { data, info } = await sharp(raw.data, { raw: { width: raw.info.width, height: raw.info.height, channels: raw.info.channels } })
+      .extract({ left, top, width: side, height: side })
+      .resize(S, S, { fit: 'cover', position: 'centre' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    batch.set(toModelInput(data, info.channels, S), i * per);
+  }
+  return batch;
+}
+
+export async function cropPan(ref: ModelRef, p: { file: ReadablePath; steps: number }): Promise<CropPan & { runId: string; checkpoint: string }> {
+  const predictor = await predictorFor(ref);
+  const S = predictor.inputSize;
+  let buf: Buffer;
+  let width: number;
+  let height: number;
+  let batch: Float32Array;
+  let rects: Array<{ left: number; top: number; size: number }>;
+  try {
+    buf = await readImageBytes(p.file.real);
+    ({ width, height } = await probeImage(buf, DEFAULT_MAX_PIXELS));
+    rects = cropRects(width, height, p.steps);
+    batch = await cropInputs(buf, width, height, rects, S);
+  } catch (e) {
+    throw new UserError(`${p.file.given}: ${e instanceof ImageFileError ? e.message : `does not decode: ${(e as Error).message.split('\n')[0]}`}`);
+  }
+  const per = S * S * 3;
   const preds: Prediction[] = [];
   const full: number[][] = [];
   for (let i = 0; i < rects.length; i += 16) {
@@ -149,19 +175,12 @@ export async function cropPan(ws: Workspace, p: { runId?: string; checkpoint?: s
     top: pr.makeModels[0],
   }));
   const thumb = await thumbnailDataUrl(buf, 640);
-  return { runId, checkpoint, path: file, width, height, tracked, steps, image: thumb.dataUrl };
+  return { runId: ref.runId, checkpoint: ref.checkpoint, path: p.file.given, width, height, tracked, steps, image: thumb.dataUrl };
 }
 
-export async function compare(ws: Workspace, p: { runId?: string; checkpoint?: string; paths: string[] }): Promise<{ runId: string; checkpoint: string; items: CompareItem[] }> {
-  let runId = '';
-  let checkpoint = '';
+export async function compare(ref: ModelRef, p: { files: ReadablePath[] }): Promise<{ runId: string; checkpoint: string; items: CompareItem[] }> {
   const recs: Array<PredictRecord> = [];
-  for (const f of p.paths) {
-    const r = await predictOne(ws, { runId: p.runId, checkpoint: p.checkpoint, path: f });
-    runId = r.runId;
-    checkpoint = r.checkpoint;
-    recs.push(r);
-  }
+  for (const file of p.files) recs.push(await predictOne(ref, { file }));
   const first = recs[0].prediction;
   const items: CompareItem[] = recs.map((r, i) => {
     const pr = r.prediction ?? null;
@@ -176,24 +195,15 @@ export async function compare(ws: Workspace, p: { runId?: string; checkpoint?: s
     }
     return { path: r.path, prediction: pr, error: r.error ?? null, diff };
   });
-  return { runId, checkpoint, items };
+  return { runId: ref.runId, checkpoint: ref.checkpoint, items };
 }
 
-/**
- * A JPEG thumbnail (data URL) of an image of this workspace: one in a prediction set (inside a
- * predicted folder, or a file a set recorded) or in the workspace's image store. Any other path is
- * refused, so the API cannot be used to read arbitrary images of the engine's machine.
- */
-export async function thumbnail(ws: Workspace, p: { path: string; size: number }): Promise<{ dataUrl: string; width: number; height: number }> {
-  const file = path.resolve(p.path);
-  if (!isImageName(file)) throw new UserError(`${file} does not have an image extension`);
-  if (!isInside(realPath(ws.store.root) ?? ws.store.root, realPath(file) ?? file) && !inPredictionSet(ws.dir, file)) {
-    throw new UserError(`${file} is not an image of this workspace: thumbnails are only made of images in a prediction set (a predicted folder) or in the workspace's image store`);
-  }
+/** A JPEG thumbnail (data URL) of a checked path (the API refuses any path outside the readable folders). */
+export async function thumbnail(p: { file: ReadablePath; size: number }): Promise<{ dataUrl: string; width: number; height: number }> {
   try {
-    return await thumbnailDataUrl(file, p.size);
+    return await thumbnailDataUrl(p.file.real, p.size);
   } catch (e) {
-    if (e instanceof ImageFileError) throw new UserError(`${file}: ${e.message}`);
+    if (e instanceof ImageFileError) throw new UserError(`${p.file.given}: ${e.message}`);
     throw e;
   }
 }

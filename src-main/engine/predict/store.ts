@@ -90,43 +90,6 @@ export function readRecords(workspaceDir: string, jobId: number): PredictRecord[
   return records;
 }
 
-const pathSets = new WeakMap<PredictRecord[], Set<string>>();
-
-/** True when `file` (a resolved absolute path) is inside a prediction set's input folder or is a recorded file of one. */
-export function inPredictionSet(workspaceDir: string, file: string): boolean {
-  const real = realPath(file) ?? file;
-  const metas = listSetMetas(workspaceDir);
-  // the folder a set predicts (its files are being recorded while the job runs); real paths, so
-  // that a symlinked folder inside it, which the walk does not enter, does not lead outside
-  for (const m of metas) {
-    const input = realPath(m.input);
-    if (input && isInside(input, real)) return true;
-  }
-  // a file the set recorded (a symlinked file inside the folder is recorded by its own path)
-  for (const m of metas) {
-    const records = readRecords(workspaceDir, m.jobId);
-    let paths = pathSets.get(records);
-    if (!paths) pathSets.set(records, (paths = new Set(records.map((r) => r.path))));
-    if (paths.has(file)) return true;
-  }
-  return false;
-}
-
-/** The path with symlinks resolved, or null when it does not exist. */
-export function realPath(p: string): string | null {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** True when `file` is below `dir` (both absolute and normalised). */
-export function isInside(dir: string, file: string): boolean {
-  const rel = path.relative(dir, file);
-  return rel !== '' && !rel.startsWith(`..${path.sep}`) && rel !== '..' && !path.isAbsolute(rel);
-}
-
 /** Cuts a partial last line off (before a resumed job appends). */
 export function trimPartialLine(workspaceDir: string, jobId: number): void {
   const file = setFiles(workspaceDir, jobId).records;

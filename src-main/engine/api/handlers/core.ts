@@ -22,7 +22,8 @@ export const coreHandlers: Handlers<keyof CoreResults> = {
     return j;
   },
   'jobs.logs': (p, e) => e.jobs.logs(p.id, p.limit),
-  'jobs.start': (p, e) => e.jobs.start(p.kind, p.params),
+  // a predict job opens its folder for reading; a weights job's `from` must be readable (api/path-policy.ts)
+  'jobs.start': (p, e) => e.jobs.start(p.kind, e.paths.jobParams(p.kind, p.params)),
   'jobs.cancel': (p, e) => e.jobs.cancel(p.id),
   'jobs.resume': (p, e) => e.jobs.resume(p.id),
 };

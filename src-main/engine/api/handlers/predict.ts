@@ -1,17 +1,28 @@
+import path from 'node:path';
 import type { PredictResults } from '../contract/predict.ts';
 import type { Handlers } from './types.ts';
 import { listRuns, resolveRun } from '../../predict/runs.ts';
 import { exportSet, listSetMetas, readRecords, readSetMeta, resultsPage, setInfo } from '../../predict/store.ts';
-import { compare, cropPan, predictOne, thumbnail } from '../../predict/service.ts';
+import { isImageName } from '../../predict/decode-file.ts';
+import type { ModelRef } from '../../predict/service.ts';
 import { UserError } from '../../workspace/errors.ts';
 import type { PredictParams } from '../../predict/predict-kind.ts';
+import type { Engine } from '../../engine.ts';
 
+/** The run and checkpoint a prediction uses, resolved here (the worker has no database). */
+function model(e: Engine, runId?: string, checkpoint?: string): ModelRef {
+  const r = resolveRun(e.ws, runId, checkpoint);
+  return { runId: r.run.id, runDir: r.run.dir, checkpoint: r.checkpoint };
+}
+
+// Every path goes through the engine's path policy (api/path-policy.ts) before any file is touched;
+// the work itself runs in the prediction worker (predict/pool.ts).
 export const predictHandlers: Handlers<keyof PredictResults> = {
   'predict.runs': (_p, e) => listRuns(e.ws),
   'predict.start': (p, e) => {
     const r = resolveRun(e.ws, p.runId, p.checkpoint);
     const params: Partial<PredictParams> = { runId: r.run.id, checkpoint: r.checkpoint, input: p.input, reuse: p.reuse };
-    return e.jobs.start('predict', params);
+    return e.jobs.start('predict', e.paths.jobParams('predict', params));
   },
   'predict.sets': (_p, e) => listSetMetas(e.ws.dir).map((m) => setInfo(e.ws.dir, m)),
   'predict.results': (p, e) => resultsPage(e.ws.dir, p.jobId, p),
@@ -21,9 +32,22 @@ export const predictHandlers: Handlers<keyof PredictResults> = {
     if (!r) throw new UserError(`job ${p.jobId} has no result ${p.index}`);
     return { ...r, index: p.index };
   },
-  'predict.thumbnail': (p, e) => thumbnail(e.ws, p),
-  'predict.image': (p, e) => predictOne(e.ws, p),
-  'predict.cropPan': (p, e) => cropPan(e.ws, p),
-  'predict.compare': (p, e) => compare(e.ws, p),
+  'predict.thumbnail': (p, e) => {
+    if (!isImageName(p.path)) throw new UserError(`${path.resolve(p.path)} does not have an image extension`);
+    return e.predictions.run('thumbnail', { file: e.paths.readable(p.path), size: p.size });
+  },
+  'predict.image': (p, e) => {
+    if (p.path && p.data) throw new UserError('give either path or data');
+    const file = p.path ? e.paths.readable(p.path) : undefined;
+    return e.predictions.run('image', { file, data: p.data, name: p.name }, model(e, p.runId, p.checkpoint));
+  },
+  'predict.cropPan': (p, e) => {
+    const file = e.paths.readable(p.path);
+    return e.predictions.run('cropPan', { file, steps: p.steps }, model(e, p.runId, p.checkpoint));
+  },
+  'predict.compare': (p, e) => {
+    const files = p.paths.map((f) => e.paths.readable(f));
+    return e.predictions.run('compare', { files }, model(e, p.runId, p.checkpoint));
+  },
   'predict.export': (p, e) => exportSet(e.ws.dir, p.jobId, p.format),
 };

@@ -1,0 +1,6 @@
+// Prediction worker entry: the worker is TypeScript, loaded through tsx like the rest of the engine
+// (the same pattern as jobs/worker-boot.mjs).
+import { register } from 'tsx/esm/api';
+
+register();
+await import('./predict-worker.ts');
