@@ -257,12 +257,15 @@ describe.runIf(ort)('clip-vit-b16 on onnxruntime-node', () => {
     await seedStoredImages(ws, 3);
     const wsDir = ws.dir;
     ws.close();
-    expect((await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', wsDir, '--from', WRONG_DIM])).code).toBe(0);
+    // the weights job refuses it (tests/filter-weights-hardening.test.ts); put in place by hand:
+    expect((await runCli(['features', 'weights', 'clip-vit-b16', '--workspace', wsDir, '--from', WRONG_DIM])).code).toBe(2);
+    fs.mkdirSync(path.dirname(clipWeightsPath(wsDir)), { recursive: true });
+    fs.copyFileSync(WRONG_DIM, clipWeightsPath(wsDir));
     const r = await runCli(['features', '--workspace', wsDir, '--extractor', 'clip-vit-b16']);
     expect(r.code).toBe(2);
     const out = r.stdout + r.stderr;
     expect(out).toContain(
-      `${clipWeightsPath(wsDir)}: output pooler_output has shape [3, 768], expected [N, 512] (the vision model with projection, image_embeds)`,
+      `${clipWeightsPath(wsDir)}: invalid weights: output pooler_output has shape [batch_size, 768], expected [N, 512] (the vision model with projection, image_embeds)`,
     );
     expect(out).not.toMatch(/\n\s+at /); // a user error, no stack
   }, 120_000);

@@ -2,8 +2,7 @@ import type { Engine } from '../../engine.ts';
 import { UserError } from '../../workspace/errors.ts';
 import { labelCounts, setLabel, undoLabel } from '../../filter/labels.ts';
 import { currentModel, cvTable, meterAt, setThreshold, thresholdForFnr, type FilterModelRow } from '../../filter/filter-model.ts';
-import fs from 'node:fs';
-import { CLIP_DEFAULT_URL, CLIP_DIM, CLIP_NAME, clipNotReadyHelp, clipWeightsPath, ortAvailable } from '../../filter/clip.ts';
+import { CLIP_DEFAULT_URL, CLIP_DIM, CLIP_NAME, clipNotReadyHelp, clipWeightsPath, clipWeightsState, ortAvailable } from '../../filter/clip.ts';
 import { MOBILENET_FEATURE_DIM, nsfwjsModelDir } from '../../ml/mobilenet.ts';
 import type { ExtractorInfo, FilterResults, LabelQueueItem } from '../contract/filter.ts';
 import type { Handlers } from './types.ts';
@@ -19,9 +18,12 @@ const toItem = (r: Row): LabelQueueItem => ({ imageId: r.imageId, key: r.key, la
 
 function extractors(workspaceDir: string): ExtractorInfo[] {
   const clipWeights = clipWeightsPath(workspaceDir);
-  const installed = fs.existsSync(clipWeights);
+  // weights that failed a check (ONNX Runtime's, recorded when it last loaded them, or the cheap
+  // structure check) are not installed: help says "invalid weights: <reason>"
+  const state = clipWeightsState(workspaceDir);
+  const installed = state.present && state.problem === null;
   const ort = ortAvailable();
-  const clipHelp = clipNotReadyHelp(workspaceDir, { runtime: ort, weights: installed });
+  const clipHelp = clipNotReadyHelp(workspaceDir, { runtime: ort, weights: installed, problem: state.problem });
   return [
     {
       name: 'mobilenet_v2',
