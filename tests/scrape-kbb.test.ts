@@ -192,6 +192,8 @@ describe('kbbSource', () => {
           { id: 'o3', name: null, website: 'https://x.example' },
         ],
         imageUrls: [],
+        // as the page had them: the store checks the parsed values against the value ranges
+        rawValues: { price: 'call', year: '2015', odometer: '12,345 mi' },
       },
     });
     // No inventory, no owners at all.

@@ -51,9 +51,12 @@ function intOrNull(v: unknown): number | null {
   return n !== null && Number.isInteger(n) ? n : null;
 }
 
-/** Odometer: a string of digits (tolerating separators like "12,345" or "12,345 mi") or a number. */
+/**
+ * Odometer: a string of digits (tolerating separators like "12,345" or "12,345 mi") or a number
+ * (a negative one is kept: the value-range check stores it as NULL with a warning).
+ */
 function odometerOf(v: unknown): number | null {
-  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.round(v) : null;
+  if (typeof v === 'number') return Number.isFinite(v) ? Math.round(v) : null;
   if (typeof v !== 'string') return null;
   const m = /^\s*(\d[\d,. ]*)/.exec(v);
   if (!m) return null;
@@ -242,6 +245,7 @@ export function parseKbbPage(html: string, pageUrl: string, id: number): ParseRe
     description,
     owners: ownersOf(initialState.owners),
     imageUrls: imagesOf(inv.images, pageUrl),
+    rawValues: { price: vehicle.price, year: vehicle.car_year, odometer: vehicle.odometer },
   };
   return { kind: 'listing', listing };
 }

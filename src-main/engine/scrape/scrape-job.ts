@@ -56,7 +56,8 @@ export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<Scr
   let baseUrl = p.baseUrl;
   if (baseUrl === DEMO_BASE_URL) {
     // Demo faults: every kind, but Retry-After kept short so a demo scrape stays quick.
-    demo = await startDemoSite({ port: 0, faults: p.demoFaults ? { rate: 0.1, retryAfterSeconds: 1, retryAfter: { huge: false }, stallMs: 3000 } : undefined });
+    // With faults on, pages also come compressed (gzip, deflate or br), as from real sites.
+    demo = await startDemoSite({ port: 0, compressPages: p.demoFaults, faults: p.demoFaults ? { rate: 0.1, retryAfterSeconds: 1, retryAfter: { huge: false }, stallMs: 3000 } : undefined });
     baseUrl = demo.url;
     ctx.log('info', `bundled demo site started at ${baseUrl}`);
   }
@@ -298,7 +299,8 @@ async function storeListing(env: CrawlEnv, id: number, listing: ScrapedListing, 
     if (env.signal.aborted) throw new AbortError();
     outcomes.push(await getImage(env, url));
   }
-  env.ledger.commitListing(id, listing, outcomes, tries);
+  const warnings = env.ledger.commitListing(id, listing, outcomes, tries);
+  for (const w of warnings) env.ctx.log('warn', `listing ${id}: ${w.message}`);
   env.counters.ok++;
 }
 

@@ -3,7 +3,8 @@
  * are believable. The scrape stores a value outside its range (or one it cannot read) as NULL
  * with a warning on the listing; training drops listings whose stored price is outside the range
  * (older databases hold unchecked values). Defaults below; a workspace may save its own ranges
- * (meta key `value_ranges`, set with `--price-range` etc. on scrape/train or `values.setRanges`).
+ * (meta key `value_ranges`, set with `carstudio ranges --price-range MIN-MAX` etc. or the API's
+ * `values.setRanges`), which every later scrape and training run uses.
  */
 import type { Db } from './db.ts';
 import { UserError } from './errors.ts';

@@ -34,6 +34,16 @@ export function DatasetStage() {
         />
         <Metric label="Images stored" value={s?.images.stored} testid="stat-images-stored" />
         <Metric label="Images failed" value={s?.images.failed} />
+        <Metric
+          label="Listings with absurd values"
+          value={s?.values.listingsWithWarnings}
+          testid="stat-value-warnings"
+          hint={
+            s
+              ? `price, year or odometer stored as NULL (out of range or unreadable): price ${s.values.nulled.price}, year ${s.values.nulled.year}, odometer ${s.values.nulled.odometer}; ranges: carstudio ranges`
+              : undefined
+          }
+        />
       </section>
       <ScrapePanel version={version} />
       <Plots version={version} />
