@@ -16,6 +16,7 @@ import { FetchError, fetchWithRetry, RateLimiter, type FetchPolicy } from '../sr
 import { classifyAddress, createGuardedAgent, HostGuard } from '../src-main/engine/scrape/host-guard.ts';
 import type { JobInfo } from '../src-main/engine/api/contract/core.ts';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
+import { startDemoSite } from '../src-main/engine/demo-site/server.ts';
 import { runCli } from './helpers/processes.ts';
 import { makeJpeg, tmpDir } from './helpers/workspace.ts';
 
@@ -315,6 +316,23 @@ describe('compressed and broken listing pages', () => {
       expect(asked.sort()).toEqual([4, 5, 6, 7]);
     } finally {
       await engine.close();
+    }
+  }, 120_000);
+
+  it('scrapes the demo site sending its pages gzip-, deflate- and br-encoded exactly as uncompressed', async () => {
+    const demo = await startDemoSite({ seed: 11, minId: 1, maxId: 60, images: 'tiny', compressPages: true });
+    const engine = Engine.open(path.join(tmpDir(), 'ws'), { create: true });
+    try {
+      await runScrape(engine, { baseUrl: demo.url, maxId: 60, concurrency: 4 });
+      const rows = engine.ws.db.prepare(`SELECT listing_id, outcome FROM attempts ORDER BY listing_id`).all() as Array<{ listing_id: number; outcome: string }>;
+      expect(rows.map((r) => [r.listing_id, r.outcome])).toEqual(rows.map((r) => [r.listing_id, demo.expectedOutcome(r.listing_id).kind]));
+      expect(rows.length).toBe(60);
+      expect(rows.some((r) => r.outcome === 'ok') && rows.some((r) => r.outcome === 'gone')).toBe(true);
+      const enc = demo.stats().encodings;
+      for (const e of ['gzip', 'deflate', 'br']) expect(enc[e] ?? 0, e).toBeGreaterThan(0);
+    } finally {
+      await engine.close();
+      await demo.close();
     }
   }, 120_000);
 });

@@ -8,6 +8,7 @@
  * on the URL only (see faults.ts).
  */
 import http from 'node:http';
+import zlib from 'node:zlib';
 import type { Socket } from 'node:net';
 import { DEFAULT_DEMO_SEED, getListing, listingPresence, hash32 } from './catalog.ts';
 import {
@@ -64,6 +65,8 @@ export interface DemoSiteStats {
   retryAfter: RetryAfterEvent[];
   /** Every request (capped at 200k entries). */
   log: RequestLogEntry[];
+  /** Pages sent compressed, by Content-Encoding (with `compressPages`). */
+  encodings: Record<string, number>;
 }
 
 export interface DemoSiteOptions {
@@ -79,6 +82,11 @@ export interface DemoSiteOptions {
    * id (benchmarks of the scraper's own overhead). 'none': listings without images.
    */
   images?: 'rendered' | 'tiny' | 'none';
+  /**
+   * Send listing, gone and 404 pages with Content-Encoding gzip, deflate or br (chosen per URL
+   * among those the request's Accept-Encoding lists), as real sites do. Default false.
+   */
+  compressPages?: boolean;
 }
 
 export interface DemoSite {
@@ -93,6 +101,16 @@ export interface DemoSite {
 }
 
 const LISTING_PATH = '/cars-for-sale/vehicledetails.xhtml';
+
+const ENCODERS = { gzip: (b: Buffer) => zlib.gzipSync(b), deflate: (b: Buffer) => zlib.deflateSync(b), br: (b: Buffer) => zlib.brotliCompressSync(b) } as const;
+type PageEncoding = keyof typeof ENCODERS;
+
+/** A Content-Encoding the client accepts, picked per URL (so each encoding gets used), or null. */
+function pageEncoding(req: http.IncomingMessage, pathAndQuery: string): PageEncoding | null {
+  const header = String(req.headers['accept-encoding'] ?? '').toLowerCase();
+  const accepted = (Object.keys(ENCODERS) as PageEncoding[]).filter((e) => header.split(',').some((part) => part.trim().split(';')[0] === e));
+  return accepted.length ? accepted[hash32(pathAndQuery, 'encoding') % accepted.length]! : null;
+}
 const LOG_CAP = 200_000;
 
 export async function startDemoSite(opts: DemoSiteOptions = {}): Promise<DemoSite> {
@@ -116,6 +134,7 @@ export async function startDemoSite(opts: DemoSiteOptions = {}): Promise<DemoSit
     faults: {},
     retryAfter: [],
     log: [],
+    encodings: {},
   };
   const countFault = (name: string): void => {
     stats.faults[name] = (stats.faults[name] ?? 0) + 1;
@@ -335,6 +354,12 @@ export async function startDemoSite(opts: DemoSiteOptions = {}): Promise<DemoSit
         logEntry.action = 'malformed-json';
         countFault('malformed-json');
       }
+      const encoding = opts.compressPages ? pageEncoding(req, pathAndQuery) : null;
+      if (encoding) {
+        stats.encodings[encoding] = (stats.encodings[encoding] ?? 0) + 1;
+        send(res, status, type, ENCODERS[encoding](body), { 'Content-Encoding': encoding });
+        return;
+      }
       send(res, status, type, body);
       return;
     }
@@ -472,6 +497,7 @@ export async function startDemoSite(opts: DemoSiteOptions = {}): Promise<DemoSit
         faults: { ...stats.faults },
         retryAfter: [...stats.retryAfter],
         log: [...stats.log],
+        encodings: { ...stats.encodings },
       };
     },
     expectedOutcome(id: number) {
