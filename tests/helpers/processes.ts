@@ -97,3 +97,31 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Resolves once `check()` holds (polled every `everyMs`; a throw counts as not yet), and rejects
+ * as soon as `child` exits first. It waits on the child's progress however slow the machine is:
+ * the test's own timeout is the only bound.
+ */
+export function untilProgress(child: ChildProcess, what: string, check: () => boolean, everyMs = 25): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      clearInterval(timer);
+      reject(new Error(`the child process exited (${signal ?? code}) before ${what}`));
+    };
+    const timer = setInterval(() => {
+      let ok = false;
+      try {
+        ok = check();
+      } catch {
+        ok = false;
+      }
+      if (!ok) return;
+      clearInterval(timer);
+      child.off('exit', onExit);
+      resolve();
+    }, everyMs);
+    if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
+    else child.once('exit', onExit);
+  });
+}
