@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { syncDir, writeAtomicWith } from '../util/atomic-file.ts';
+import { FeatureJournal, JOURNAL_RE, recoverJournals } from './feature-journal.ts';
 import { injectedEnospc } from '../util/disk-full.ts';
 
 const MAGIC = 'CSFEAT01';
@@ -28,9 +29,13 @@ export interface FeatureCacheOptions {
   /**
    * Rows to hold in memory before writing a shard (default 0: every append writes a shard).
    * Jobs appending small batches set e.g. 4096 so a big run makes few files; `flush()`/`close()`
-   * write the remainder. Buffered rows are lost on a crash (and re-extracted on resume).
+   * write the remainder. Buffered rows are also written to a journal as they come
+   * (feature-journal.ts), which the next open turns into a shard: a hard kill loses only the
+   * batch in flight, a power cut at most `syncEveryMs` of rows.
    */
   bufferRows?: number;
+  /** How often the journal of buffered rows is fdatasynced (default 2000 ms). */
+  syncEveryMs?: number;
 }
 
 /** Random access to a list of cached rows (see FeatureCache.rows). */
@@ -67,12 +72,15 @@ export class FeatureCache {
   private pendingRows: Float32Array[] = [];
   private pendingCount = 0;
   private writing: Promise<void> = Promise.resolve();
+  /** The buffered rows' journal (null when every append writes a shard). */
+  private readonly journal: FeatureJournal | null;
 
   private constructor(dir: string, extractor: string, dim: number, opts: FeatureCacheOptions) {
     this.dir = dir;
     this.extractor = extractor;
     this.dim = dim;
     this.bufferRows = Math.max(0, Math.floor(opts.bufferRows ?? 0));
+    this.journal = this.bufferRows > 0 ? new FeatureJournal(dir, extractor, dim, opts.syncEveryMs ?? 2000) : null;
   }
 
   /** Opens (creating if needed) a cache folder; refuses shards from another extractor or dim. */
@@ -81,7 +89,12 @@ export class FeatureCache {
     await fsp.mkdir(dir, { recursive: true });
     const cache = new FeatureCache(dir, extractor, dim, opts);
     const names = (await fsp.readdir(dir)).sort();
+    const journals: string[] = [];
     for (const name of names) {
+      if (JOURNAL_RE.test(name)) {
+        journals.push(name);
+        continue;
+      }
       if (TMP_RE.test(name)) {
         // A crashed writer's leftover; a young one may belong to a live writer in another process.
         const st = await fsp.stat(path.join(dir, name)).catch(() => null);
@@ -98,6 +111,7 @@ export class FeatureCache {
       header.seq = Number(m[1]);
       cache.addShard(header, ids);
     }
+    await cache.recover(journals);
     return cache;
   }
 
@@ -137,6 +151,7 @@ export class FeatureCache {
     this.pendingRows.push(rows);
     this.pendingCount += keepIds.length;
     if (this.pendingCount >= this.bufferRows) await this.flush();
+    else if (this.journal) await this.journalled(keepIds, rows);
     return keepIds.length;
   }
 
@@ -153,8 +168,11 @@ export class FeatureCache {
         await this.writeShard(ids, rows);
       } catch (err) {
         for (const id of ids) this.idSet.delete(id);
+        // the rows are dropped (re-extracted later): so is their journal, which frees its space
+        await this.journal?.discard().catch(() => undefined);
         throw err;
       }
+      await this.journal?.discard(); // the rows are in a shard now
     });
     this.writing = run.catch(() => undefined);
     return run;
@@ -162,6 +180,35 @@ export class FeatureCache {
 
   async close(): Promise<void> {
     await this.flush();
+  }
+
+  /** Writes buffered rows to the journal, in order with shard writes. */
+  private journalled(ids: number[], rows: Float32Array): Promise<void> {
+    const run = this.writing.then(() => this.journal!.append(ids, rows));
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Turns journals left by writers that are gone into a shard, skipping rows already stored. */
+  private async recover(journals: readonly string[]): Promise<void> {
+    if (journals.length === 0) return;
+    await recoverJournals(this.dir, journals, this.extractor, this.dim, async (ids, rows) => {
+      const keep: number[] = [];
+      const seen = new Set<number>();
+      ids.forEach((id, i) => {
+        if (!this.idSet.has(id) && !seen.has(id)) {
+          seen.add(id);
+          keep.push(i);
+        }
+      });
+      if (keep.length === 0) return;
+      const out = new Float32Array(keep.length * this.dim);
+      keep.forEach((src, dst) => out.set(rows.subarray(src * this.dim, (src + 1) * this.dim), dst * this.dim));
+      await this.writeShard(
+        keep.map((i) => ids[i]!),
+        [out],
+      );
+    });
   }
 
   private async writeShard(ids: number[], rows: Float32Array[]): Promise<void> {
