@@ -82,6 +82,10 @@ export function openDb(file: string, opts: OpenDbOptions = {}): Db {
   } catch (e) {
     db.close();
     if (e instanceof WorkspaceError) throw e;
+    if ((e as { code?: unknown }).code === 'SQLITE_NOTADB') {
+      // a file that is not SQLite at all, or whose header (page 1) is destroyed: nothing to .recover
+      throw new WorkspaceError(`cannot use database ${file}: ${(e as Error).message} (not a SQLite database, or its first page is damaged: restore studio.db from your last backup; nothing was written to it)`, { cause: e });
+    }
     if (isCorruptDb(e)) throw corruptDatabaseError(file, (e as Error).message);
     throw new WorkspaceError(`cannot use database ${file}: ${(e as Error).message}`, { cause: e });
   }

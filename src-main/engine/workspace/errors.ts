@@ -14,10 +14,10 @@ export class CorruptDatabaseError extends WorkspaceError {
   override name = 'CorruptDatabaseError';
 }
 
-/** SQLITE_CORRUPT / SQLITE_NOTADB, as better-sqlite3 reports them. */
+/** SQLITE_CORRUPT (and its extended codes), as better-sqlite3 reports it (SQLITE_NOTADB is openDb's). */
 export function isCorruptDb(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
-  return e instanceof CorruptDatabaseError || (typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code));
+  return e instanceof CorruptDatabaseError || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
 }
 
 /** The message for a damaged studio.db: which file, what the check said, and how to recover. */
