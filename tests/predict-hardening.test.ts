@@ -155,7 +155,10 @@ describe('engine-side predictions in served mode', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    const pans = await Promise.all(Array.from({ length: 8 }, () => call(served, 'predict.cropPan', { path: big, steps: 4 })));
+    const panning = Promise.all(Array.from({ length: 8 }, () => call(served, 'predict.cropPan', { path: big, steps: 4 })));
+    // a grid's thumbnails meanwhile are not refused: they have their own lane and a longer queue
+    const thumbs = await Promise.all(Array.from({ length: 12 }, () => call(served, 'predict.thumbnail', { path: car, size: 96 })));
+    const pans = await panning;
     running = false;
     await pinger;
     control.stop();
@@ -168,6 +171,7 @@ describe('engine-side predictions in served mode', () => {
     expect(rssMax - rssBefore).toBeLessThan(400);
     expect(ok).toBeGreaterThanOrEqual(2);
     expect(ok + busy.length).toBe(8);
+    expect(thumbs.map((t) => t.error?.message ?? 'ok')).toEqual(Array(12).fill('ok'));
     for (const b of busy) expect(b.error!.message).toMatch(/^busy: \d+ predictions are already running or waiting \(at most \d+\); try again when they finish$/);
   }, 300_000);
 });

@@ -1,6 +1,6 @@
 // The engine's side of the prediction worker: predict.image, predict.cropPan, predict.compare and
 // predict.thumbnail run in one worker thread (predict-worker.ts), never on the main thread, so the
-// API keeps answering while they run. Bounded: one prediction and one thumbnail run in the worker
+// API keeps answering while they run. Bounded: one prediction and two thumbnails run in the worker
 // at a time (each holds at most one photo's bytes and a shrunk decode; a pan never waits behind a
 // grid's thumbnails, nor they behind it), at most `maxHeavy` predictions run or wait, and at most
 // `maxQueued` tasks wait in all (a grid asks for dozens of thumbnails). A task beyond the bounds
@@ -99,15 +99,17 @@ export class PredictPool {
     this.running.clear();
   }
 
-  /** Starts the first waiting task of each lane (predictions, thumbnails) whose lane is free. */
+  /** Starts waiting tasks while their lane (one prediction, two thumbnails) has room. */
   private dispatch(): void {
-    for (const heavy of [true, false]) {
-      if ([...this.running.values()].some((p) => p.heavy === heavy)) continue;
-      const i = this.queue.findIndex((p) => p.heavy === heavy);
-      if (i < 0) continue;
-      const [p] = this.queue.splice(i, 1);
-      this.running.set(p.task.id, p);
-      this.ensureWorker().postMessage(p.task);
+    for (const [heavy, lane] of [[true, 1], [false, 2]] as const) {
+      for (;;) {
+        if ([...this.running.values()].filter((p) => p.heavy === heavy).length >= lane) break;
+        const i = this.queue.findIndex((p) => p.heavy === heavy);
+        if (i < 0) break;
+        const [p] = this.queue.splice(i, 1);
+        this.running.set(p.task.id, p);
+        this.ensureWorker().postMessage(p.task);
+      }
     }
     if (this.running.size) this.worker?.ref();
     else this.worker?.unref();
