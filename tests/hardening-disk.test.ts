@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { api, runCli, startServe, waitFor } from './helpers/processes.ts';
 import { tmpDir } from './helpers/workspace.ts';
+import { ImageStore } from '../src-main/engine/workspace/image-store.ts';
+import { writeFileAtomic } from '../src-main/engine/util/atomic-file.ts';
+import { FeatureCache } from '../src-main/engine/filter/feature-cache.ts';
 
 const SCRAPE = ['--base-url', 'demo', '--min-id', '1', '--max-id', '12', '--concurrency', '2', '--retry-delay-ms', '5'];
 const DISK_FULL_LINE = /^carstudio: disk full: [\d.]+ MB free in (.+), need about [\d.]+ MB more; free some space and run the same command again/m;
@@ -58,7 +61,40 @@ function expectDiskFullExit(r: { code: number | null; stderr: string }, ws: stri
   expect(r.stderr).not.toMatch(/SqliteError|Error: ENOSPC/);
 }
 
+/** Runs fn with the test hook's flag file present (a "full disk"), in this process. */
+async function withInjectedFull<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const flag = path.join(root, 'disk-is-full');
+  fs.writeFileSync(flag, '');
+  const before = process.env.CARSTUDIO_TEST_ENOSPC_FLAG;
+  process.env.CARSTUDIO_TEST_ENOSPC_FLAG = flag;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.CARSTUDIO_TEST_ENOSPC_FLAG;
+    else process.env.CARSTUDIO_TEST_ENOSPC_FLAG = before;
+    fs.rmSync(flag);
+  }
+}
+
+/** Each writer's failed write: ENOSPC reaches the caller and no temporary is left. */
+async function expectWritersCleanUp(dir: string): Promise<void> {
+  const store = new ImageStore(path.join(dir, 'images'));
+  store.ensure();
+  const big = Buffer.alloc(3 * 1024 * 1024, 1); // more than the tmpfs has left, and than any page cache
+  await expect(store.write(ImageStore.keyFor('x'), big)).rejects.toMatchObject({ code: 'ENOSPC' });
+  await expect(writeFileAtomic(path.join(dir, 'runs', '1', 'best.ckpt'), [big])).rejects.toMatchObject({ code: 'ENOSPC' });
+  const cache = await FeatureCache.open(path.join(dir, 'features', 'x'), 'x', 1024);
+  await expect(cache.append(Array.from({ length: 768 }, (_, i) => i + 1), new Float32Array(768 * 1024).fill(0.5))).rejects.toMatchObject({ code: 'ENOSPC' });
+  expect(temporaries(dir)).toEqual([]);
+  expect(fs.readdirSync(path.join(dir, 'features', 'x'))).toEqual([]);
+}
+
 describe('full disk, injected ENOSPC in the engine write path (runs everywhere)', () => {
+  it('the image store, atomic files and feature shards delete their temporary as the write fails', async () => {
+    const root = tmpDir();
+    await withInjectedFull(root, () => expectWritersCleanUp(path.join(root, 'ws')));
+  });
+
   it('records the job failed with the disk-full line, serve keeps answering, no temporaries, and the same command resumes', async () => {
     const root = tmpDir();
     const ws = path.join(root, 'ws');
@@ -141,6 +177,22 @@ function fill(dir: string, leave: number): string {
 }
 
 describe('full disk, a real 8 MB tmpfs (root only)', () => {
+  it('the image store, atomic files and feature shards delete their temporary when the disk fills', async (t) => {
+    if (!mountDir) {
+      t.skip();
+      return;
+    }
+    const dir = path.join(mountDir, 'writers');
+    fs.mkdirSync(dir);
+    const filler = fill(mountDir, 1024 * 1024);
+    try {
+      await expectWritersCleanUp(dir);
+    } finally {
+      fs.rmSync(filler);
+      fs.rmSync(dir, { recursive: true });
+    }
+  });
+
   it('a scrape that fills the disk fails with the disk-full line, serve starts on the full disk, no temporaries, resume once freed', async (t) => {
     if (!mountDir) {
       t.skip();
