@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { DEMO_BASE_URL, scrapeParams, type ScrapeParams } from '../../engine/scrape/scrape-kind.ts';
-import { findResumable, intArg, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
+import { createOption, findResumable, intArg, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 
 interface ScrapeOpts {
   workspace?: string;
@@ -18,6 +18,7 @@ interface ScrapeOpts {
   faults?: boolean;
   allowImageHost: string[];
   json?: boolean;
+  create?: boolean;
 }
 
 export function registerScrape(program: Command): void {
@@ -25,6 +26,7 @@ export function registerScrape(program: Command): void {
     .command('scrape')
     .description('crawl listing ids of a KBB-format site into the workspace (resumable: run the same command again to continue)')
     .addOption(workspaceOption())
+    .addOption(createOption())
     .requiredOption('--base-url <url>', `site root, e.g. https://www.example.com, or '${DEMO_BASE_URL}' for the bundled demo site`)
     .requiredOption('--min-id <n>', 'first listing id', intArg('--min-id', 0))
     .requiredOption('--max-id <n>', 'last listing id', intArg('--max-id', 0))
@@ -66,7 +68,7 @@ export function registerScrape(program: Command): void {
         throw new UserError(`--base-url ${parsed.error.issues.map((i) => i.message).join('; ')}`);
       }
       const params: ScrapeParams = parsed.data;
-      const engine = openEngine(opts, { create: true });
+      const engine = openEngine(opts, {}, true);
       try {
         const same = (p: unknown): boolean => {
           const q = p as ScrapeParams;
