@@ -6,6 +6,10 @@ import { tmpDir } from './helpers/workspace.ts';
 import { api, startServe, type Served } from './helpers/processes.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 
+// Waits on a job's or a run's progress have no clock of their own (a busy machine takes longer);
+// the test's timeout is the last-resort bound.
+const PROGRESS = { timeout: 0 };
+
 if (!hasChromium())
   console.log(`skipping the Dataset stage UI test: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 
@@ -76,9 +80,9 @@ describe.runIf(hasChromium())('Dataset stage in Chromium', () => {
 
     // stop it, then resume it to the end
     await page.getByTestId('scrape-stop').click();
-    await job.and(page.locator('[data-state="cancelled"]')).waitFor({ timeout: 20_000 });
+    await job.and(page.locator('[data-state="cancelled"]')).waitFor(PROGRESS);
     await page.getByTestId('scrape-resume').click();
-    await job.and(page.locator('[data-state="done"]')).waitFor({ timeout: 90_000 });
+    await job.and(page.locator('[data-state="done"]')).waitFor(PROGRESS);
     const jobId = Number(await job.getAttribute('data-job'));
     const finished = (await api(served, 'jobs.get', { id: jobId })) as JobInfo;
     expect(finished).toMatchObject({ state: 'done', total: 150, resumedCount: 1 });
@@ -181,5 +185,5 @@ describe.runIf(hasChromium())('Dataset stage in Chromium', () => {
     // the error log answers for this scrape (a clean demo run: none)
     expect(await page.getByTestId('scrape-errors').getAttribute('data-count')).toBe(String(stats.failedAttempts + stats.images.failed));
     expect(errors).toEqual([]);
-  }, 150_000);
+  }, 600_000);
 });

@@ -4,6 +4,10 @@ import { dedupFixture } from './helpers/dedup-fixture.ts';
 import { startServe, type Served } from './helpers/processes.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 
+// Waits on a job's or a run's progress have no clock of their own (a busy machine takes longer);
+// the test's timeout is the last-resort bound.
+const PROGRESS = { timeout: 0 };
+
 if (!hasChromium()) console.log(`skipping the Dedup stage end-to-end test: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 
 describe.runIf(hasChromium())('Dedup stage in Chromium', () => {
@@ -13,7 +17,7 @@ describe.runIf(hasChromium())('Dedup stage in Chromium', () => {
     const { dir } = await dedupFixture();
     served = await startServe(['--workspace', dir]);
     browser = await launchChromium();
-  }, 60_000);
+  }, 300_000);
   afterAll(async () => {
     await browser?.close();
     await served?.stop();
@@ -30,7 +34,7 @@ describe.runIf(hasChromium())('Dedup stage in Chromium', () => {
     await page.getByTestId('dedup-policy').selectOption('default');
     await page.getByTestId('dedup-max-distance').fill('10');
     await page.getByTestId('dedup-run').click();
-    await page.getByTestId('dedup-job').and(page.locator('[data-state="done"]')).waitFor({ timeout: 30_000 });
+    await page.getByTestId('dedup-job').and(page.locator('[data-state="done"]')).waitFor(PROGRESS);
     await page.getByTestId('dedup-hashed').locator('.metric-value').filter({ hasText: /^12$/ }).waitFor();
     await page.getByTestId('dedup-groups').locator('.metric-value').filter({ hasText: /^3$/ }).waitFor();
     await page.getByTestId('dedup-excluded').locator('.metric-value').filter({ hasText: /^5$/ }).waitFor();
@@ -65,10 +69,10 @@ describe.runIf(hasChromium())('Dedup stage in Chromium', () => {
 
     // the override survives a re-run from the stage
     await page.getByTestId('dedup-run').click();
-    await expect.poll(() => page.locator('.job[data-state="done"]').count(), { timeout: 30_000 }).toBe(2);
+    await expect.poll(() => page.locator('.job[data-state="done"]').count(), { timeout: 300_000 }).toBe(2);
     await page.getByTestId('dedup-job').and(page.locator('[data-state="done"]')).waitFor();
     await page.locator('[data-override="keep"]').first().waitFor();
     await page.getByTestId('dedup-excluded').locator('.metric-value').filter({ hasText: /^3$/ }).waitFor();
     expect(errors).toEqual([]);
-  }, 90_000);
+  }, 400_000);
 });

@@ -7,6 +7,10 @@ import { startServe, type Served } from './helpers/processes.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 import { buildHeadsRun } from './helpers/predict-run.ts';
 
+// Waits on a job's or a run's progress have no clock of their own (a busy machine takes longer);
+// the test's timeout is the last-resort bound.
+const PROGRESS = { timeout: 0 };
+
 const GOOD = path.join(SHARED_DATA, 'listing-photos', 'good');
 const ok = hasChromium() && fs.existsSync(GOOD);
 if (!ok) console.log(`skipping the Predict stage UI test: needs Chromium at ${CHROMIUM} and ${GOOD}`);
@@ -33,7 +37,7 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
     fs.writeFileSync(path.join(folder, 'broken.jpg'), 'not a photo');
     wide = path.join(folder, files[1]!);
     browser = await launchChromium();
-  }, 60_000);
+  }, 300_000);
   afterAll(async () => {
     await browser?.close();
     await served?.stop('SIGKILL');
@@ -56,14 +60,14 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
     const progress = page.getByTestId('predict-progress');
     await progress.waitFor();
     // the grid fills while the job runs: cards appear before it is done
-    await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length > 0`, undefined, { timeout: 60_000 });
+    await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length > 0`, undefined, PROGRESS);
     const seenWhileRunning = (await page.evaluate(`({
       cards: document.querySelectorAll('[data-testid="predict-card"]').length,
       state: document.querySelector('[data-testid="predict-progress"]')?.getAttribute('data-state'),
       done: Number(document.querySelector('[data-testid="predict-progress"]')?.getAttribute('data-done')),
       rate: document.querySelector('[data-testid="predict-rate"]')?.textContent,
     })`)) as { cards: number; state: string; done: number; rate: string };
-    await page.locator('[data-testid="predict-progress"][data-state="done"]').waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="predict-progress"][data-state="done"]').waitFor(PROGRESS);
     expect(await progress.getAttribute('data-total')).toBe('41');
     await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length === 41`);
     console.log(`grid while running: ${seenWhileRunning.cards} cards at ${seenWhileRunning.done}/41 (state ${seenWhileRunning.state}, rate ${seenWhileRunning.rate})`);
@@ -91,7 +95,7 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
     await page.getByTestId('predict-pan-path').fill(wide);
     await page.getByTestId('predict-pan-steps').fill('7');
     await page.getByTestId('predict-pan-run').click();
-    await page.getByTestId('predict-pan-result').waitFor({ timeout: 30_000 });
+    await page.getByTestId('predict-pan-result').waitFor(PROGRESS);
     expect(await page.getByTestId('predict-pan-price').getAttribute('data-points')).toBe('7');
     expect(await page.getByTestId('predict-pan-mm').locator('polyline').count()).toBeGreaterThan(0);
     const x0 = Number(await page.getByTestId('predict-crop-rect').getAttribute('x'));
@@ -100,5 +104,5 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
     expect(x6).toBeGreaterThan(x0);
     await page.screenshot({ path: artifactPath('e2e-predict.png'), fullPage: true });
     expect(errors).toEqual([]);
-  }, 90_000);
+  }, 400_000);
 });

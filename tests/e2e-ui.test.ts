@@ -6,6 +6,10 @@ import { seedStoredImages, tmpDir } from './helpers/workspace.ts';
 import { startServe, type Served } from './helpers/processes.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 
+// Waits on a job's or a run's progress have no clock of their own (a busy machine takes longer);
+// the test's timeout is the last-resort bound.
+const PROGRESS = { timeout: 0 };
+
 async function freePort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -63,14 +67,14 @@ describe.runIf(hasChromium())('studio UI in Chromium', () => {
     await page.getByTestId('connection').and(page.locator('[data-state="closed"]')).waitFor();
     const second = await startServe(['--workspace', dir, '--port', String(port)], { CARSTUDIO_TOKEN: token });
     servers.push(second);
-    await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor({ timeout: 15_000 });
+    await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor(PROGRESS);
     const resumed = page.getByTestId(`job-${jobId}`);
-    await resumed.and(page.locator('[data-state="done"]')).waitFor({ timeout: 60_000 });
+    await resumed.and(page.locator('[data-state="done"]')).waitFor(PROGRESS);
     expect(await resumed.textContent()).toContain('resumed 1×');
     expect(await resumed.locator('.job-meta').textContent()).toContain('2,500 / 2,500');
     await page.screenshot({ path: artifactPath('studio-shell.png') });
     expect(errors).toEqual([]);
-  }, 180_000);
+  }, 600_000);
 
   it('cancels a running job from the jobs panel and resumes it', async () => {
     const s = await startServe(['--workspace', dir]);
@@ -85,8 +89,8 @@ describe.runIf(hasChromium())('studio UI in Chromium', () => {
     const stopped = page.getByTestId(id!);
     await stopped.and(page.locator('[data-state="cancelled"]')).waitFor();
     await stopped.getByRole('button', { name: 'Resume' }).click();
-    await stopped.and(page.locator('[data-state="done"]')).waitFor({ timeout: 60_000 });
-  }, 120_000);
+    await stopped.and(page.locator('[data-state="done"]')).waitFor(PROGRESS);
+  }, 400_000);
 
   it('refuses the page without the token', async () => {
     const s = servers[servers.length - 1]!;
