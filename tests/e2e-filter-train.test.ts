@@ -16,7 +16,7 @@ describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () 
   let page: Page;
   beforeAll(async () => {
     const dir = `${tmpDir()}/ws`;
-    const r = await runCli(['scrape', '--workspace', dir, '--create', '--base-url', 'demo', '--min-id', '1', '--max-id', '80', '--retry-delay-ms', '5'], { timeoutMs: 600_000 });
+    const r = await runCli(['scrape', '--workspace', dir, '--create', '--base-url', 'demo', '--min-id', '1', '--max-id', '60', '--retry-delay-ms', '5'], { timeoutMs: 600_000 });
     expect(r.code, r.stderr).toBe(0);
     s = await startServe(['--workspace', dir]);
     browser = await launchChromium();
@@ -84,7 +84,7 @@ describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () 
   it('starts runs from the Train stage and shows their curves growing, overlaid', async () => {
     await page.getByTestId('nav-train').click();
     await page.getByTestId('backend').locator('.metric-value').filter({ hasText: /wasm|cpu|tensorflow/ }).waitFor();
-    await page.getByTestId('train-steps').fill('600');
+    await page.getByTestId('train-steps').fill('300');
     await page.getByTestId('train-eval').fill('100');
     await page.getByTestId('start-train').click();
     const chart = page.getByTestId('chart-loss');
