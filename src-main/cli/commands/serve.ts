@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -8,7 +9,7 @@ import { prepareDemo } from '../../engine/demo.ts';
 import '../../engine/demo-steps.ts';
 import { Workspace } from '../../engine/workspace/workspace.ts';
 import { UserError } from '../../engine/workspace/errors.ts';
-import { intArg, resolveWorkspace, workspaceOption } from '../common.ts';
+import { assertWorkspace, createOption, intArg, resolveWorkspace, workspaceOption } from '../common.ts';
 
 export const RENDERER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../out/renderer');
 
@@ -18,6 +19,7 @@ interface ServeOpts {
   host: string;
   demo?: boolean;
   allowHost: string[];
+  allowPath: string[];
   readyJson?: boolean;
   create?: boolean;
 }
@@ -30,15 +32,23 @@ export function registerServe(program: Command): void {
     .option('-p, --port <port>', 'TCP port (0 picks a free one)', intArg('--port', 0, 65535), 5757)
     .option('--host <addr>', 'address to bind; keep 127.0.0.1 and use an SSH tunnel on shared machines', '127.0.0.1')
     .option('--allow-host <name>', 'also accept this Host name (repeatable), e.g. the box name when binding 0.0.0.0', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--allow-path <dir>', 'a folder the API may read photos from besides the workspace and the folders a prediction was started on (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--demo', 'use the demo workspace, creating and filling it on first start')
-    .option('--create', 'create the workspace if it does not exist')
+    .addOption(createOption())
     .option('--ready-json', 'print one JSON line {url, token, port, workspace} when ready (for the desktop shell)')
     .action(async (opts: ServeOpts) => {
-      const dir = opts.demo && !opts.workspace ? demoWorkspaceDir() : resolveWorkspace(opts);
-      if (!opts.demo && !opts.create && !Workspace.exists(dir)) {
-        throw new UserError(`workspace ${dir} does not exist; create it with 'carstudio init --workspace ${dir}' or pass --create`);
+      const dir = opts.demo && opts.workspace === undefined ? demoWorkspaceDir() : resolveWorkspace(opts);
+      // Created here: the demo workspace (--demo fills it), the per-user default workspace of a
+      // bare `carstudio serve` (the first run), or any with --create. A workspace the user named
+      // (--workspace, $CARSTUDIO_WORKSPACE) that does not exist is an error: a typo must not
+      // open a new, empty studio.
+      const isDefault = opts.workspace === undefined && process.env.CARSTUDIO_WORKSPACE === undefined;
+      const create = opts.demo === true || opts.create === true || isDefault;
+      if (!create) assertWorkspace(dir, true);
+      else if (!opts.demo && !Workspace.exists(dir)) {
+        process.stderr.write(`creating workspace ${dir}${isDefault && !opts.create ? ' (the default workspace; pass --workspace DIR for another)' : ''}\n`);
       }
-      const engine = Engine.open(dir, { create: true, isDemo: opts.demo ?? false, resumeJobs: true });
+      const engine = Engine.open(dir, { create, isDemo: opts.demo ?? false, resumeJobs: true, allowPaths: allowedPaths(opts.allowPath) });
       // e.g. opened read-only on a full disk, or the quick check skipped for a very large database
       for (const note of engine.ws.notes) process.stderr.write(`note: ${note}\n`);
       let server;
@@ -89,4 +99,19 @@ export function registerServe(program: Command): void {
         if (opts.readyJson) process.stdin.on('end', stop).resume();
       });
     });
+}
+
+/** The --allow-path folders, resolved; one that is not an existing folder is an error. */
+function allowedPaths(dirs: string[]): string[] {
+  return dirs.map((d) => {
+    const dir = path.resolve(d);
+    let real: string;
+    try {
+      real = fs.realpathSync(dir);
+    } catch {
+      throw new UserError(`--allow-path ${dir} does not exist`);
+    }
+    if (!fs.statSync(real).isDirectory()) throw new UserError(`--allow-path ${dir} is not a folder`);
+    return real;
+  });
 }
