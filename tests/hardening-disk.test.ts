@@ -248,6 +248,8 @@ describe('full disk, a real 8 MB tmpfs (root only)', () => {
       expect(((await api(served, 'jobs.list')) as unknown[]).length).toBeGreaterThanOrEqual(1);
       expect(served.stderr()).toMatch(/note: disk full: .* free in .*, need about .*; until then the workspace is open read-only/);
       await expect(api(served, 'jobs.start', { kind: 'scrape', params: { baseUrl: 'demo', minId: 30, maxId: 31 } })).rejects.toThrow(/disk full: /);
+      // a write the engine makes on its own thread (not in a job) says the same, and serve stays up
+      await expect(api(served, 'values.setRanges', { price: { min: 200, max: 400_000 } })).rejects.toThrow(/disk full: [\d.]+ MB free in .*read-only/);
       expect(served.child.exitCode).toBeNull();
     } finally {
       await served.stop();

@@ -3,6 +3,7 @@ import { JobManager, type EngineEventListener } from './jobs/job-manager.ts';
 import { methods, isMethod, type Method, type Results, type ApiResult, type ApiError } from './api/contract/index.ts';
 import { handlers } from './api/handlers/index.ts';
 import { UserError } from './workspace/errors.ts';
+import { DiskFullError, diskFullError, isDiskFull } from './util/disk-full.ts';
 import { PathPolicy } from './api/path-policy.ts';
 import { PredictPool } from './predict/pool.ts';
 
@@ -58,8 +59,23 @@ export class Engine {
       const value = await this.request(method, params);
       return { ok: true, value };
     } catch (e) {
-      return { ok: false, error: toApiError(e) };
+      return { ok: false, error: toApiError(this.explainWriteFailure(e)) };
     }
+  }
+
+  /**
+   * A handler that writes SQLite on this thread (labels, ranges, overrides) and meets a full disk,
+   * or the read-only database a full disk left at open, gets the same disk-full message as a job.
+   */
+  private explainWriteFailure(e: unknown): unknown {
+    if (e instanceof DiskFullError) return e;
+    if (isDiskFull(e)) return diskFullError(this.ws.dir);
+    const code = (e as { code?: unknown } | null)?.code;
+    if (this.ws.readonly && typeof code === 'string' && code.startsWith('SQLITE_READONLY')) {
+      const note = this.ws.notes.find((n) => n.startsWith('disk full'));
+      return new UserError(note ?? `workspace ${this.ws.dir} is open read-only; nothing can be changed`);
+    }
+    return e;
   }
 
   async request<M extends Method>(method: M, params: unknown): Promise<Results[M]> {
