@@ -32,7 +32,8 @@ function startEngine(): Promise<EngineHandle> {
   const nodeBin = process.env.CARSTUDIO_NODE || 'node';
   const workspace = argValue('--workspace');
   const args = [path.join(root, 'bin', 'carstudio.mjs'), 'serve', '--ready-json', '--port', '0'];
-  if (workspace) args.push('--workspace', workspace, '--create');
+  // as in served mode, a named workspace is created only when asked (`npm start -- --workspace DIR --create`)
+  if (workspace) args.push('--workspace', workspace, ...(process.argv.includes('--create') ? ['--create'] : []));
   else args.push('--demo');
   const child = spawn(nodeBin, args, { cwd: root, stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ELECTRON_RUN_AS_NODE: undefined } });
   return new Promise((resolve, reject) => {
