@@ -19,6 +19,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { syncDir, writeAtomicWith } from '../util/atomic-file.ts';
 import { FeatureJournal, JOURNAL_RE, recoverJournals } from './feature-journal.ts';
+import { isLittleEndian, writeAll } from '../util/binary-io.ts';
 import { injectedEnospc } from '../util/disk-full.ts';
 
 const MAGIC = 'CSFEAT01';
@@ -485,21 +486,6 @@ function float32LE(a: Float32Array): Buffer {
   return b;
 }
 
-let littleEndian: boolean | null = null;
-function isLittleEndian(): boolean {
-  littleEndian ??= new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-  return littleEndian;
-}
-
-async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  for (const part of parts) {
-    let off = 0;
-    while (off < part.byteLength) {
-      const { bytesWritten } = await fh.write(part, off, part.byteLength - off);
-      off += bytesWritten;
-    }
-  }
-}
 
 function pushAll(target: number[], src: readonly number[]): void {
   for (const v of src) target.push(v);

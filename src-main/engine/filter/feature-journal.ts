@@ -23,6 +23,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { isDiskFull } from '../util/disk-full.ts';
+import { isLittleEndian, writeAll } from '../util/binary-io.ts';
+import { isAlive } from '../util/process-alive.ts';
 
 const MAGIC = 'CSJRNL01';
 export const JOURNAL_RE = /^journal-(\d+)-[0-9a-f]+\.rows$/;
@@ -107,7 +109,7 @@ export async function recoverJournals(
     const file = path.join(dir, name);
     const st = await fsp.stat(file).catch(() => null);
     if (!st) continue;
-    if (writerAlive(Number(m[1])) && Date.now() - st.mtimeMs < STALE_MS) continue;
+    if (isAlive(Number(m[1])) && Date.now() - st.mtimeMs < STALE_MS) continue;
     const claimed = journalName(dir);
     try {
       await fsp.rename(file, claimed);
@@ -181,30 +183,7 @@ function journalHeader(extractor: string, dim: number): Buffer {
   return h;
 }
 
-/** Whether a process with this pid exists (this process counts: one of its threads may be writing). */
-function writerAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
-function isLittleEndian(): boolean {
-  return new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-}
-
-async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  for (const part of parts) {
-    let off = 0;
-    while (off < part.byteLength) {
-      const { bytesWritten } = await fh.write(part, off, part.byteLength - off);
-      off += bytesWritten;
-    }
-  }
-}
 
 /** For tests and tools: the journal files in a cache folder. */
 export function listJournals(dir: string): string[] {

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
 import { downloadResumable } from '../ml/download.ts';
+import { isAlive } from '../util/process-alive.ts';
 import { ONNX_MAX_BYTES, onnxFileProblem, onnxStructureProblem, openRegularFile } from '../ml/onnx-file.ts';
 import { checkClipWeights, clipWeightsHelp, clipWeightsPath, clipWeightsSource, ortAvailable, recordClipVerdict } from './clip.ts';
 import type { WeightsParams } from './filter-kinds.ts';
@@ -57,21 +58,12 @@ function sweepTemporaries(ctx: JobContext<WeightsParams>, dest: string): void {
   }
   for (const name of names) {
     const m = TMP_RE.exec(name);
-    if (!m || !name.startsWith(`${path.basename(dest)}.`) || processAlive(Number(m[1]))) continue;
+    if (!m || !name.startsWith(`${path.basename(dest)}.`) || isAlive(Number(m[1]))) continue;
     fs.rmSync(path.join(dir, name), { force: true });
     ctx.log('info', `removed ${name}, left by a stopped copy`);
   }
 }
 
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Why a file is not the CLIP ViT-B/16 image encoder (null: it is): the checks that need no ONNX

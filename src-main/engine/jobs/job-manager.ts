@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { isAlive } from '../workspace/image-store.ts';
+import { isAlive } from '../util/process-alive.ts';
 import type { Workspace } from '../workspace/workspace.ts';
 import { UserError } from '../workspace/errors.ts';
 import { diskFullError, isDiskFull } from '../util/disk-full.ts';

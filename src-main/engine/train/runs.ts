@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Workspace } from '../workspace/workspace.ts';
 import { UserError } from '../workspace/errors.ts';
-import { isAlive } from '../workspace/image-store.ts';
+import { isAlive } from '../util/process-alive.ts';
 import type { RunInfo, RunMetricPoint } from '../api/contract/train.ts';
 import type { TrainParams } from './train-kind.ts';
 

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { injectedEnospc } from '../util/disk-full.ts';
+import { isAlive } from '../util/process-alive.ts';
 
 const KEY_RE = /^[0-9a-f]{64}$/;
 
@@ -95,12 +96,3 @@ export class ImageStore {
   }
 }
 
-export function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
