@@ -11,6 +11,7 @@ import { registerFilter } from './filter.ts';
 import { registerTrain } from './train.ts';
 import { registerPredict } from './predict.ts';
 import { registerRanges } from './ranges.ts';
+import { registerImport } from './import.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
 export function registerCommands(program: Command): void {
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   registerTrain(program);
   registerPredict(program);
   registerRanges(program);
+  registerImport(program);
 }

@@ -5,3 +5,4 @@ import '../dedup/dedup-kind.ts';
 import '../predict/predict-kind.ts';
 import '../filter/filter-kinds.ts';
 import '../train/train-kind.ts';
+import '../import/import-kind.ts';
