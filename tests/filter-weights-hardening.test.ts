@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExtractorInfo } from '../src-main/engine/api/contract/filter.ts';
 import type { JobInfo } from '../src-main/engine/jobs/types.ts';
@@ -16,17 +15,10 @@ import { clipWeightsPath } from '../src-main/engine/filter/clip.ts';
 import { Engine } from '../src-main/engine/engine.ts';
 import { api, runCli, startServe, waitFor, type Served } from './helpers/processes.ts';
 import { ROOT, seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
+import { hasOrt } from './helpers/onnx.ts';
 
 const FIXTURE = path.join(ROOT, 'tests', 'fixtures', 'tiny-clip-vit-b16.onnx');
 const WRONG_DIM = path.join(ROOT, 'tests', 'fixtures', 'tiny-clip-wrong-dim.onnx');
-const hasOrt = (() => {
-  try {
-    createRequire(import.meta.url).resolve('onnxruntime-node');
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 function emptyWorkspace(): string {
   const ws = tmpWorkspace();

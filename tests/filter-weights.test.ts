@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,18 +9,11 @@ import { clipWeightsPath, toClipInput } from '../src-main/engine/filter/clip.ts'
 import { Engine } from '../src-main/engine/engine.ts';
 import { runCli } from './helpers/processes.ts';
 import { ROOT, seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
+import { hasOrt } from './helpers/onnx.ts';
 
 // the weights job installs only a model with the CLIP image encoder's interface: the tiny stand-in
 const MODEL = fs.readFileSync(path.join(ROOT, 'tests', 'fixtures', 'tiny-clip-vit-b16.onnx'));
 
-const hasOrt = (() => {
-  try {
-    createRequire(import.meta.url).resolve('onnxruntime-node');
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 describe('resumable weight download', () => {
   const body = Buffer.alloc(3 * 1024 * 1024);
