@@ -60,6 +60,12 @@ export interface TrainDatasetSummary {
   makeModels: Array<{ make: string; model: string; count: number }>;
   unknownMakeModels: number;
   years: Array<{ label: string; count: number }>;
+  /** How the default split assigns rows: by listing (no car in both sets) or by photo. */
+  split: 'listing' | 'photo';
+  /** Per head, the training and test rows that carry its label (a head trains only on those). */
+  labelCounts: Record<'price' | 'makeModel' | 'year', { train: number; test: number }>;
+  /** The year classes span the dataset's own years: [first, last], or null when no row has a year. */
+  yearRange: [number, number] | null;
 }
 
 export interface TrainMetricsEvent {
