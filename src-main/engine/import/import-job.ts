@@ -15,31 +15,9 @@ import { readImageBytes } from '../predict/decode-file.ts';
 import { importSource, type ImportParams } from './import-kind.ts';
 import { readFolder, readManifest, type ImportRow, type ReadRows } from './manifest.ts';
 
-/** A row that was not imported (skipped) or imported with a value set to NULL (warning). */
-export interface RowIssue {
-  /** Manifest line (0 for a folder's files). */
-  line: number;
-  where: string;
-  /** Short category, counted in the summary: `missing file`, `not an image`, `duplicate row`, ... */
-  category: string;
-  reason: string;
-}
-
-export interface ImportSummary {
-  source: string;
-  rowsRead: number;
-  rowsImported: number;
-  rowsSkipped: number;
-  skippedByReason: Record<string, number>;
-  /** Listings of this source in the workspace after the import, and those this import added. */
-  listings: number;
-  listingsAdded: number;
-  /** Images the import stored (new content) and the images its listings hold in all. */
-  imagesAdded: number;
-  images: number;
-  errors: RowIssue[];
-  warnings: RowIssue[];
-}
+// The job's row issues and result are plain data of the API contract (the Import panel shows them).
+import { IMPORT_FIELDS, type ImportSummary, type RowIssue } from '../api/contract/import.ts';
+export type { ImportSummary, RowIssue };
 
 interface Checkpoint {
   /** Listings (in manifest order) already committed. */
@@ -48,10 +26,10 @@ interface Checkpoint {
 }
 
 /** Known listing fields; every other column is kept as listing metadata. */
-const LISTING_FIELDS = new Set(['image', 'listing_id', 'price', 'make', 'model', 'year', 'odometer', 'title', 'url']);
+const LISTING_FIELDS = new Set<string>(IMPORT_FIELDS);
 const CHECKPOINT_EVERY_MS = 1000;
 
-interface Listing {
+export interface Listing {
   key: string;
   rows: ImportRow[];
 }
@@ -72,7 +50,7 @@ export default async function importJob(ctx: JobContext<ImportParams>): Promise<
   const issues = [...cp.issues];
   if (ctx.resumed && cp.next > 0) ctx.log('info', `continuing after listing ${cp.next} of ${listings.length}`);
   else for (const i of readIssues) logIssue(ctx, i);
-  const root = p.imagesRoot ?? (p.manifest ? path.dirname(p.manifest) : p.folder!);
+  const root = imagesRootOf(p);
   const fetcher = new UrlFetcher(p.allowPrivateHosts, ctx.signal);
   const writer = listingWriter(ctx.workspace.db, source, ctx.jobId);
   let lastSave = Date.now();
@@ -110,7 +88,7 @@ async function readRows(p: ImportParams): Promise<ReadRows> {
 }
 
 /** Rows grouped into listings (in order of first appearance), with the rows refused before any file is read. */
-function groupRows(read: ReadRows, p: ImportParams): { listings: Listing[]; issues: RowIssue[] } {
+export function groupRows(read: ReadRows, p: Pick<ImportParams, 'map'>): { listings: Listing[]; issues: RowIssue[] } {
   const issues: RowIssue[] = read.problems.map((pr) => ({
     ...pr,
     category:
@@ -185,20 +163,21 @@ async function ingestListing(
     const ref = row.fields.image!.trim();
     const issue = (category: string, reason: string): void => void issues.push({ line: row.line, where: row.where, category, reason });
     let bytes: Buffer;
-    if (/^https?:\/\//i.test(ref)) {
+    const at = imageRef(root, ref);
+    if (at.kind === 'url') {
       const got = await fetcher.get(ref);
       if ('refused' in got) {
         issue(got.category, got.refused);
         continue;
       }
       bytes = got.body;
-    } else if (/^[a-z][a-z0-9+.-]+:\/\//i.test(ref)) {
+    } else if (at.kind === 'unsupported') {
       issue('unsupported image', `image ${ref}: only file paths and http(s) URLs can be imported`);
       continue;
     } else {
-      const file = path.resolve(root, ref);
+      const file = at.file;
       if (!fs.existsSync(file)) {
-        issue('missing file', `missing file: ${file} does not exist`);
+        issue('missing file', missingFileReason(file));
         continue;
       }
       try {
@@ -244,6 +223,22 @@ async function ingestListing(
     images.push({ key, row });
   }
   return { images, issues };
+}
+
+/** Where relative image paths resolve: the images root, else the manifest's folder, or the labelled folder. */
+export function imagesRootOf(p: Pick<ImportParams, 'imagesRoot' | 'manifest' | 'folder'>): string {
+  return p.imagesRoot ?? (p.manifest ? path.dirname(p.manifest) : p.folder!);
+}
+
+/** What a row's image cell names: an http(s) URL, another scheme (refused), or a file resolved against the images root. */
+export function imageRef(root: string, ref: string): { kind: 'url' } | { kind: 'unsupported' } | { kind: 'file'; file: string } {
+  if (/^https?:\/\//i.test(ref)) return { kind: 'url' };
+  if (/^[a-z][a-z0-9+.-]+:\/\//i.test(ref)) return { kind: 'unsupported' };
+  return { kind: 'file', file: path.resolve(root, ref) };
+}
+
+export function missingFileReason(file: string): string {
+  return `missing file: ${file} does not exist`;
 }
 
 /** A listing's number: its key hashed into a safe integer (listings are unique by source and number). */

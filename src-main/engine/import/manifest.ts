@@ -103,7 +103,7 @@ export function parseMap(text: string | undefined): Record<string, string> {
 }
 
 /** Column name -> field name: the --map renames, other columns keep their (trimmed) names. */
-function renamer(map: Record<string, string>): (column: string) => string {
+export function renamer(map: Record<string, string>): (column: string) => string {
   const byColumn = new Map(Object.entries(map).map(([field, column]) => [column, field]));
   return (column) => byColumn.get(column.trim()) ?? byColumn.get(column) ?? column.trim();
 }
@@ -117,6 +117,22 @@ function cellText(v: unknown): string {
 
 /** Reads a CSV (header row) or JSON Lines manifest (`.jsonl`/`.ndjson`, or content starting with `{`). */
 export function readManifest(file: string, map: Record<string, string>): ReadRows {
+  const read = parseManifest(file, map);
+  if (!read.columns.includes('image')) throw new UserError(noImageColumn(file, map, read.columns));
+  return { rows: read.rows, problems: read.problems, columns: read.columns };
+}
+
+/** Why a manifest whose columns (after the map) have no `image` cannot be imported. */
+export function noImageColumn(file: string, map: Record<string, string>, columns: string[]): string {
+  const mapped = map.image ? ` (--map image=${map.image} names a column the manifest lacks)` : '';
+  return `manifest ${file} has no 'image' column${mapped}; its columns are: ${columns.join(', ') || 'none'}. Name the image column with --map image=<column>`;
+}
+
+/**
+ * The rows of a manifest as readManifest reads them, without requiring an `image` column (the
+ * Import panel's preview shows a manifest before its columns are mapped), and which format it is.
+ */
+export function parseManifest(file: string, map: Record<string, string>): ReadRows & { format: 'csv' | 'jsonl' } {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -183,13 +199,7 @@ export function readManifest(file: string, map: Record<string, string>): ReadRow
       rows.push({ line: r.line, where: `line ${r.line}`, fields });
     }
   }
-  if (!seen.has('image')) {
-    const mapped = map.image ? ` (--map image=${map.image} names a column the manifest lacks)` : '';
-    throw new UserError(
-      `manifest ${file} has no 'image' column${mapped}; its columns are: ${columns.join(', ') || 'none'}. Name the image column with --map image=<column>`,
-    );
-  }
-  return { rows, problems, columns };
+  return { rows, problems, columns, format: jsonl ? 'jsonl' : 'csv' };
 }
 
 /** The fields a class folder's name carries with --as (make_model: `Audi_A3`). */

@@ -11,6 +11,7 @@ import { predictMethods, type PredictResults } from './predict.ts';
 import { filterMethods, type FilterResults } from './filter.ts';
 import { trainMethods, type TrainResults, type TrainEvents } from './train.ts';
 import { valuesMethods, type ValuesResults } from './values.ts';
+import { importMethods, type ImportResults } from './import.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
@@ -19,6 +20,7 @@ export * from './predict.ts';
 export * from './filter.ts';
 export * from './train.ts';
 export * from './values.ts';
+export * from './import.ts';
 
 export const methods = {
   ...coreMethods,
@@ -28,9 +30,10 @@ export const methods = {
   ...filterMethods,
   ...trainMethods,
   ...valuesMethods,
+  ...importMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults {}
 
 export interface Events extends CoreEvents, TrainEvents {}
 

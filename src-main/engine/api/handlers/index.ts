@@ -5,6 +5,7 @@ import { predictHandlers } from './predict.ts';
 import { filterHandlers } from './filter.ts';
 import { trainHandlers } from './train.ts';
 import { valuesHandlers } from './values.ts';
+import { importHandlers } from './import.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -16,4 +17,5 @@ export const handlers: Handlers = {
   ...filterHandlers,
   ...trainHandlers,
   ...valuesHandlers,
+  ...importHandlers,
 };
