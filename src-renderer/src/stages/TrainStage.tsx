@@ -2,6 +2,8 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import { useCall, useEvent, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtInt, fmtPct, fmtPrice } from '../format.ts';
 import { LiveChart, type Series } from '../components/LiveChart.tsx';
+import { EvaluatePanel } from '../components/EvaluatePanel.tsx';
+import { ClassLists, LabelCounts } from '../components/TrainDataset.tsx';
 import type { RunInfo, RunMetricPoint, TrainMetrics } from '../../../src-main/engine/api/contract/index.ts';
 
 const COLORS = ['#4f9cf9', '#f0883e', '#3fb950', '#d2a8ff', '#f85149', '#e3b341', '#56d4dd', '#ff7b72'];
@@ -19,6 +21,10 @@ function lossOf(m: TrainMetrics, h: Head): number {
   if (h === 'median') return m.median.loss;
   return m[h].loss;
 }
+/** A head's test figures mean something only where it had labelled rows (`n`, when the engine sends it). */
+function labelled(h: { loss: number; n?: number } | undefined): boolean {
+  return h?.n !== 0;
+}
 function accOf(m: TrainMetrics, h: Head): number | null {
   if (h === 'total') return m.price.accuracy;
   if (h === 'median') return null;
@@ -32,6 +38,7 @@ export function TrainStage() {
   const [shown, setShown] = useState<number[]>([]);
   const [head, setHead] = useState<Head>('total');
   const [smooth, setSmooth] = useState(0.6);
+  const [picked, setPicked] = useState<number | null>(null);
   const call = useCall();
   const jobs = useJobs();
   useJobRefresh(['train', 'filter-apply', 'dedup', 'scrape'], () => {
@@ -86,6 +93,8 @@ export function TrainStage() {
   const lastSpeed = running ? [...(history[shown[0] ?? -1] ?? [])].reverse().find((p) => p.samplesPerSec)?.samplesPerSec : undefined;
 
   const d = dataset.data;
+  // the run the Evaluate panel shows: the one picked in the table, else the newest that has trained
+  const selected = runById.get(picked ?? -1) ?? (runs.data ?? []).find((r) => r.step > 0 && r.state !== 'preparing') ?? null;
   return (
     <div>
       <h1>Train</h1>
@@ -95,7 +104,7 @@ export function TrainStage() {
       </p>
       <section className="cards">
         <Metric label="training images (with a price)" value={fmtInt(d?.images)} />
-        <Metric label="test images (first 10% by hash)" value={fmtInt(d?.testImages)} />
+        <Metric label={`test images (10%, split by ${d?.split === 'photo' ? 'photo' : 'listing'})`} value={fmtInt(d?.testImages)} />
         <Metric label="make/model classes" value={d ? `${d.makeModels.length} + Unknown` : '—'} />
         <Metric label="backend" value={d?.backend.name ?? '—'} testid="backend" />
       </section>
@@ -139,7 +148,9 @@ export function TrainStage() {
           )}
         </div>
       </section>
-      <RunsTable runs={runs.data ?? []} shown={shown} setShown={setShown} onChange={() => void runs.reload()} busy={Boolean(running)} />
+      <RunsTable runs={runs.data ?? []} shown={shown} setShown={setShown} selected={selected?.id ?? null} onSelect={setPicked} onChange={() => void runs.reload()} busy={Boolean(running)} />
+      {selected && <EvaluatePanel key={selected.id} run={selected} />}
+      {d && <LabelCounts d={d} />}
       {d && <ClassLists d={d} />}
     </div>
   );
@@ -285,7 +296,17 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
   );
 }
 
-function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[]; shown: number[]; setShown: (f: (s: number[]) => number[]) => void; onChange: () => void; busy: boolean }) {
+interface RunsTableProps {
+  runs: RunInfo[];
+  shown: number[];
+  setShown: (f: (s: number[]) => number[]) => void;
+  selected: number | null;
+  onSelect: (id: number) => void;
+  onChange: () => void;
+  busy: boolean;
+}
+
+function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }: RunsTableProps) {
   const call = useCall();
   if (!runs.length) return <p className="muted">No runs yet.</p>;
   return (
@@ -311,12 +332,14 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
         </thead>
         <tbody>
           {runs.map((r) => (
-            <tr key={r.id} data-testid={`run-${r.id}`} data-state={r.state}>
+            <tr key={r.id} data-testid={`run-${r.id}`} data-state={r.state} data-selected={r.id === selected} style={r.id === selected ? { background: 'var(--panel2)' } : undefined}>
               <td>
                 <input type="checkbox" checked={shown.includes(r.id)} onChange={(e) => setShown((s) => (e.target.checked ? [...s, r.id] : s.filter((x) => x !== r.id)))} />
               </td>
               <td>
-                #{r.id} {r.name}
+                <button className="link" title="evaluate this run" onClick={() => onSelect(r.id)} data-testid={`select-run-${r.id}`}>
+                  #{r.id} {r.name}
+                </button>
               </td>
               <td>{r.mode}</td>
               <td>{r.backbone}</td>
@@ -325,10 +348,10 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
               <td>
                 {r.step}/{r.steps}
               </td>
-              <td>{fmtPct(r.lastTest?.price.accuracy)}</td>
+              <td>{labelled(r.lastTest?.price) ? fmtPct(r.lastTest?.price.accuracy) : 'no labels'}</td>
               <td>{fmtPct(r.baseline?.priceAccuracy)}</td>
-              <td>{r.lastTest?.price.loss.toFixed(3) ?? '—'}</td>
-              <td>{r.lastTest?.makeModel.loss.toFixed(3) ?? '—'}</td>
+              <td>{labelled(r.lastTest?.price) ? (r.lastTest?.price.loss.toFixed(3) ?? '—') : 'no labels'}</td>
+              <td>{labelled(r.lastTest?.makeModel) ? (r.lastTest?.makeModel.loss.toFixed(3) ?? '—') : 'no labels'}</td>
               <td>{fmtPrice(r.lastTest?.median.maeDollars)}</td>
               <td className="row">
                 {(r.state === 'stopped' || r.state === 'interrupted' || r.state === 'failed') && (
@@ -345,40 +368,5 @@ function RunsTable({ runs, shown, setShown, onChange, busy }: { runs: RunInfo[];
         </tbody>
       </table>
     </section>
-  );
-}
-
-function ClassLists({ d }: { d: NonNullable<ReturnType<typeof useQuery<'train.dataset'>>['data']> }) {
-  return (
-    <section className="card">
-      <h3>Classes</h3>
-      <div className="grid3">
-        <ClassTable title="Price ranges" testId="price-classes" rows={d.priceBins.map((b) => ({ label: b.label, count: b.count }))} />
-        <ClassTable
-          title={`Top make/models (${d.makeModels.length} classes + Unknown: ${fmtInt(d.unknownMakeModels)})`}
-          rows={d.makeModels.slice(0, 15).map((m) => ({ label: `${m.make} ${m.model}`, count: m.count }))}
-        />
-        <ClassTable title={`Years (${d.years.length} with images, of 1983..2023 + unknown)`} testId="year-classes" rows={d.years} />
-      </div>
-    </section>
-  );
-}
-
-/** One label space's classes with their image counts. */
-function ClassTable({ title, rows, testId }: { title: string; rows: ReadonlyArray<{ label: string; count: number }>; testId?: string }) {
-  return (
-    <div>
-      <h4 className="muted">{title}</h4>
-      <table data-testid={testId}>
-        <tbody>
-          {rows.map((r) => (
-            <tr key={r.label}>
-              <td>{r.label}</td>
-              <td>{fmtInt(r.count)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
   );
 }
