@@ -75,26 +75,64 @@ export function dotBlock(a: Float32Array, nA: number, b: Float32Array, nB: numbe
       const b1 = b0 + dim;
       const b2 = b1 + dim;
       const b3 = b2 + dim;
-      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0; // prettier-ignore
-      let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0; // prettier-ignore
+      let s00 = 0,
+        s01 = 0,
+        s02 = 0,
+        s03 = 0,
+        s10 = 0,
+        s11 = 0,
+        s12 = 0,
+        s13 = 0;
+      let s20 = 0,
+        s21 = 0,
+        s22 = 0,
+        s23 = 0,
+        s30 = 0,
+        s31 = 0,
+        s32 = 0,
+        s33 = 0;
       for (let d = 0; d < dim; d++) {
         const x0 = b[b0 + d];
         const x1 = b[b1 + d];
         const x2 = b[b2 + d];
         const x3 = b[b3 + d];
         let y = a[a0 + d];
-        s00 += y * x0; s01 += y * x1; s02 += y * x2; s03 += y * x3; // prettier-ignore
+        s00 += y * x0;
+        s01 += y * x1;
+        s02 += y * x2;
+        s03 += y * x3;
         y = a[a1 + d];
-        s10 += y * x0; s11 += y * x1; s12 += y * x2; s13 += y * x3; // prettier-ignore
+        s10 += y * x0;
+        s11 += y * x1;
+        s12 += y * x2;
+        s13 += y * x3;
         y = a[a2 + d];
-        s20 += y * x0; s21 += y * x1; s22 += y * x2; s23 += y * x3; // prettier-ignore
+        s20 += y * x0;
+        s21 += y * x1;
+        s22 += y * x2;
+        s23 += y * x3;
         y = a[a3 + d];
-        s30 += y * x0; s31 += y * x1; s32 += y * x2; s33 += y * x3; // prettier-ignore
+        s30 += y * x0;
+        s31 += y * x1;
+        s32 += y * x2;
+        s33 += y * x3;
       }
-      out[r0 + j] = s00; out[r0 + j + 1] = s01; out[r0 + j + 2] = s02; out[r0 + j + 3] = s03; // prettier-ignore
-      out[r1 + j] = s10; out[r1 + j + 1] = s11; out[r1 + j + 2] = s12; out[r1 + j + 3] = s13; // prettier-ignore
-      out[r2 + j] = s20; out[r2 + j + 1] = s21; out[r2 + j + 2] = s22; out[r2 + j + 3] = s23; // prettier-ignore
-      out[r3 + j] = s30; out[r3 + j + 1] = s31; out[r3 + j + 2] = s32; out[r3 + j + 3] = s33; // prettier-ignore
+      out[r0 + j] = s00;
+      out[r0 + j + 1] = s01;
+      out[r0 + j + 2] = s02;
+      out[r0 + j + 3] = s03;
+      out[r1 + j] = s10;
+      out[r1 + j + 1] = s11;
+      out[r1 + j + 2] = s12;
+      out[r1 + j + 3] = s13;
+      out[r2 + j] = s20;
+      out[r2 + j + 1] = s21;
+      out[r2 + j + 2] = s22;
+      out[r2 + j + 3] = s23;
+      out[r3 + j] = s30;
+      out[r3 + j + 1] = s31;
+      out[r3 + j + 2] = s32;
+      out[r3 + j + 3] = s33;
     }
     for (let j = nB4; j < nB; j++) for (let r = 0; r < 4; r++) out[(i + r) * nB + j] = dot(a, (i + r) * dim, b, j * dim, dim);
   }

@@ -239,7 +239,9 @@ export function priorProbs(trainLabels: Int32Array, C: number, nRows: number): M
 
 /** Median of the finite values (NaN when there are none): the majority baseline of a regression head. */
 export function medianOf(values: Values): number {
-  const xs = Array.from(values).filter(Number.isFinite).sort((a, b) => a - b);
+  const xs = Array.from(values)
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b);
   if (!xs.length) return Number.NaN;
   const m = xs.length >> 1;
   return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
