@@ -68,6 +68,8 @@ export interface DatasetFacets {
   models: Record<string, Array<{ model: string; count: number }>>;
   year: { min: number | null; max: number | null };
   price: { min: number | null; max: number | null };
+  /** Where listings came from (a scraped site's source, `import:<name>`), most listed first. */
+  sources: Array<{ source: string; count: number }>;
 }
 
 export type TimeBucket = 'minute' | 'hour' | 'day';
@@ -102,6 +104,8 @@ const optNum = z.number().finite().optional();
 
 export const datasetMethods = {
   'listings.query': z.object({
+    /** Only listings of this source (`import:cars.csv`, a scraped site's source). */
+    source: z.string().min(1).optional(),
     make: z.string().min(1).optional(),
     model: z.string().min(1).optional(),
     yearMin: z.number().int().optional(),

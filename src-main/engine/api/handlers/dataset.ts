@@ -59,6 +59,10 @@ function escapeLike(s: string): string {
 export function queryListings(db: Db, p: ParsedParams<'listings.query'>): ListingPage {
   const where: string[] = [];
   const args: Record<string, unknown> = {};
+  if (p.source !== undefined) {
+    where.push('l.source = @source');
+    args.source = p.source;
+  }
   if (p.make !== undefined) {
     where.push('l.make = @make');
     args.make = p.make;
@@ -169,7 +173,10 @@ export function facets(db: Db): DatasetFacets {
   for (const list of Object.values(models)) list.sort((a, b) => b.count - a.count || a.model.localeCompare(b.model));
   const year = db.prepare(`SELECT MIN(year) AS min, MAX(year) AS max FROM listings`).get() as DatasetFacets['year'];
   const price = db.prepare(`SELECT MIN(price) AS min, MAX(price) AS max FROM listings`).get() as DatasetFacets['price'];
-  return { total, makes, models, year, price };
+  const sources = db
+    .prepare(`SELECT source, COUNT(*) AS count FROM listings GROUP BY source ORDER BY count DESC, source`)
+    .all() as DatasetFacets['sources'];
+  return { total, makes, models, year, price, sources };
 }
 
 export function plots(db: Db): DatasetPlots {

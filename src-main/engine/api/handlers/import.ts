@@ -1,5 +1,12 @@
 import fs from 'node:fs';
-import { IMPORT_FIELDS, type ImportField, type ImportPreview, type ImportPreviewRow, type ImportResults, type RowIssue } from '../contract/import.ts';
+import {
+  IMPORT_FIELDS,
+  type ImportField,
+  type ImportPreview,
+  type ImportPreviewRow,
+  type ImportResults,
+  type RowIssue,
+} from '../contract/import.ts';
 import type { ParsedParams } from '../contract/index.ts';
 import type { Handlers } from './types.ts';
 import type { Engine } from '../../engine.ts';
@@ -31,7 +38,9 @@ export function suggestField(column: string): ImportField | 'metadata' {
 
 async function preview(p: ParsedParams<'import.preview'>, e: Engine): Promise<ImportPreview> {
   const input = e.paths.readable((p.manifest ?? p.folder)!);
-  const root = p.imagesRoot ? e.paths.readable(p.imagesRoot).given : imagesRootOf({ manifest: p.manifest && input.given, folder: input.given });
+  const root = p.imagesRoot
+    ? e.paths.readable(p.imagesRoot).given
+    : imagesRootOf({ manifest: p.manifest && input.given, folder: input.given });
   let format: ImportPreview['format'];
   let raw: ReadRows;
   let mapped: ReadRows;
@@ -47,7 +56,11 @@ async function preview(p: ParsedParams<'import.preview'>, e: Engine): Promise<Im
   const rename = p.manifest ? renamer(p.map) : (c: string) => c;
   const columns = raw.columns.map((name) => {
     const to = rename(name);
-    return { name, field: isField(to) ? to : ('metadata' as const), suggested: p.manifest ? suggestField(name) : isField(name) ? name : 'metadata' };
+    return {
+      name,
+      field: isField(to) ? to : ('metadata' as const),
+      suggested: p.manifest ? suggestField(name) : isField(name) ? name : 'metadata',
+    };
   });
   const error = mapped.columns.includes('image') ? null : noImageColumn(input.given, p.map, mapped.columns);
   const { issues } = groupRows(mapped, p);
