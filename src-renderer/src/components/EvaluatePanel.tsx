@@ -1,11 +1,10 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
-import type { JobInfo, RunInfo } from '../../../src-main/engine/api/contract/index.ts';
+import type { RunInfo } from '../../../src-main/engine/api/contract/index.ts';
 import type { ClassificationScores, ConfusedPair, EvalReport, EvalReportEntry, HeadScores, PerClassScore } from '../../../src-main/engine/api/contract/eval.ts';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
-import { fmtDuration, fmtInt, fmtPct, fmtPrice, fmtRate } from '../format.ts';
+import { fmtDuration, fmtInt, fmtPct, fmtPrice } from '../format.ts';
+import { JobProgress, LIVE } from './JobProgress.tsx';
 import { ReliabilityChart } from './ReliabilityChart.tsx';
-
-const LIVE = new Set(['running', 'cancelling', 'queued']);
 
 /**
  * Evaluate a training run: its checkpoint scored on the test split (or a manifest's rows) beside
@@ -51,7 +50,11 @@ export function EvaluatePanel({ run }: { run: RunInfo }) {
           if (j) started.current = j.id;
         }}
       />
-      {job && <EvalJob job={job} />}
+      {job && (
+        <div style={{ marginTop: 10 }}>
+          <JobProgress job={job} testid="eval" unit="photos" />
+        </div>
+      )}
       {reports.length > 0 && <ReportList reports={reports} shown={shown} onSelect={setSelected} />}
       {shown ? <ReportView runId={run.id} id={shown} /> : !list.loading && <p className="muted">No evaluation of this run yet.</p>}
     </section>
@@ -148,52 +151,6 @@ function EvalForm({ busy, onStart }: { busy: boolean; onStart: (p: EvalStartPara
       >
         {busy ? 'Evaluating…' : 'Evaluate'}
       </button>
-    </div>
-  );
-}
-
-/** The run's newest eval job: live progress with rate and ETA, Cancel, and why it failed. */
-function EvalJob({ job }: { job: JobInfo }) {
-  const call = useCall();
-  const live = LIVE.has(job.state);
-  const pct = job.total ? Math.min(100, (100 * job.done) / job.total) : null;
-  return (
-    <div className="scrape-job" data-testid="eval-job" data-state={job.state} data-job={job.id} style={{ marginTop: 10 }}>
-      <div className="job-head">
-        <span className="job-title">
-          #{job.id} {job.title}
-        </span>
-        <span className={`badge badge-${job.state}`}>{job.state}</span>
-      </div>
-      {live && (
-        <div className="progress" role="progressbar" aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
-          <div className={`progress-bar ${pct == null ? 'indeterminate' : ''}`} style={{ width: `${pct ?? 30}%` }} />
-        </div>
-      )}
-      <div className="job-meta">
-        <span data-testid="eval-progress" data-done={job.done} data-total={job.total ?? ''}>
-          {job.step ? `${job.step}: ` : ''}
-          {fmtInt(job.done)}
-          {job.total != null ? ` / ${fmtInt(job.total)}` : ''}
-          {pct != null ? ` (${pct.toFixed(0)}%)` : ''}
-        </span>
-        {live && <span data-testid="eval-rate">{fmtRate(job.rate)}</span>}
-        {live && <span data-testid="eval-eta">ETA {fmtDuration(job.eta)}</span>}
-      </div>
-      {job.message && <div className="job-msg">{job.message}</div>}
-      {job.error && (
-        <div className="job-error" data-testid="eval-error">
-          {job.error.message}
-          {!job.error.user && <span className="muted small"> (unexpected {job.error.name}: the job&apos;s log in the Jobs panel has the details)</span>}
-        </div>
-      )}
-      {live && (
-        <div className="job-actions">
-          <button onClick={() => void call('jobs.cancel', { id: job.id })} disabled={job.state === 'cancelling'} data-testid="eval-cancel">
-            {job.state === 'cancelling' ? 'Stopping…' : 'Cancel'}
-          </button>
-        </div>
-      )}
     </div>
   );
 }

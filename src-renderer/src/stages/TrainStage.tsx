@@ -337,7 +337,7 @@ function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }
                 <input type="checkbox" checked={shown.includes(r.id)} onChange={(e) => setShown((s) => (e.target.checked ? [...s, r.id] : s.filter((x) => x !== r.id)))} />
               </td>
               <td>
-                <button className="link" title="evaluate this run" onClick={() => onSelect(r.id)} data-testid={`select-run-${r.id}`}>
+                <button className="link" style={{ whiteSpace: 'nowrap' }} title="evaluate this run" onClick={() => onSelect(r.id)} data-testid={`select-run-${r.id}`}>
                   #{r.id} {r.name}
                 </button>
               </td>
