@@ -54,9 +54,12 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
     );
     expect(scrape.code, scrape.stderr).toBe(0);
     // a short heads run (the first run extracts every image's features, hence the wide bound)
-    const train = await runCli(['train', '--workspace', dir, '--steps', '150', '--eval-every', '50', '--checkpoint-every', '50', '--name', 'eval-ui-run', '--json'], {
-      timeoutMs: 500_000,
-    });
+    const train = await runCli(
+      ['train', '--workspace', dir, '--steps', '150', '--eval-every', '50', '--checkpoint-every', '50', '--name', 'eval-ui-run', '--json'],
+      {
+        timeoutMs: 500_000,
+      },
+    );
     expect(train.code, train.stderr).toBe(0);
     s = await startServe(['--workspace', dir]);
     const runs = (await api(s, 'runs.list')) as RunInfo[];

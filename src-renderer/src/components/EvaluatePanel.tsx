@@ -1,6 +1,13 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { RunInfo } from '../../../src-main/engine/api/contract/index.ts';
-import type { ClassificationScores, ConfusedPair, EvalReport, EvalReportEntry, HeadScores, PerClassScore } from '../../../src-main/engine/api/contract/eval.ts';
+import type {
+  ClassificationScores,
+  ConfusedPair,
+  EvalReport,
+  EvalReportEntry,
+  HeadScores,
+  PerClassScore,
+} from '../../../src-main/engine/api/contract/eval.ts';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtPct, fmtPrice } from '../format.ts';
 import { JobProgress, LIVE } from './JobProgress.tsx';
@@ -39,9 +46,9 @@ export function EvaluatePanel({ run }: { run: RunInfo }) {
         Evaluate run #{run.id} {run.name}
       </h3>
       <p className="muted small">
-        Scores a checkpoint on photos the run did not train on, beside two baselines fitted on the same training rows: <b>Majority</b> = always
-        the training set&apos;s most common class (its class shares as the probabilities); <b>kNN</b> = the k most similar training photos
-        (by the same backbone features) vote.
+        Scores a checkpoint on photos the run did not train on, beside two baselines fitted on the same training rows: <b>Majority</b> =
+        always the training set&apos;s most common class (its class shares as the probabilities); <b>kNN</b> = the k most similar training
+        photos (by the same backbone features) vote.
       </p>
       <EvalForm
         busy={busy}
@@ -72,7 +79,10 @@ interface EvalStartParams {
 /** "field=column, field=column" as a record, or a message saying what is wrong. */
 function parseMap(text: string): Record<string, string> | string {
   const out: Record<string, string> = {};
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z_]+)\s*=\s*(.+)$/.exec(part);
     if (!m) return `"${part}" is not field=column`;
     out[m[1]!] = m[2]!.trim();
@@ -117,15 +127,30 @@ function EvalForm({ busy, onStart }: { busy: boolean; onStart: (p: EvalStartPara
           <>
             <label>
               manifest path
-              <input value={manifest} onChange={(e) => setManifest(e.target.value)} placeholder="/data/cars.csv" data-testid="eval-manifest" />
+              <input
+                value={manifest}
+                onChange={(e) => setManifest(e.target.value)}
+                placeholder="/data/cars.csv"
+                data-testid="eval-manifest"
+              />
             </label>
             <label>
               images root (optional)
-              <input value={imagesRoot} onChange={(e) => setImagesRoot(e.target.value)} placeholder="folder the image paths are relative to" data-testid="eval-images-root" />
+              <input
+                value={imagesRoot}
+                onChange={(e) => setImagesRoot(e.target.value)}
+                placeholder="folder the image paths are relative to"
+                data-testid="eval-images-root"
+              />
             </label>
             <label>
               columns (optional)
-              <input value={mapText} onChange={(e) => setMapText(e.target.value)} placeholder="price=Price, year=Year" data-testid="eval-map" />
+              <input
+                value={mapText}
+                onChange={(e) => setMapText(e.target.value)}
+                placeholder="price=Price, year=Year"
+                data-testid="eval-map"
+              />
             </label>
           </>
         )}
@@ -144,7 +169,11 @@ function EvalForm({ busy, onStart }: { busy: boolean; onStart: (p: EvalStartPara
             checkpoint,
             k,
             ...(source === 'manifest'
-              ? { manifest: manifest.trim(), ...(imagesRoot.trim() ? { imagesRoot: imagesRoot.trim() } : {}), ...(typeof map === 'object' ? { map } : {}) }
+              ? {
+                  manifest: manifest.trim(),
+                  ...(imagesRoot.trim() ? { imagesRoot: imagesRoot.trim() } : {}),
+                  ...(typeof map === 'object' ? { map } : {}),
+                }
               : {}),
           })
         }
@@ -228,8 +257,8 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
         )}
       </div>
       <p className="muted small" data-testid="eval-summary">
-        {fmtInt(report.rows)} photos scored from the {sourceText(report.source)}; baselines fitted on {fmtInt(report.trainRows)} training photos,
-        kNN with k = {report.knnK}; took {fmtDuration(report.seconds)}; {new Date(report.createdAt).toLocaleString()}.
+        {fmtInt(report.rows)} photos scored from the {sourceText(report.source)}; baselines fitted on {fmtInt(report.trainRows)} training
+        photos, kNN with k = {report.knnK}; took {fmtDuration(report.seconds)}; {new Date(report.createdAt).toLocaleString()}.
       </p>
       {report.untrained.length > 0 && (
         <div className="job-msg" data-testid="eval-untrained">
@@ -243,9 +272,30 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
           </ul>
         </div>
       )}
-      <HeadSection title="Price range" head="price" scores={h.price} rows={PRICE_ROWS} none="no scored photo had a price" notTrained={untrained(['price', 'median'])} />
-      <HeadSection title="Make / model" head="makeModel" scores={h.makeModel} rows={MAKE_ROWS} none="no scored photo had a make and model" notTrained={untrained(['makeModel'])} />
-      <HeadSection title="Year" head="year" scores={h.year} rows={YEAR_ROWS} none="no scored photo had a year" notTrained={untrained(['year'])} />
+      <HeadSection
+        title="Price range"
+        head="price"
+        scores={h.price}
+        rows={PRICE_ROWS}
+        none="no scored photo had a price"
+        notTrained={untrained(['price', 'median'])}
+      />
+      <HeadSection
+        title="Make / model"
+        head="makeModel"
+        scores={h.makeModel}
+        rows={MAKE_ROWS}
+        none="no scored photo had a make and model"
+        notTrained={untrained(['makeModel'])}
+      />
+      <HeadSection
+        title="Year"
+        head="year"
+        scores={h.year}
+        rows={YEAR_ROWS}
+        none="no scored photo had a year"
+        notTrained={untrained(['year'])}
+      />
       {h.makeModel && (
         <div className="grid2">
           <PerClass rows={h.makeModel.perClass} />
@@ -356,7 +406,12 @@ function HeadSection<X>({
                   {cols.map(([c, , s]) => {
                     const v = s ? r.value(s) : null;
                     return (
-                      <td key={c} data-testid={`eval-${head}-${r.key}-${c}`} data-value={v ?? ''} title={s ? undefined : 'kNN needs the backbone features, which were not available'}>
+                      <td
+                        key={c}
+                        data-testid={`eval-${head}-${r.key}-${c}`}
+                        data-value={v ?? ''}
+                        title={s ? undefined : 'kNN needs the backbone features, which were not available'}
+                      >
                         {v == null ? '—' : r.fmt(v)}
                       </td>
                     );
@@ -366,8 +421,14 @@ function HeadSection<X>({
             </tbody>
           </table>
           <div>
-            <div className="muted small">Reliability of the model: bars = share right per confidence bin; on the dashed line = calibrated.</div>
-            <ReliabilityChart bins={scores.model.reliability} testid={`eval-reliability-${head}`} ariaLabel={`${title}: reliability diagram`} />
+            <div className="muted small">
+              Reliability of the model: bars = share right per confidence bin; on the dashed line = calibrated.
+            </div>
+            <ReliabilityChart
+              bins={scores.model.reliability}
+              testid={`eval-reliability-${head}`}
+              ariaLabel={`${title}: reliability diagram`}
+            />
           </div>
         </div>
       )}

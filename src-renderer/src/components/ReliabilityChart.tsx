@@ -18,7 +18,15 @@ export function ReliabilityChart({ bins, testid, ariaLabel }: { bins: Reliabilit
   const sy = (v: number) => PAD.top + plotH - v * plotH;
   const ticks = [0, 0.25, 0.5, 0.75, 1];
   return (
-    <svg className="chart reliability" viewBox={`0 0 ${S} ${S}`} role="img" aria-label={ariaLabel} data-testid={testid} data-bins={used.length} style={{ maxWidth: 300 }}>
+    <svg
+      className="chart reliability"
+      viewBox={`0 0 ${S} ${S}`}
+      role="img"
+      aria-label={ariaLabel}
+      data-testid={testid}
+      data-bins={used.length}
+      style={{ maxWidth: 300 }}
+    >
       {ticks.map((t) => (
         <g key={t}>
           <line x1={PAD.left} x2={sx(1)} y1={sy(t)} y2={sy(t)} className="chart-grid" />
@@ -39,7 +47,14 @@ export function ReliabilityChart({ bins, testid, ariaLabel }: { bins: Reliabilit
       <line x1={sx(0)} y1={sy(0)} x2={sx(1)} y2={sy(1)} className="chart-axis" strokeDasharray="4 3" />
       {used.map((b, i) => (
         <g key={i} data-bin={i}>
-          <rect x={sx(b.lo) + 1} y={sy(b.accuracy)} width={Math.max(1, sx(b.hi) - sx(b.lo) - 2)} height={sy(0) - sy(b.accuracy)} className="chart-bar" opacity={0.75}>
+          <rect
+            x={sx(b.lo) + 1}
+            y={sy(b.accuracy)}
+            width={Math.max(1, sx(b.hi) - sx(b.lo) - 2)}
+            height={sy(0) - sy(b.accuracy)}
+            className="chart-bar"
+            opacity={0.75}
+          >
             <title>{`confidence ${fmtPct(b.lo, 0)}–${fmtPct(b.hi, 0)}: ${fmtInt(b.count)} predictions, ${fmtPct(b.accuracy)} right at ${fmtPct(b.confidence)} mean confidence`}</title>
           </rect>
           <circle cx={sx(b.confidence)} cy={sy(b.accuracy)} r={2.5} className="chart-dot" />

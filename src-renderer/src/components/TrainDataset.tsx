@@ -40,7 +40,11 @@ export function LabelCounts({ d }: { d: TrainDatasetSummary }) {
                 <td>{fmtInt(c.train)}</td>
                 <td>{fmtInt(c.test)}</td>
                 <td className={c.train === 0 ? 'job-error' : 'muted small'}>
-                  {c.train === 0 ? 'no labels — this head will not train' : c.test === 0 ? 'no test labels: its test figures will be empty' : ''}
+                  {c.train === 0
+                    ? 'no labels — this head will not train'
+                    : c.test === 0
+                      ? 'no test labels: its test figures will be empty'
+                      : ''}
                 </td>
               </tr>
             );
