@@ -348,7 +348,9 @@ function PreviewTable({
                     <span className="dup-x">missing</span>
                   )}
                 </td>
-                <td>{r.error ? <span className="log-warn">{r.error.reason}</span> : <span className="dup-ok">yes</span>}</td>
+                <td title={r.error?.reason}>
+                  {r.error ? <span className="log-warn">{r.error.reason}</span> : <span className="dup-ok">yes</span>}
+                </td>
               </tr>
             ))}
           </tbody>
