@@ -471,8 +471,12 @@ describe('report HTML and files', () => {
     const dir = path.join(tmp, 'reports', 'r1');
     await writeReport(dir, report);
     expect(fs.readdirSync(dir).sort()).toEqual(['report.html', 'report.json']);
-    expect(await readReport(dir)).toEqual(report);
-    expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toBe(renderReportHtml(report));
+    const back = readReport(dir);
+    expect(back.report).toEqual(report);
+    expect(back.html).toBe(renderReportHtml(report));
+    expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toBe(back.html);
+    fs.rmSync(path.join(dir, 'report.html'));
+    expect(readReport(dir).html).toBe(back.html); // rendered again from report.json
     const entry = reportEntry('r1', report);
     expect(entry).toEqual({
       id: 'r1',
@@ -488,9 +492,11 @@ describe('report HTML and files', () => {
       },
     });
     expect(reportEntry('r2', sampleReport({ year: false })).headline.yearWithin2).toBeNull();
-    await expect(readReport(path.join(tmp, 'missing'))).rejects.toThrow(UserError);
+    expect(() => readReport(path.join(tmp, 'missing'))).toThrow(UserError);
     fs.mkdirSync(path.join(tmp, 'bad'));
     fs.writeFileSync(path.join(tmp, 'bad', 'report.json'), '{"version":2}');
-    await expect(readReport(path.join(tmp, 'bad'))).rejects.toThrow(/not a version-1 report/);
+    expect(() => readReport(path.join(tmp, 'bad'))).toThrow(/not a version-1 report/);
+    fs.writeFileSync(path.join(tmp, 'bad', 'report.json'), '{"version":');
+    expect(() => readReport(path.join(tmp, 'bad'))).toThrow(/not valid JSON/);
   });
 });

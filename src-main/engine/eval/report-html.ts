@@ -1,6 +1,6 @@
 // An evaluation report as files (report.json, and report.html: one self-contained page with inline
 // CSS and inline SVG plots, no scripts and no external URLs) and as the entry the run's list shows.
-import fsp from 'node:fs/promises';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { ClassificationScores, EvalReport, EvalReportEntry, HeadScores, PerClassScore, ReliabilityBin } from '../api/contract/eval.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
@@ -217,12 +217,12 @@ export async function writeReport(dir: string, report: EvalReport): Promise<void
   await writeFileAtomic(path.join(dir, REPORT_HTML), renderReportHtml(report));
 }
 
-/** The report stored in `dir` (its report.json). */
-export async function readReport(dir: string): Promise<EvalReport> {
+/** The report stored in `dir` (its report.json) and its page (report.html, rendered again when that file is missing). */
+export function readReport(dir: string): { report: EvalReport; html: string } {
   const file = path.join(dir, REPORT_JSON);
   let text: string;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`no evaluation report in ${dir}`);
     throw e;
@@ -237,7 +237,15 @@ export async function readReport(dir: string): Promise<EvalReport> {
   if (!v || typeof v !== 'object' || v.version !== 1 || typeof v.heads !== 'object' || v.heads === null) {
     throw new UserError(`evaluation report ${file} is not a version-1 report`);
   }
-  return v as EvalReport;
+  const report = v as EvalReport;
+  let html: string;
+  try {
+    html = fs.readFileSync(path.join(dir, REPORT_HTML), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    html = renderReportHtml(report);
+  }
+  return { report, html };
 }
 
 /** The list entry of a stored report: its source, rows and the model's headline figure per head. */
