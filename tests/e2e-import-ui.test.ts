@@ -359,4 +359,60 @@ describe.runIf(hasChromium())('Import panel in Chromium', () => {
     await page.screenshot({ path: artifactPath('import-done.png') });
     expect(errors).toEqual([]);
   }, 300_000);
+
+  it('stops an import from the panel and resumes it to the counts of an uninterrupted one', async () => {
+    // enough rows that the import lasts while it is watched and stopped
+    const n = 400;
+    const dir = path.join(data, 'many');
+    fs.mkdirSync(dir, { recursive: true });
+    const lines = ['image,listing_id,price'];
+    for (let i = 0; i < n; i++) {
+      fs.writeFileSync(path.join(dir, `p${i}.jpg`), await makeJpeg(420 + (i % 40), 320 + Math.floor(i / 40), 1000 + i));
+      lines.push(`p${i}.jpg,L${i},${10_000 + i}`);
+    }
+    const many = path.join(dir, 'many.csv');
+    fs.writeFileSync(many, `${lines.join('\n')}\n`);
+
+    const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${served.url}?token=${served.token}`);
+    await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor();
+    await page.getByTestId('import-manifest').fill(many);
+    await page.getByTestId('import-preview').click();
+    await page
+      .getByTestId('import-preview-table')
+      .and(page.locator(`[data-total="${n}"]`))
+      .waitFor();
+    // every column of this manifest is known by name: nothing to map
+    await page.locator('[data-testid="import-map"][data-column="image"][data-field="image"]').waitFor();
+    await page.getByTestId('import-start').click();
+
+    const job = page.getByTestId('import-job');
+    await job.and(page.locator('[data-state="running"]')).waitFor();
+    expect(await page.getByTestId('import-start').isDisabled()).toBe(true);
+    await page.waitForFunction(`Number(document.querySelector('[data-testid="import-progress"]')?.getAttribute('data-done')) > 0`);
+    expect(await page.getByTestId('import-progress').getAttribute('data-total')).toBe(String(n));
+    await page.getByTestId('import-rate').waitFor();
+    await page.getByTestId('import-eta').filter({ hasText: 'ETA' }).waitFor();
+    await page.getByTestId('import-stop').click();
+    await job.and(page.locator('[data-state="cancelled"]')).waitFor(PROGRESS);
+    const stoppedAt = Number(await page.getByTestId('import-progress').getAttribute('data-done'));
+    expect(stoppedAt).toBeLessThan(n);
+    expect(await page.getByTestId('import-summary').count()).toBe(0);
+
+    await page.getByTestId('import-resume').click();
+    await job.and(page.locator('[data-state="done"]')).waitFor(PROGRESS);
+    const summary = page.getByTestId('import-summary');
+    await summary.waitFor();
+    expect(await summary.getAttribute('data-rows-read')).toBe(String(n));
+    expect(await summary.getAttribute('data-rows-skipped')).toBe('0');
+    expect(await summary.getAttribute('data-listings-added')).toBe(String(n));
+    expect(await summary.getAttribute('data-images-added')).toBe(String(n));
+    expect(await job.textContent()).toContain('resumed 1×');
+    const finished = (await api(served, 'jobs.get', { id: Number(await job.getAttribute('data-job')) })) as JobInfo;
+    expect(finished).toMatchObject({ state: 'done', done: n, total: n, resumedCount: 1 });
+    expect(((await api(served, 'listings.query', { source: 'import:many.csv' })) as ListingPage).total).toBe(n);
+    expect(errors).toEqual([]);
+  }, 300_000);
 });
