@@ -464,6 +464,12 @@ describe('report HTML and files', () => {
     const d2 = parseDocument(noYear);
     expect(DomUtils.getElementsByTagName('svg', d2).filter((s) => s.attribs.class === 'reliability')).toHaveLength(2);
     expect(DomUtils.textContent(d2)).toContain('year: loss weight 0 <script>');
+    // The split note follows the source: a photo split does not claim unseen cars; a manifest's path is escaped.
+    const photo = DomUtils.textContent(parseDocument(renderReportHtml({ ...report, source: { kind: 'test-split', split: 'photo' } })));
+    expect(photo).toMatch(/split by photo/);
+    expect(photo).not.toMatch(/no car/);
+    const man = renderReportHtml({ ...report, source: { kind: 'manifest', manifest: '/data/<x>.csv', rowsSkipped: 4 } });
+    expect(man).toContain('manifest /data/&lt;x&gt;.csv (4 rows skipped)');
   });
 
   it('writeReport and readReport round-trip; reportEntry has the headline figures', async () => {

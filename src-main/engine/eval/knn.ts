@@ -264,10 +264,11 @@ export async function knnPredict<H extends string>(input: KnnInput<H>): Promise<
         for (const sel of selectors) {
           const el = sel.eligible;
           let m = 0;
+          let worst = -Infinity; // the k-th similarity once k rows are kept
           for (let e = 0; e < el.length; e++) {
             const j = el[e];
             const v = s[o + j];
-            if (m === k && v <= topSim[k - 1]) continue;
+            if (v <= worst) continue;
             let p = m < k ? m++ : k - 1;
             while (p > 0 && topSim[p - 1] < v) {
               topSim[p] = topSim[p - 1];
@@ -276,6 +277,7 @@ export async function knnPredict<H extends string>(input: KnnInput<H>): Promise<
             }
             topSim[p] = v;
             topIdx[p] = j;
+            if (m === k) worst = topSim[k - 1];
           }
           sel.emit(start + r, topIdx, topSim, m);
         }

@@ -124,6 +124,17 @@ function sourceText(s: EvalReport['source']): string {
   return `manifest ${s.manifest}${s.rowsSkipped ? ` (${s.rowsSkipped} rows skipped)` : ''}`;
 }
 
+/** What the split means for the scores, by source. */
+function splitText(s: EvalReport['source']): string {
+  if (s.kind === 'manifest') {
+    return "The rows come from a manifest, not from the run's own split: whether some of its cars were also in the training set is up to the manifest, and cars the model was trained on score higher than new ones.";
+  }
+  if (s.split === 'listing') {
+    return 'The test split is made by listing, so no car (none of its photos) is in both the training and the test set: the scores measure cars the model has never seen.';
+  }
+  return 'This run split by photo, so other photos of a test car can be in the training set: the scores are higher than they would be on cars the model has never seen.';
+}
+
 const HEAD_TITLES = { price: 'Price bin', makeModel: 'Make and model', year: 'Year' } as const;
 
 /** One head's section: the table, and the model's reliability diagram. */
@@ -143,7 +154,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 22px; margin: 0 0 6px; } h2 { font-size: 18px; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 .muted, .meta { color: var(--muted); } .meta span { margin-right: 18px; white-space: nowrap; }
 table { border-collapse: collapse; margin: 6px 0; } th, td { padding: 4px 12px; border-bottom: 1px solid var(--line); text-align: right; }
-th[scope="row"], .confused td:first-child, .confused td:nth-child(2) { text-align: left; } thead th { font-weight: 600; }
+th[scope="row"], .confused td:first-child, .confused td:nth-child(2), .confused th:first-child, .confused th:nth-child(2) { text-align: left; } thead th { font-weight: 600; }
 .row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 svg { font-size: 11px; } svg text { fill: var(--fg); } .plot-bg { fill: var(--plot); } .grid { stroke: var(--line); stroke-width: 1; }
 .bar { fill: var(--bar); } .diagonal { stroke: #d9534f; stroke-width: 1.5; stroke-dasharray: 5 4; } .count { font-size: 9px; fill: var(--muted); }
@@ -204,7 +215,7 @@ ${sections.join('\n')}
 <dt>Cross-entropy</dt><dd>The mean of \u2212ln(probability given to the true class), probabilities clamped at 10<sup>\u22127</sup>: lower is better, and confident mistakes cost the most.</dd>
 <dt>Calibration error (ECE)</dt><dd>Predictions are grouped by their top-1 confidence; ECE is the row-weighted mean gap between each group's accuracy and its mean confidence. The diagrams show the same groups: bars on the dashed diagonal mean a confidence of 70% is right 70% of the time.</dd>
 <dt>Baselines</dt><dd><b>Majority</b> predicts the training set's class frequencies for every row, so its top-1 is the most common class: a model must beat it to have learnt anything. <b>kNN</b> lets the k most similar training photos (cosine similarity of the same backbone features) vote: it shows what the features alone give without the trained heads.</dd>
-<dt>The split</dt><dd>The test split is made by listing, so no car (none of its photos) is in both the training and the test set: the scores measure cars the model has never seen.</dd>
+<dt>The split</dt><dd>${splitText(r.source)}</dd>
 <dt>Rows scored</dt><dd>Each head is scored only on the rows that have its label; rows without it are left out.</dd>
 </dl></section>
 </body></html>
