@@ -17,6 +17,8 @@ import {
   majorityClass,
   priceBin,
   splitByHash,
+  splitByListing,
+  splitRows,
   UNKNOWN_YEAR,
   type LabelRow,
   type LabelSpace,
@@ -33,6 +35,7 @@ import {
   type FeatureSplit,
   type StepEvent,
   type TrainConfig,
+  type RunConfigFile,
   type TrainData,
 } from '../src-main/engine/train/trainer.ts';
 
@@ -65,40 +68,91 @@ describe('labels', () => {
     expect(priceBin(1e7)).toBe(9);
   });
 
-  it('encodes years, unknown years and the Unknown make/model', () => {
+  it('encodes years, unknown years and the Unknown make/model, with a mask per head', () => {
     const rows: LabelRow[] = [
-      ...Array.from({ length: 5 }, (_, i) => row({ imageId: i, make: 'Honda', model: 'Civic' })),
+      ...Array.from({ length: 5 }, (_, i) => row({ imageId: i, make: 'Honda', model: 'Civic', year: 1999 })),
       ...Array.from({ length: 3 }, (_, i) => row({ imageId: 10 + i, make: 'Ford', model: 'F-150' })),
-      ...Array.from({ length: 3 }, (_, i) => row({ imageId: 20 + i, make: 'Audi', model: 'A4' })),
+      ...Array.from({ length: 3 }, (_, i) => row({ imageId: 20 + i, make: 'Audi', model: 'A4', year: 2024 })),
       row({ imageId: 30, make: 'Kia', model: 'Rio' }),
-      row({ imageId: 31, make: null, model: 'Rio' }),
+      row({ imageId: 31, make: null, model: 'Rio', price: null }),
     ];
     const space = buildLabelSpace(rows, { top: 3 });
     // Most frequent first; the 3-3 tie is broken by make.
     expect(space.makeModels.map((c) => `${c.make}/${c.model}/${c.count}`)).toEqual(['Honda/Civic/5', 'Audi/A4/3', 'Ford/F-150/3']);
-    expect(space.unknownMakeModelCount).toBe(2);
+    // Only the labelled pair outside the top 3 is "Unknown"; the row without a make has no label.
+    expect(space.unknownMakeModelCount).toBe(1);
+    expect(space.labelled).toEqual({ price: 12, makeModel: 12, year: 13 });
     expect(JSON.parse(JSON.stringify(space))).toEqual(space);
-    expect(space.years).toHaveLength(42);
-    expect(space.years[0]).toBe('1983');
-    expect(space.years[40]).toBe('2023');
-    expect(space.years[41]).toBe('unknown');
+    // Years span the data (1999..2024, every year between), then "unknown".
+    expect(space.years).toHaveLength(2024 - 1999 + 2);
+    expect(space.years[0]).toBe('1999');
+    expect(space.years.at(-2)).toBe('2024');
+    expect(space.years.at(-1)).toBe('unknown');
+    const unknownYear = space.years.length - 1;
 
-    expect(encode(space, { price: 30_000, make: 'Honda', model: 'Civic', year: 1983 })).toEqual({
+    expect(encode(space, { price: 30_000, make: 'Honda', model: 'Civic', year: 1999 })).toEqual({
       priceBin: 4,
       median: 1,
       makeModel: 0,
       year: 0,
+      priceMask: 1,
+      makeModelMask: 1,
+      yearMask: 1,
     });
-    expect(encode(space, { price: 60_000, make: ' Ford ', model: 'F-150', year: 2023 })).toMatchObject({
-      priceBin: 8,
-      makeModel: 2,
-      year: 40,
-    });
-    // A pair outside the top 3, a missing make, and years outside 1983..2023 or missing.
-    expect(encode(space, { price: 5, make: 'Kia', model: 'Rio', year: 1982 })).toMatchObject({ makeModel: 3, year: UNKNOWN_YEAR });
-    expect(encode(space, { price: 5, make: null, model: 'Rio', year: 2024 })).toMatchObject({ makeModel: 3, year: UNKNOWN_YEAR });
-    expect(encode(space, { price: 5, make: 'Honda', model: 'Civic', year: null }).year).toBe(41);
-    expect(encode(space, { price: 5, make: 'Honda', model: 'Civic', year: 2000.5 }).year).toBe(41);
+    // Spelling: case, spaces and hyphens do not make another class.
+    expect(encode(space, { price: 60_000, make: ' ford ', model: 'F 150', year: 2024 })).toMatchObject({ priceBin: 8, makeModel: 2, year: 25 });
+    // A pair outside the top 3 is Unknown, a real label; a missing make is no label.
+    expect(encode(space, { price: 5, make: 'Kia', model: 'Rio', year: 2005 })).toMatchObject({ makeModel: 3, makeModelMask: 1, yearMask: 1 });
+    expect(encode(space, { price: 5, make: null, model: 'Rio', year: 2005 })).toMatchObject({ makeModel: 3, makeModelMask: 0 });
+    // Years outside the space, missing or not integers: no year label.
+    for (const year of [1998, 2025, null, 2000.5]) expect(encode(space, { price: 5, make: 'Honda', model: 'Civic', year })).toMatchObject({ year: unknownYear, yearMask: 0 });
+    // No price: both price heads skip the row.
+    expect(encode(space, { price: null, make: 'Honda', model: 'Civic', year: 2000 })).toMatchObject({ priceMask: 0, makeModelMask: 1, yearMask: 1 });
+  });
+
+  it('encodes a label space of runs trained before (version 1) as they were trained', () => {
+    const v1: LabelSpace = {
+      version: 1,
+      priceBounds: [10_000, 15_000, 20_000, 25_000, 30_000, 35_000, 40_000, 50_000, 60_000],
+      priceBins: ['$0-10k', '$10k-15k', '$15k-20k', '$20k-25k', '$25k-30k', '$30k-35k', '$35k-40k', '$40k-50k', '$50k-60k', '$60k+'],
+      medianPriceScale: 30_000,
+      makeModels: [{ make: 'Honda', model: 'Civic', count: 5 }],
+      unknownMakeModelCount: 2,
+      years: [...Array.from({ length: 41 }, (_, i) => String(1983 + i)), 'unknown'],
+      rows: 7,
+    };
+    expect(encode(v1, { price: 12_000, make: 'Honda', model: 'Civic', year: 2023 })).toMatchObject({ priceBin: 1, makeModel: 0, year: 40, makeModelMask: 1, yearMask: 1 });
+    // Then, a missing make or year was the Unknown / "unknown" class, trained as such.
+    expect(encode(v1, { price: 12_000, make: null, model: null, year: 2024 })).toMatchObject({ makeModel: 1, makeModelMask: 1, year: UNKNOWN_YEAR, yearMask: 1 });
+  });
+
+  it('splits by listing: all photos of a listing on one side, deterministic, about the fraction of listings', () => {
+    const rng = new Rng(11);
+    const rows: LabelRow[] = [];
+    let id = 1;
+    for (let l = 0; l < 400; l++) {
+      const photos = 1 + rng.int(6);
+      for (let k = 0; k < photos; k++) rows.push(row({ imageId: id++, hash: rng.nextUint32().toString(16).padStart(8, '0'), listingKey: `kbb:${l}` }));
+    }
+    const a = splitByListing(rows, 0.1);
+    const b = splitByListing(new Rng(3).shuffle([...rows]), 0.1);
+    expect(a.test.map((r) => r.imageId)).toEqual(b.test.map((r) => r.imageId));
+    expect(a.train.length + a.test.length).toBe(rows.length);
+    const testListings = new Set(a.test.map((r) => r.listingKey));
+    const trainListings = new Set(a.train.map((r) => r.listingKey));
+    expect(testListings.size).toBeGreaterThan(25);
+    expect(testListings.size).toBeLessThan(55);
+    expect([...testListings].some((k) => trainListings.has(k))).toBe(false);
+    // The per-photo split puts photos of one listing on both sides.
+    const p = splitRows(rows, 'photo', 0.1);
+    const pTest = new Set(p.test.map((r) => r.listingKey));
+    expect(p.train.some((r) => pTest.has(r.listingKey))).toBe(true);
+    // A listing keeps its side when other listings are added.
+    const more = [...rows, ...Array.from({ length: 300 }, (_, i) => row({ imageId: 100_000 + i, listingKey: `kbb:new${i}` }))];
+    const c = splitByListing(more, 0.1);
+    const cTest = new Set(c.test.map((r) => r.listingKey));
+    expect([...testListings].every((k) => cTest.has(k))).toBe(true);
+    expect([...trainListings].some((k) => cTest.has(k))).toBe(false);
   });
 
   it('keeps the top 512 pairs plus Unknown by default', () => {
@@ -106,6 +160,7 @@ describe('labels', () => {
     const space = buildLabelSpace(rows);
     expect(space.makeModels).toHaveLength(512);
     expect(space.unknownMakeModelCount).toBe(88);
+    expect(buildLabelSpace(rows, { top: 10 }).makeModels).toHaveLength(10);
   });
 
   it('splits by sorted hash, independent of input order', () => {
@@ -146,6 +201,7 @@ function syntheticDataset(
   n: number,
   dim: number,
   seed: number,
+  drop: (i: number) => Partial<Pick<LabelRow, 'price' | 'make' | 'model' | 'year'>> = () => ({}),
 ): { space: LabelSpace; train: FeatureSplit; test: FeatureSplit; majority: number } {
   const rng = new Rng(seed);
   // Price bins skewed so that the majority class is about a quarter of the data.
@@ -169,6 +225,7 @@ function syntheticDataset(
       model: PAIRS[pair][1],
       year: rng.next() < 0.1 ? null : 2005 + pair * 2,
       x,
+      ...drop(i),
     });
   }
   const space = buildLabelSpace(rows);
@@ -180,7 +237,7 @@ function syntheticDataset(
   };
   const tr = split(train);
   const te = split(test);
-  return { space, train: tr, test: te, majority: majorityClass(te.labels.priceBin, 10).fraction };
+  return { space, train: tr, test: te, majority: majorityClass(te.labels.priceBin, 10, te.labels.priceMask).fraction };
 }
 
 describe('heads training', () => {
@@ -320,6 +377,64 @@ describe('heads training', () => {
 });
 
 // ---------- fine-tuning a tiny CNN on augmented JPEGs ----------
+
+describe('heads training on partial labels', () => {
+  const DIM = 64;
+  const cfg = (over: Partial<TrainConfig> = {}): TrainConfig =>
+    trainConfig('heads', { steps: 200, batchSize: 64, evalEvery: 100, checkpointEvery: 100, seed: 5, ...over });
+
+  it('trains each head on the rows that have its label; a head without labels never moves and says so', async () => {
+    // Half the rows have no price (labelled photos), the other half no make/model; nobody has a year.
+    const ds = syntheticDataset(3000, DIM, 7, (i) => ({ year: null, ...(i % 2 === 0 ? { price: null } : { make: null, model: null }) }));
+    expect(ds.space.years).toEqual(['unknown']);
+    const res = await train(path.join(tmp, 'partial'), cfg(), { backend, space: ds.space, data: { mode: 'heads', train: ds.train, test: ds.test }, split: 'photo' });
+    const t = res.lastEval!.test;
+    const priced = ds.test.labels.priceMask.reduce((a, b) => a + b, 0);
+    const named = ds.test.labels.makeModelMask.reduce((a, b) => a + b, 0);
+    expect(t.price.n).toBe(priced);
+    expect(t.makeModel.n).toBe(named);
+    expect(t.year.n).toBe(0);
+    expect(priced + named).toBe(t.samples);
+    // Both labelled heads learn from their half.
+    expect(t.price.accuracy).toBeGreaterThan(ds.majority + 0.25);
+    expect(t.makeModel.accuracy).toBeGreaterThan(0.6);
+    // The total is the weighted sum of the labelled heads' means (the year head adds nothing).
+    expect(t.loss).toBeCloseTo(t.price.loss + t.median.loss + t.makeModel.loss, 6);
+    const saved = JSON.parse(fs.readFileSync(path.join(res.runDir, 'config.json'), 'utf8')) as RunConfigFile;
+    expect(saved.split).toBe('photo');
+    expect(saved.heads!.year).toMatchObject({ trains: false, reason: 'no labels', train: 0 });
+    expect(saved.heads!.price).toMatchObject({ trains: true, reason: null, train: ds.train.labels.priceMask.reduce((a, b) => a + b, 0) });
+    // The year head's output columns are where they started.
+    const c = cfg();
+    const init = buildRunHeads(backend.tf, c, ds.space, DIM);
+    const k0 = (await init.vars.get('out/kernel')!.data()) as Float32Array;
+    init.dispose();
+    const k1 = (await readCheckpointWeights(path.join(res.runDir, 'last.ckpt'))).weights.get('heads/out/kernel')!;
+    const s = headSlices(init.config);
+    let yearMoved = 0;
+    let makeMoved = 0;
+    for (let r = 0; r < DIM; r++)
+      for (let j = 0; j < s.width; j++) {
+        const d = Math.abs(k1.data[r * s.width + j] - k0[r * s.width + j]);
+        // slices are [first column, width]
+        if (j >= s.year[0] && j < s.year[0] + s.year[1]) yearMoved = Math.max(yearMoved, d);
+        if (j >= s.makeModel[0] && j < s.makeModel[0] + s.makeModel[1]) makeMoved = Math.max(makeMoved, d);
+      }
+    expect(yearMoved).toBe(0);
+    expect(makeMoved).toBeGreaterThan(1e-3);
+  });
+
+  it('refuses a run in which no head with a weight has a label', async () => {
+    const ds = syntheticDataset(200, DIM, 8, () => ({ price: null }));
+    await expect(
+      train(path.join(tmp, 'no-heads'), cfg({ lossWeights: parseLossWeights('price_ce_only') }), {
+        backend,
+        space: ds.space,
+        data: { mode: 'heads', train: ds.train, test: ds.test },
+      }),
+    ).rejects.toThrow(/no head can train: the heads with a loss weight above 0 \(price\) have no labels/);
+  });
+});
 
 describe('finetune', () => {
   it('refuses the pure-JS cpu backend unless forced', async () => {

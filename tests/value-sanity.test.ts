@@ -253,15 +253,23 @@ describe('training on a workspace with absurd prices already stored', () => {
       const job = engine.jobs.start('train', { steps: 30, batchSize: 16, evalEvery: 15, checkpointEvery: 15 });
       const final = (await engine.jobs.wait(job.id)) as JobInfo;
       expect(final.state, final.error?.message).toBe('done');
-      const result = final.result as { droppedOutliers: { listings: number; images: number; message: string }; lastEval: { test: { median: { maeDollars: number }; samples: number } } };
-      expect(result.droppedOutliers).toMatchObject({ listings: 3, images: 6, message: 'dropped 3 listings (6 images) with a price outside $100..$5,000,000' });
+      const result = final.result as {
+        ignoredPrices: { listings: number; images: number; message: string };
+        lastEval: { test: { median: { maeDollars: number; n: number }; samples: number } };
+      };
+      expect(result.ignoredPrices).toMatchObject({ listings: 3, images: 6, message: 'ignored the price of 3 listings (6 images) outside $100..$5,000,000' });
       const logs = engine.jobs.logs(job.id).map((l) => `${l.level}: ${l.message}`);
-      expect(logs.some((l) => l.startsWith('warn: dropped 3 listings (6 images) with a price outside $100..$5,000,000'))).toBe(true);
-      // 24 images with believable prices, 2 of them the test split; a median head that has barely
-      // trained is still off by the order of a car's price, not by billions
-      expect((await engine.request('train.dataset', {})).images).toBe(24);
-      expect(result.lastEval.test.samples).toBe(2);
-      expect(result.lastEval.test.median.maeDollars).toBeLessThan(60_000);
+      expect(logs.some((l) => l.startsWith('warn: ignored the price of 3 listings (6 images) outside $100..$5,000,000'))).toBe(true);
+      // The 6 images keep their make/model/year labels; only the 24 with believable prices train
+      // and score the price heads. A median head that has barely trained is still off by the
+      // order of a car's price, not by billions.
+      const summary = await engine.request('train.dataset', {});
+      expect(summary.images).toBe(30);
+      expect(summary.labelCounts.price.train + summary.labelCounts.price.test).toBe(24);
+      expect(summary.labelCounts.makeModel.train + summary.labelCounts.makeModel.test).toBe(30);
+      expect(result.lastEval.test.samples).toBe(summary.testImages);
+      expect(result.lastEval.test.median.n).toBe(summary.labelCounts.price.test);
+      if (result.lastEval.test.median.n > 0) expect(result.lastEval.test.median.maeDollars).toBeLessThan(60_000);
     } finally {
       await engine.close();
     }

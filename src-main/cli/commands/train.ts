@@ -5,6 +5,7 @@ import { deleteRun, getRun, listRuns, unfinishedRunFor } from '../../engine/trai
 import { trainParams, type TrainParams } from '../../engine/train/train-kind.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { JobInfo, RunInfo } from '../../engine/api/contract/index.ts';
+import type { HeadName, HeadPlan } from '../../engine/train/trainer.ts';
 import { formatDuration, formatRate } from '../../engine/jobs/progress.ts';
 import { intArg, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 
@@ -24,6 +25,8 @@ interface TrainOpts {
   force?: boolean;
   newRun?: boolean;
   augment: boolean;
+  split: 'listing' | 'photo';
+  topMakeModels: number;
   json?: boolean;
 }
 
@@ -79,6 +82,11 @@ export function registerTrain(program: Command): void {
     .option('--checkpoint-every <n>', 'checkpoint every N steps', intArg('--checkpoint-every', 1), 100)
     .option('--hidden <n>', 'shared hidden ReLU layer before the heads (0 = linear heads, which cannot help each other)', intArg('--hidden', 0, 8192), 256)
     .option('--no-augment', 'finetune: no augmentation')
+    .option('--split <kind>', 'listing (default: every photo of a listing on one side, so no car is in both sets) or photo (the original per-photo split)', (v: string) => {
+      if (v !== 'listing' && v !== 'photo') throw new UserError(`--split must be listing or photo, got '${v}'`);
+      return v;
+    }, 'listing')
+    .option('--top-make-models <k>', 'make/model classes: the K most frequent pairs, the rest Unknown', intArg('--top-make-models', 1, 100_000), 512)
     .option('--name <name>', 'a name for the run')
     .option('--resume <run>', 'continue this run from its last checkpoint (--steps is the new total)', intArg('--resume', 1))
     .option('--force', 'fine-tune without native TensorFlow, on the slow pure-JS cpu backend (a resumed run keeps it)')
@@ -104,6 +112,8 @@ export function registerTrain(program: Command): void {
           checkpointEvery: opts.checkpointEvery,
           hidden: opts.hidden,
           augment: opts.augment,
+          split: opts.split,
+          topMakeModels: opts.topMakeModels,
           name: opts.name,
           resumeRun: opts.resume,
           force: opts.force ?? false,
@@ -123,13 +133,13 @@ export function registerTrain(program: Command): void {
             backbone?: string;
             lastEval: { test: RunInfo['lastTrain'] } | null;
             baselinePriceAccuracy: number;
+            split?: string;
+            heads?: Record<HeadName, HeadPlan>;
           };
-          const t = r.lastEval?.test;
-          const how = [r.resumedFrom != null ? `resumed from step ${r.resumedFrom}` : null, r.backbone, r.backend ? `${r.backend} backend` : null].filter(Boolean).join(', ');
-          process.stdout.write(
-            `run ${r.runId}: ${r.state} at step ${r.step}${how ? ` (${how})` : ''}; test price-bin accuracy ${pct(t?.price.accuracy)} (majority-class baseline ${pct(r.baselinePriceAccuracy)}), ` +
-              `price CE ${t?.price.loss.toFixed(3) ?? '--'}, median-price MAE $${t ? Math.round(t.median.maeDollars) : '--'}\n`,
-          );
+          const how = [r.resumedFrom != null ? `resumed from step ${r.resumedFrom}` : null, r.backbone, r.backend ? `${r.backend} backend` : null, r.split ? `split by ${r.split}` : null]
+            .filter(Boolean)
+            .join(', ');
+          process.stdout.write(`run ${r.runId}: ${r.state} at step ${r.step}${how ? ` (${how})` : ''}; ${testSummary(r.lastEval?.test ?? null, r.baselinePriceAccuracy, r.heads)}\n`);
         }
         process.exitCode = code;
       } finally {
@@ -172,4 +182,22 @@ export function registerTrain(program: Command): void {
         await engine.close();
       }
     });
+}
+
+/** The test figures of each head that trained; the others say why not. */
+function testSummary(t: RunInfo['lastTrain'], baseline: number, heads: Record<HeadName, HeadPlan> | undefined): string {
+  const parts: string[] = [];
+  const skip = (h: HeadName): string | null => {
+    const p = heads?.[h];
+    return p && !p.trains ? `${h}: not trained (${p.reason})` : null;
+  };
+  parts.push(
+    skip('price') ?? `test price-bin accuracy ${pct(t?.price.accuracy)} (majority-class baseline ${pct(baseline)}), price CE ${t?.price.loss.toFixed(3) ?? '--'}`,
+  );
+  parts.push(skip('median') ?? `median-price MAE $${t ? Math.round(t.median.maeDollars) : '--'}`);
+  const mm = skip('makeModel');
+  if (mm || heads) parts.push(mm ?? `make/model top-1 ${pct(t?.makeModel.accuracy)}`);
+  const yr = skip('year');
+  if (yr || heads) parts.push(yr ?? `year top-1 ${pct(t?.year.accuracy)}`);
+  return parts.join(', ');
 }

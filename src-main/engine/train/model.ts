@@ -239,28 +239,49 @@ export interface BatchLabels {
   median: TF.Tensor1D; // float32, price / 30000
   makeModel: TF.Tensor1D; // int32
   year: TF.Tensor1D; // int32
+  /** 0/1 per sample: the sample has a price (both price heads), a make/model, a year. */
+  priceMask: TF.Tensor1D;
+  makeModelMask: TF.Tensor1D;
+  yearMask: TF.Tensor1D;
 }
 
 /**
- * Order of the values in the metrics vector `lossesAndCounts` returns:
- * total, price CE, median L1 (/30000), make/model CE, year CE (batch means), then the number of
- * correct price, make/model and year predictions in the batch.
+ * Order of the values in the metrics vector `lossesAndCounts` returns: the weighted total (a
+ * batch mean), then per head the SUM over its labelled samples of its loss (price CE, median
+ * L1 / 30000, make/model CE, year CE), the number of correct top-1 predictions, and the number
+ * of labelled samples. Sums, so batches add up exactly (see addBatchMetrics).
  */
-export const METRIC_ORDER = ['total', 'price', 'median', 'makeModel', 'year', 'priceCorrect', 'makeModelCorrect', 'yearCorrect'] as const;
+export const METRIC_ORDER = [
+  'total',
+  'price',
+  'median',
+  'makeModel',
+  'year',
+  'priceCorrect',
+  'makeModelCorrect',
+  'yearCorrect',
+  'priceN',
+  'makeModelN',
+  'yearN',
+] as const;
+export const METRIC_COUNT = METRIC_ORDER.length;
 
-function crossEntropy(tf: TfModule, logits: TF.Tensor2D, labels: TF.Tensor1D): TF.Scalar {
+/** Per-sample cross-entropy [N]. */
+function crossEntropyPerSample(tf: TfModule, logits: TF.Tensor2D, labels: TF.Tensor1D): TF.Tensor1D {
   const depth = logits.shape[1];
-  const onehot = tf.oneHot(labels, depth);
-  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1))) as TF.Scalar;
+  // One class (a dataset without years has only "unknown"): log-softmax is 0, and oneHot needs 2.
+  if (depth < 2) return tf.zeros([logits.shape[0]]) as TF.Tensor1D;
+  return tf.neg(tf.sum(tf.mul(tf.oneHot(labels, depth), tf.logSoftmax(logits)), 1)) as TF.Tensor1D;
 }
 
-function correct(tf: TfModule, logits: TF.Tensor2D, labels: TF.Tensor1D): TF.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
+function correctPerSample(tf: TfModule, logits: TF.Tensor2D, labels: TF.Tensor1D): TF.Tensor1D {
+  return tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32') as TF.Tensor1D;
 }
 
 /**
- * The weighted total loss (a differentiable scalar) and a [8] vector of metrics in METRIC_ORDER.
- * A head whose weight is 0 contributes nothing to the total (and so gets no gradient).
+ * The weighted total loss (a differentiable scalar) and the metrics vector in METRIC_ORDER. Each
+ * head's loss is the mean over the samples that have its label (mask 1); a head with no labelled
+ * sample in the batch, or weight 0, contributes nothing to the total (and gets no gradient).
  */
 export function lossesAndCounts(
   tf: TfModule,
@@ -268,63 +289,83 @@ export function lossesAndCounts(
   labels: BatchLabels,
   w: LossWeights,
 ): { total: TF.Scalar; metrics: TF.Tensor1D } {
-  const price = crossEntropy(tf, out.price, labels.priceBin);
-  const median = tf.mean(tf.abs(tf.sub(out.median, labels.median))) as TF.Scalar;
-  const make = crossEntropy(tf, out.makeModel, labels.makeModel);
-  const year = crossEntropy(tf, out.year, labels.year);
+  const perHead = [
+    { loss: crossEntropyPerSample(tf, out.price, labels.priceBin), mask: labels.priceMask, w: w.price },
+    { loss: tf.abs(tf.sub(out.median, labels.median)) as TF.Tensor1D, mask: labels.priceMask, w: w.median },
+    { loss: crossEntropyPerSample(tf, out.makeModel, labels.makeModel), mask: labels.makeModelMask, w: w.makeModel },
+    { loss: crossEntropyPerSample(tf, out.year, labels.year), mask: labels.yearMask, w: w.year },
+  ];
+  const sums = perHead.map((h) => tf.sum(tf.mul(h.loss, h.mask)) as TF.Scalar);
+  const counts = perHead.map((h) => tf.sum(h.mask) as TF.Scalar);
   const terms: TF.Scalar[] = [];
-  if (w.price !== 0) terms.push(tf.mul(price, w.price));
-  if (w.median !== 0) terms.push(tf.mul(median, w.median));
-  if (w.makeModel !== 0) terms.push(tf.mul(make, w.makeModel));
-  if (w.year !== 0) terms.push(tf.mul(year, w.year));
+  perHead.forEach((h, i) => {
+    if (h.w !== 0) terms.push(tf.mul(tf.div(sums[i], tf.maximum(counts[i], 1)), h.w) as TF.Scalar);
+  });
   const total = terms.length ? (tf.addN(terms) as TF.Scalar) : tf.scalar(0);
+  const correct = (logits: TF.Tensor2D, y: TF.Tensor1D, mask: TF.Tensor1D): TF.Scalar =>
+    tf.sum(tf.mul(correctPerSample(tf, logits, y), mask)) as TF.Scalar;
   const metrics = tf.stack([
     total,
-    price,
-    median,
-    make,
-    year,
-    correct(tf, out.price, labels.priceBin),
-    correct(tf, out.makeModel, labels.makeModel),
-    correct(tf, out.year, labels.year),
+    ...sums,
+    correct(out.price, labels.priceBin, labels.priceMask),
+    correct(out.makeModel, labels.makeModel, labels.makeModelMask),
+    correct(out.year, labels.year, labels.yearMask),
+    counts[0],
+    counts[2],
+    counts[3],
   ]) as TF.Tensor1D;
   return { total, metrics };
 }
 
 export interface HeadMetrics {
+  /** Mean loss over the labelled samples (0 when there were none). */
   loss: number;
   accuracy: number;
+  /** Samples that had this head's label; 0 = the head had no labels here. */
+  n: number;
 }
 
 /** Metrics of a training step or an evaluation: per-head loss and accuracy, price MAE in dollars. */
 export interface Metrics {
-  /** The weighted total loss. */
+  /** The weighted total loss: the weighted sum of the heads' mean losses. */
   loss: number;
   price: HeadMetrics;
   /** L1 loss of the median-price head (dollars / 30000) and its mean absolute error in dollars. */
-  median: { loss: number; maeDollars: number };
+  median: { loss: number; maeDollars: number; n: number };
   makeModel: HeadMetrics;
   year: HeadMetrics;
   samples: number;
 }
 
-/** Turns summed metric vectors (each batch's means multiplied by its size) into Metrics. */
-export function metricsFromSums(sums: ArrayLike<number>, n: number): Metrics {
-  const d = Math.max(1, n);
+/**
+ * Turns summed metric vectors (addBatchMetrics) into Metrics. With the run's loss weights the
+ * total is recomputed from the heads' means over all the batches (exact for an evaluation);
+ * without, it is the batch-size-weighted mean of the batches' totals.
+ */
+export function metricsFromSums(sums: ArrayLike<number>, n: number, weights?: LossWeights): Metrics {
+  const mean = (sum: number, count: number): number => (count > 0 ? sum / count : 0);
+  const [priceN, mmN, yearN] = [sums[8], sums[9], sums[10]];
+  const price = mean(sums[1], priceN);
+  const median = mean(sums[2], priceN);
+  const mm = mean(sums[3], mmN);
+  const year = mean(sums[4], yearN);
+  const loss = weights
+    ? weights.price * price + weights.median * median + weights.makeModel * mm + weights.year * year
+    : sums[0] / Math.max(1, n);
   return {
-    loss: sums[0] / d,
-    price: { loss: sums[1] / d, accuracy: sums[5] / d },
-    median: { loss: sums[2] / d, maeDollars: (sums[2] / d) * MEDIAN_PRICE_SCALE },
-    makeModel: { loss: sums[3] / d, accuracy: sums[6] / d },
-    year: { loss: sums[4] / d, accuracy: sums[7] / d },
+    loss,
+    price: { loss: price, accuracy: mean(sums[5], priceN), n: priceN },
+    median: { loss: median, maeDollars: median * MEDIAN_PRICE_SCALE, n: priceN },
+    makeModel: { loss: mm, accuracy: mean(sums[6], mmN), n: mmN },
+    year: { loss: year, accuracy: mean(sums[7], yearN), n: yearN },
     samples: n,
   };
 }
 
-/** Accumulates the metric vector of a batch of n samples (the means are weighted by n). */
+/** Accumulates the metric vector of a batch of n samples (the total is a mean, weighted by n; the rest are sums). */
 export function addBatchMetrics(sums: Float64Array, batch: ArrayLike<number>, n: number): void {
-  for (let i = 0; i < 5; i++) sums[i] += batch[i] * n;
-  for (let i = 5; i < 8; i++) sums[i] += batch[i];
+  sums[0] += batch[0] * n;
+  for (let i = 1; i < METRIC_COUNT; i++) sums[i] += batch[i];
 }
 
 // ---------- backbones for fine-tuning ----------

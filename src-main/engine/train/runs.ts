@@ -115,7 +115,24 @@ export function deleteRun(ws: Workspace, id: number, isRunning: (jobId: number) 
 }
 
 /** The parameters that decide what a run trains (everything but force, which only allows a backend). */
-const SAME_RUN_KEYS = ['mode', 'backbone', 'batchSize', 'lr', 'lossWeights', 'evalEvery', 'checkpointEvery', 'hidden', 'dropout', 'augment', 'seed', 'name'] as const;
+const SAME_RUN_KEYS = [
+  'mode',
+  'backbone',
+  'batchSize',
+  'lr',
+  'lossWeights',
+  'evalEvery',
+  'checkpointEvery',
+  'hidden',
+  'dropout',
+  'augment',
+  'seed',
+  'name',
+  'split',
+  'topMakeModels',
+] as const;
+/** What runs recorded before these parameters existed were trained with. */
+const OLD_RUN_DEFAULTS = { split: 'photo', topMakeModels: 512 };
 
 /**
  * For a new training request: the newest unfinished run (stopped or interrupted) trained with the
@@ -126,7 +143,7 @@ export function unfinishedRunFor(ws: Workspace, params: TrainParams): { match: R
   const unfinished = listRuns(ws).filter((r) => r.state === 'stopped' || r.state === 'interrupted');
   const want: Record<string, unknown> = { ...params, backbone: params.backbone ?? 'mobilenet_v2' };
   const same = (r: RunInfo): boolean => {
-    const had = r.params as Record<string, unknown>;
+    const had: Record<string, unknown> = { ...OLD_RUN_DEFAULTS, ...(r.params as Record<string, unknown>) };
     return r.steps === params.steps && SAME_RUN_KEYS.every((k) => JSON.stringify(had[k] ?? null) === JSON.stringify(want[k] ?? null));
   };
   return { match: unfinished.find(same) ?? null, newest: unfinished[0] ?? null };

@@ -6,10 +6,22 @@ import { initBackend, type BackendInfo } from '../ml/backend.ts';
 import { loadMobilenetBackbone } from '../ml/mobilenet.ts';
 import { ensureFeatures } from '../filter/features.ts';
 import type { FeatureRows } from '../filter/feature-cache.ts';
-import { buildLabelSpace, encodeColumns, majorityClass, splitByHash, NUM_PRICE_BINS, type LabelRow } from './labels.ts';
+import { buildLabelSpace, encodeColumns, majorityClass, splitRows, NUM_PRICE_BINS, type LabelRow, type LabelSpace, type SplitKind } from './labels.ts';
 import { backboneKindOf, parseLossWeights, parseTinyCnnName, TINY_CNN, TINY_CNN_LR, tinyCnnBackbone, type Backbone, type BackboneKind } from './model.ts';
 import { mixSeed } from './rng.ts';
-import { loadRunConfig, resume, train, trainConfig, type RunConfigFile, type TrainData, type TrainInputs, type TrainResult } from './trainer.ts';
+import {
+  HEAD_NAMES,
+  loadRunConfig,
+  planHeads,
+  resume,
+  runSplit,
+  train,
+  trainConfig,
+  type RunConfigFile,
+  type TrainData,
+  type TrainInputs,
+  type TrainResult,
+} from './trainer.ts';
 import { trainingSet } from './dataset.ts';
 import type { TrainParams } from './train-kind.ts';
 
@@ -123,10 +135,14 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     const { backend, note } = await trainingBackend(mode, backboneKind, rp.force, (l, m) => ctx.log(l, m));
     ctx.log('info', `backend: ${backend.name} (${note})`);
     const { rows, outliers } = trainingSet(db);
-    if (outliers.message) ctx.log('warn', `${outliers.message}: their prices are not believable (a scrape before value checks, or a wider range since); see carstudio stats`);
-    if (rows.length < 20) throw new UserError(`only ${rows.length} training images with a price; scrape more listings (and check dedup and the filter)`);
-    const space = runCfg ? runCfg.space : buildLabelSpace(rows);
-    const split = splitByHash(rows, 0.1);
+    if (outliers.message) ctx.log('warn', `${outliers.message}: they are not believable (a scrape before value checks, or a wider range since); see carstudio stats`);
+    if (rows.length < 20)
+      throw new UserError(`only ${rows.length} training images with a label (price, make/model or year); scrape or import more listings (and check dedup and the filter)`);
+    // A resumed run keeps the split and the class lists it was started with.
+    const splitKind: SplitKind = runCfg ? runSplit(runCfg) : rp.split;
+    const space: LabelSpace = runCfg ? runCfg.space : buildLabelSpace(rows, { top: rp.topMakeModels });
+    const split = splitRows(rows, splitKind, 0.1);
+    ctx.log('info', describeSpace(space, splitKind));
     let data: TrainData;
     if (mode === 'heads') {
       const { cache } = await ensureFeatures(
@@ -166,16 +182,21 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
         backbone: bb,
       };
     }
-    const testBins = data.mode === 'heads' ? data.test.labels.priceBin : data.test.labels.priceBin;
-    const baseline = majorityClass(testBins, NUM_PRICE_BINS);
+    const baseline = majorityClass(data.test.labels.priceBin, NUM_PRICE_BINS, data.test.labels.priceMask);
     setRun({ state: 'running', steps: p.resumeRun ? p.steps : rp.steps, baseline: JSON.stringify({ priceAccuracy: baseline.fraction, priceClass: space.priceBins[baseline.cls], trainImages: split.train.length, testImages: split.test.length }) });
-    ctx.log('info', `${split.train.length} training and ${split.test.length} test images; majority-class price accuracy ${(100 * baseline.fraction).toFixed(1)}%`);
+    ctx.log('info', `${split.train.length} training and ${split.test.length} test images (split by ${splitKind}); majority-class price accuracy ${(100 * baseline.fraction).toFixed(1)}%`);
+    const plan = planHeads(runCfg?.config.lossWeights ?? parseLossWeights(rp.lossWeights), data.train.labels, data.test.labels);
+    for (const h of HEAD_NAMES) {
+      const hp = plan[h];
+      ctx.log(hp.trains ? 'info' : 'warn', `head ${h}: ${hp.train} training and ${hp.test} test labels${hp.trains ? '' : ` — not trained (${hp.reason})`}`);
+    }
 
     let lastEmit = 0;
     const inputs: TrainInputs = {
       backend,
       space,
       data,
+      split: splitKind,
       force: rp.force,
       signal: ctx.signal,
       onStart: (e) => {
@@ -225,8 +246,10 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       best: result.best,
       lastEval: result.lastEval,
       baselinePriceAccuracy: baseline.fraction,
-      /** Listings left out for a price outside the workspace's price range (their images too, unless another listing labels them). */
-      droppedOutliers: { listings: outliers.listings, images: outliers.images, priceRange: outliers.range, message: outliers.message },
+      split: splitKind,
+      heads: plan,
+      /** Listings whose price is outside the workspace's price range: their price is not used (their photos still train the other heads). */
+      ignoredPrices: { listings: outliers.listings, images: outliers.images, priceRange: outliers.range, message: outliers.message },
       fresh,
     };
   } catch (e) {
@@ -235,4 +258,11 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
   } finally {
     for (const r of openRows) r.close();
   }
+}
+
+/** "label space: 37 make/model classes (top 512) + Unknown, years 2000..2025 + unknown". */
+function describeSpace(space: LabelSpace, split: SplitKind): string {
+  const years = space.years.filter((y) => /^\d{4}$/.test(y));
+  const yr = years.length ? `years ${years[0]}..${years[years.length - 1]}` : 'no years';
+  return `label space: ${space.makeModels.length} make/model classes${space.top ? ` (top ${space.top})` : ''} + Unknown, ${yr} + unknown; split by ${split}`;
 }

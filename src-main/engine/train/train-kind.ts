@@ -24,6 +24,14 @@ const trainFields = z.object({
   dropout: z.number().min(0).max(0.95).default(0),
   augment: z.boolean().default(true),
   seed: z.number().int().default(1),
+  /**
+   * listing (default): every photo of one listing on the same side of the train/test split, so
+   * no car is in both; photo: the original's per-photo split by image hash. A resumed run keeps
+   * the split it was started with.
+   */
+  split: z.enum(['listing', 'photo']).default('listing'),
+  /** Make/model classes: the K most frequent pairs of the dataset, the rest "Unknown". */
+  topMakeModels: z.number().int().min(1).max(100_000).default(512),
   /** Continue this run from its last checkpoint (steps = the new total). */
   resumeRun: z.number().int().positive().optional(),
   /**

@@ -10,35 +10,23 @@
 //   best.ckpt       the same, at the evaluation with the lowest test loss so far
 //   summary.json    state (running/stopped/done), step, last and best evaluation
 // Every file is written atomically (temporary + rename); metrics.jsonl is cut back to the
-// checkpoint's step on resume.
+// checkpoint's step on resume. The loop itself, as named steps, is in run-loop.ts.
 //
-// Determinism: the data order of epoch e is a permutation fixed by (seed, e); the augmentation of
-// the j-th sample of step s by (seed, s, j); dropout masks come from a seeded stream whose state
-// is checkpointed. So a resumed run computes the same steps as an uninterrupted one.
+// Labels may be partial (labels.ts): each head trains on the samples that carry its label. A
+// head with weight 0 or without a single training label does not train; config.json says which
+// and why (`heads`).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type * as TF from '@tensorflow/tfjs';
 import type { BackendInfo, TfModule } from '../ml/backend.ts';
 import { UserError } from '../workspace/errors.ts';
-import { AugmentPool, PrefetchLoader, type AugmentTask } from './augment-pool.ts';
+import type { AugmentPool } from './augment-pool.ts';
 import { ORIGINAL_AUGMENT, type AugmentOptions } from './augment.ts';
-import { readCheckpoint, sweepTemporaries, writeCheckpoint, writeFileAtomic, type NamedArray } from './checkpoint.ts';
-import { numMakeModelClasses, type LabelColumns, type LabelSpace } from './labels.ts';
-import {
-  addBatchMetrics,
-  backboneKindOf,
-  createHeads,
-  headsConfig,
-  lossesAndCounts,
-  metricsFromSums,
-  type Backbone,
-  type BatchLabels,
-  type Heads,
-  type LossWeights,
-  type Metrics,
-} from './model.ts';
-import { epochPermutation, mixSeed, Rng, type RngState } from './rng.ts';
+import { readCheckpoint, sweepTemporaries, writeFileAtomic, type NamedArray } from './checkpoint.ts';
+import { labelledCounts, numMakeModelClasses, type LabelColumns, type LabelSpace, type SplitKind } from './labels.ts';
+import { backboneKindOf, createHeads, headsConfig, type Backbone, type Heads, type LossWeights, type Metrics } from './model.ts';
+import { mixSeed, type RngState } from './rng.ts';
+import { runLoop } from './run-loop.ts';
 
 export type TrainMode = 'heads' | 'finetune';
 
@@ -125,14 +113,6 @@ export interface RowSource {
   gather(idx: ArrayLike<number>, out: Float32Array): void;
 }
 
-/** Rows idx of a split into out (idx.length * dim floats). */
-function gatherRows(split: FeatureSplit, idx: ArrayLike<number>, out: Float32Array): void {
-  const f = split.features;
-  if (!(f instanceof Float32Array)) return f.gather(idx, out);
-  const dim = split.dim;
-  for (let j = 0; j < idx.length; j++) out.set(f.subarray(idx[j] * dim, (idx[j] + 1) * dim), j * dim);
-}
-
 /** Image files (paths or encoded bytes) of one split, and their labels. */
 export interface ImageSplit {
   inputs: (string | Uint8Array)[];
@@ -179,6 +159,8 @@ export interface TrainInputs {
   backend: BackendInfo;
   space: LabelSpace;
   data: TrainData;
+  /** How data was split into train and test (recorded in config.json). */
+  split?: SplitKind;
   /** Fine-tune even on the pure-JS cpu backend (tests, on a tiny network). */
   force?: boolean;
   signal?: AbortSignal;
@@ -199,6 +181,19 @@ export interface TrainResult {
   best: { step: number; loss: number } | null;
 }
 
+export type HeadName = 'price' | 'median' | 'makeModel' | 'year';
+export const HEAD_NAMES: readonly HeadName[] = ['price', 'median', 'makeModel', 'year'];
+
+/** What a run knew of each head when it started: its weight, labelled rows, and whether it trains. */
+export interface HeadPlan {
+  weight: number;
+  train: number;
+  test: number;
+  trains: boolean;
+  /** Why it does not train ("loss weight 0", "no labels"), or null. */
+  reason: string | null;
+}
+
 export interface RunConfigFile {
   version: 1;
   config: TrainConfig;
@@ -207,6 +202,31 @@ export interface RunConfigFile {
   backbone: string | null;
   backend: string;
   createdAt: string;
+  /** The train/test split used (runs from before the listing split have none: they were split by photo). */
+  split?: SplitKind;
+  /** Per head (runs from before partial labels have none). */
+  heads?: Record<HeadName, HeadPlan>;
+}
+
+/** The split a run was trained with ('photo' for runs from before it was recorded). */
+export function runSplit(file: Pick<RunConfigFile, 'split'>): SplitKind {
+  return file.split ?? 'photo';
+}
+
+/** Per head: its weight, labelled train/test rows, whether it trains and why not. */
+export function planHeads(w: LossWeights, train: LabelColumns, test: LabelColumns): Record<HeadName, HeadPlan> {
+  const tr = labelledCounts(train);
+  const te = labelledCounts(test);
+  const plan = (weight: number, ntr: number, nte: number): HeadPlan => {
+    const reason = weight === 0 ? 'loss weight 0' : ntr === 0 ? 'no labels' : null;
+    return { weight, train: ntr, test: nte, trains: reason === null, reason };
+  };
+  return {
+    price: plan(w.price, tr.price, te.price),
+    median: plan(w.median, tr.price, te.price),
+    makeModel: plan(w.makeModel, tr.makeModel, te.makeModel),
+    year: plan(w.year, tr.year, te.year),
+  };
 }
 
 export interface CheckpointMeta {
@@ -247,6 +267,11 @@ export async function train(runDir: string, config: TrainConfig, inputs: TrainIn
   checkBackend(config.mode, inputs);
   if (fs.existsSync(path.join(runDir, RUN_FILES.config)))
     throw new UserError(`${runDir} already holds a run; resume it or pick another folder`);
+  const heads = planHeads(config.lossWeights, inputs.data.train.labels, inputs.data.test.labels);
+  if (!HEAD_NAMES.some((h) => heads[h].trains)) {
+    const why = HEAD_NAMES.filter((h) => heads[h].weight > 0).map((h) => h);
+    throw new UserError(`no head can train: the heads with a loss weight above 0 (${why.join(', ')}) have no labels in the training split`);
+  }
   await fsp.mkdir(runDir, { recursive: true });
   const file: RunConfigFile = {
     version: 1,
@@ -256,6 +281,8 @@ export async function train(runDir: string, config: TrainConfig, inputs: TrainIn
     backbone: inputs.data.mode === 'finetune' ? inputs.data.backbone.name : null,
     backend: inputs.backend.name,
     createdAt: new Date().toISOString(),
+    split: inputs.split,
+    heads,
   };
   await writeFileAtomic(path.join(runDir, RUN_FILES.config), JSON.stringify(file, null, 2));
   await writeFileAtomic(path.join(runDir, RUN_FILES.metrics), '');
@@ -327,7 +354,7 @@ export function checkBackend(mode: TrainMode, inputs: Pick<TrainInputs, 'backend
   }
 }
 
-function featureDimOf(data: TrainData): number {
+export function featureDimOf(data: TrainData): number {
   return data.mode === 'heads' ? data.train.dim : data.backbone.featureDim;
 }
 
@@ -335,58 +362,9 @@ function labelSignature(s: LabelSpace): unknown {
   return [s.priceBounds, s.years, s.makeModels.map((c) => [c.make, c.model])];
 }
 
-function splitSize(data: TrainData, which: 'train' | 'test'): number {
+export function splitSize(data: TrainData, which: 'train' | 'test'): number {
   const s = data[which];
   return s.labels.priceBin.length;
-}
-
-interface TrainVar {
-  key: string;
-  variable: TF.Variable;
-}
-
-/** Adam (Kingma & Ba, with PyTorch's epsilon placement), its state kept by our variable keys. */
-class Adam {
-  step = 0;
-  readonly m = new Map<string, TF.Variable>();
-  readonly v = new Map<string, TF.Variable>();
-
-  constructor(
-    private readonly tf: TfModule,
-    private readonly vars: readonly TrainVar[],
-    private readonly lr: number,
-    private readonly c: TrainConfig['adam'],
-  ) {
-    for (const { key, variable } of vars) {
-      this.m.set(key, tf.variable(tf.zerosLike(variable), false));
-      this.v.set(key, tf.variable(tf.zerosLike(variable), false));
-    }
-  }
-
-  apply(grads: TF.NamedTensorMap): void {
-    const tf = this.tf;
-    this.step++;
-    const { beta1: b1, beta2: b2, epsilon } = this.c;
-    const bc1 = 1 - b1 ** this.step;
-    const sqrtBc2 = Math.sqrt(1 - b2 ** this.step);
-    tf.tidy(() => {
-      for (const { key, variable } of this.vars) {
-        const g = grads[variable.name];
-        if (!g) continue;
-        const m = this.m.get(key)!;
-        const v = this.v.get(key)!;
-        m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
-        v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
-        const denom = tf.add(tf.div(tf.sqrt(v), sqrtBc2), epsilon);
-        variable.assign(tf.sub(variable, tf.mul(tf.div(m, denom), this.lr / bc1)));
-      }
-    });
-  }
-
-  dispose(): void {
-    this.m.forEach((t) => t.dispose());
-    this.v.forEach((t) => t.dispose());
-  }
 }
 
 /** The heads a run starts from (initialised from the run's seed). */
@@ -396,304 +374,12 @@ export function buildRunHeads(tf: TfModule, cfg: TrainConfig, space: LabelSpace,
     headsConfig({
       inputDim: featureDim,
       numMakeModels: numMakeModelClasses(space),
+      numYears: space.years.length,
       hidden: cfg.hidden,
       dropout: cfg.dropout,
       seed: mixSeed(cfg.seed, 0x4eadd),
     }),
   );
-}
-
-async function runLoop(
-  runDir: string,
-  cfg: TrainConfig,
-  inputs: TrainInputs,
-  ckpt: Awaited<ReturnType<typeof readCheckpoint<CheckpointMeta>>> | null,
-): Promise<TrainResult> {
-  const tf = inputs.backend.tf;
-  const data = inputs.data;
-  const nTrain = splitSize(data, 'train');
-  const nTest = splitSize(data, 'test');
-  if (nTrain === 0) throw new UserError('the training split is empty');
-  const B = cfg.batchSize;
-  const heads = buildRunHeads(tf, cfg, inputs.space, featureDimOf(data));
-  const backbone = data.mode === 'finetune' ? data.backbone : null;
-  const trainVars: TrainVar[] = [...heads.vars].map(([k, variable]) => ({ key: `heads/${k}`, variable }));
-  if (backbone)
-    backbone.model.trainableWeights.forEach((w, i) => trainVars.push({ key: `backbone/${i}`, variable: w.read() as TF.Variable }));
-  const adam = new Adam(tf, trainVars, cfg.lr, cfg.adam);
-
-  let step = 0;
-  let rng = new Rng(mixSeed(cfg.seed, 0xd409));
-  let best: { step: number; loss: number } | null = null;
-  if (ckpt) {
-    step = ckpt.meta.step;
-    rng = new Rng(ckpt.meta.rng);
-    best = ckpt.meta.best;
-    adam.step = ckpt.meta.adamStep;
-    restoreTensors(tf, ckpt.tensors, heads, backbone, adam);
-  }
-
-  // ---- data order ----
-  const perms = new Map<number, Int32Array>();
-  const perm = (epoch: number): Int32Array => {
-    let p = perms.get(epoch);
-    if (!p) {
-      p = epochPermutation(cfg.seed, epoch, nTrain);
-      perms.set(epoch, p);
-      for (const k of perms.keys()) if (k < epoch - 1) perms.delete(k);
-    }
-    return p;
-  };
-  const cursorAt = (s: number): { epoch: number; pos: number } => ({ epoch: Math.floor((s * B) / nTrain), pos: (s * B) % nTrain });
-  const batchIndices = (s: number): Int32Array => {
-    const idx = new Int32Array(B);
-    for (let j = 0; j < B; j++) {
-      const g = s * B + j;
-      idx[j] = perm(Math.floor(g / nTrain))[g % nTrain];
-    }
-    return idx;
-  };
-
-  // ---- finetune plumbing ----
-  let pool: AugmentPool | null = null;
-  let ownPool = false;
-  let trainLoader: PrefetchLoader | null = null;
-  if (data.mode === 'finetune') {
-    pool = data.pool ?? null;
-    if (!pool) {
-      pool = new AugmentPool(data.poolSize);
-      ownPool = true;
-    }
-    const S = data.backbone.inputSize;
-    const inputsList = data.train.inputs;
-    trainLoader = new PrefetchLoader(
-      pool,
-      (k) =>
-        k >= cfg.steps
-          ? null
-          : [...batchIndices(k)].map((i, j): AugmentTask => ({
-              input: inputsList[i],
-              size: S,
-              seed: mixSeed(cfg.seed, 0xa06, k, j),
-              augment: cfg.augment,
-              opts: cfg.augmentOptions,
-            })),
-      cfg.prefetch,
-    );
-  }
-
-  const metricsFile = path.join(runDir, RUN_FILES.metrics);
-  const logLine = (obj: object): void => fs.appendFileSync(metricsFile, `${JSON.stringify(obj)}\n`);
-  let lastTrain: Metrics | null = null;
-  let lastEval: EvalEvent | null = null;
-  let lastSaved = ckpt?.meta.step ?? -1;
-  const durations: number[] = [];
-  const signal = inputs.signal;
-
-  const labelTensors = (labels: LabelColumns, idx: ArrayLike<number>): BatchLabels => {
-    const n = idx.length;
-    const pb = new Int32Array(n);
-    const md = new Float32Array(n);
-    const mm = new Int32Array(n);
-    const yr = new Int32Array(n);
-    for (let j = 0; j < n; j++) {
-      const i = idx[j];
-      pb[j] = labels.priceBin[i];
-      md[j] = labels.median[i];
-      mm[j] = labels.makeModel[i];
-      yr[j] = labels.year[i];
-    }
-    return {
-      priceBin: tf.tensor1d(pb, 'int32'),
-      median: tf.tensor1d(md),
-      makeModel: tf.tensor1d(mm, 'int32'),
-      year: tf.tensor1d(yr, 'int32'),
-    };
-  };
-
-  const features = async (s: number, idx: Int32Array): Promise<Float32Array> => {
-    if (data.mode === 'heads') {
-      const x = new Float32Array(idx.length * data.train.dim);
-      gatherRows(data.train, idx, x);
-      return x;
-    }
-    return (await trainLoader!.get(s)).data;
-  };
-
-  const forward = (x: TF.Tensor, training: boolean, dropoutSeed: number) => {
-    const feats = backbone ? (backbone.model.apply(x, { training }) as TF.Tensor2D) : (x as TF.Tensor2D);
-    return heads.forward(feats, training, dropoutSeed, backbone !== null);
-  };
-  const inputShape = (n: number): number[] => (backbone ? [n, backbone.inputSize, backbone.inputSize, 3] : [n, featureDimOf(data)]);
-
-  async function evaluate(): Promise<Metrics | null> {
-    const sums = new Float64Array(8);
-    const EB = cfg.evalBatchSize;
-    const nb = Math.ceil(nTest / EB);
-    const idxOf = (k: number): Int32Array => Int32Array.from({ length: Math.min(EB, nTest - k * EB) }, (_, j) => k * EB + j);
-    let evalLoader: PrefetchLoader | null = null;
-    if (data.mode === 'finetune') {
-      const S = data.backbone.inputSize;
-      const list = data.test.inputs;
-      evalLoader = new PrefetchLoader(
-        pool!,
-        (k) => (k >= nb ? null : [...idxOf(k)].map((i) => ({ input: list[i], size: S, seed: 0, augment: false }))),
-        cfg.prefetch,
-      );
-    }
-    for (let k = 0; k < nb; k++) {
-      if (signal?.aborted) {
-        evalLoader?.clear();
-        return null;
-      }
-      const idx = idxOf(k);
-      let x: Float32Array;
-      if (data.mode === 'heads') {
-        x = new Float32Array(idx.length * data.test.dim);
-        gatherRows(data.test, idx, x);
-      } else {
-        x = (await evalLoader!.get(k)).data;
-      }
-      const vec = tf.tidy(() => {
-        const labels = labelTensors(data.test.labels, idx);
-        return lossesAndCounts(tf, forward(tf.tensor(x, inputShape(idx.length)), false, 0), labels, cfg.lossWeights).metrics;
-      });
-      const vals = await vec.data();
-      vec.dispose();
-      addBatchMetrics(sums, vals, idx.length);
-    }
-    return metricsFromSums(sums, nTest);
-  }
-
-  async function save(file: string): Promise<void> {
-    const meta: CheckpointMeta = {
-      format: 1,
-      mode: cfg.mode,
-      step,
-      cursor: cursorAt(step),
-      rng: rng.state,
-      adamStep: adam.step,
-      best,
-      savedAt: new Date().toISOString(),
-    };
-    await writeCheckpoint(file, meta, await collectTensors(heads, backbone, adam));
-  }
-
-  const writeSummary = async (state: RunSummary['state']): Promise<void> => {
-    const s: RunSummary = { state, step, steps: cfg.steps, lastTrain, lastEval, best, updatedAt: new Date().toISOString() };
-    await writeFileAtomic(path.join(runDir, RUN_FILES.summary), JSON.stringify(s, null, 2));
-  };
-
-  let stopped = false;
-  try {
-    await writeSummary('running');
-    await inputs.onStart?.({ step, steps: cfg.steps, resumedFrom: ckpt ? ckpt.meta.step : null });
-    while (step < cfg.steps) {
-      if (signal?.aborted) {
-        stopped = true;
-        break;
-      }
-      const t0 = performance.now();
-      const s = step;
-      const idx = batchIndices(s);
-      const xBuf = await features(s, idx);
-      const dropoutSeed = rng.nextUint32();
-      const vec = tf.tidy(() => {
-        const x = tf.tensor(xBuf, inputShape(B));
-        const labels = labelTensors(data.train.labels, idx);
-        let metrics: TF.Tensor1D | null = null;
-        const { grads } = tf.variableGrads(
-          () => {
-            const r = lossesAndCounts(tf, forward(x, true, dropoutSeed), labels, cfg.lossWeights);
-            metrics = tf.keep(r.metrics);
-            return r.total;
-          },
-          trainVars.map((v) => v.variable),
-        );
-        adam.apply(grads);
-        return metrics!;
-      });
-      const vals = await vec.data();
-      vec.dispose();
-      step = s + 1;
-      const sums = new Float64Array(8);
-      addBatchMetrics(sums, vals, B);
-      lastTrain = metricsFromSums(sums, B);
-      durations.push(performance.now() - t0);
-      if (durations.length > 20) durations.shift();
-      const perStep = durations.reduce((a, b) => a + b, 0) / durations.length / 1000;
-      const ev: StepEvent = {
-        step,
-        steps: cfg.steps,
-        epoch: (s * B) / nTrain,
-        train: lastTrain,
-        samplesPerSec: B / perStep,
-        etaSec: (cfg.steps - step) * perStep,
-      };
-      logLine({ t: 'train', step, ...lastTrain, samplesPerSec: ev.samplesPerSec });
-      await inputs.onStep?.(ev);
-
-      if (step % cfg.evalEvery === 0 || step === cfg.steps) {
-        const test = nTest > 0 ? await evaluate() : null;
-        if (test) {
-          const isBest = best === null || test.loss < best.loss;
-          if (isBest) best = { step, loss: test.loss };
-          lastEval = { step, test, best: isBest };
-          logLine({ t: 'eval', step, ...test, best: isBest });
-          if (isBest) await save(path.join(runDir, RUN_FILES.best));
-          await inputs.onEval?.(lastEval);
-        }
-      }
-      if (step % cfg.checkpointEvery === 0 || step === cfg.steps) {
-        await save(path.join(runDir, RUN_FILES.last));
-        lastSaved = step;
-        await writeSummary('running');
-      }
-    }
-    if (step !== lastSaved) {
-      await save(path.join(runDir, RUN_FILES.last));
-      lastSaved = step;
-    }
-    await writeSummary(stopped ? 'stopped' : 'done');
-  } finally {
-    trainLoader?.clear();
-    if (ownPool) await pool!.close();
-    heads.dispose();
-    adam.dispose();
-  }
-  return { runDir, state: stopped ? 'stopped' : 'done', step, resumedFrom: ckpt ? ckpt.meta.step : null, lastTrain, lastEval, best };
-}
-
-async function collectTensors(heads: Heads, backbone: Backbone | null, adam: Adam): Promise<NamedArray[]> {
-  const out: NamedArray[] = [];
-  const add = async (name: string, t: TF.Tensor): Promise<void> => {
-    out.push({ name, shape: [...t.shape], data: (await t.data()) as Float32Array });
-  };
-  for (const [k, v] of heads.vars) await add(`heads/${k}`, v);
-  if (backbone) {
-    const ws = backbone.model.weights;
-    for (let i = 0; i < ws.length; i++) await add(`backbone.w/${i}`, ws[i].read());
-  }
-  for (const [k, v] of adam.m) await add(`adam.m/${k}`, v);
-  for (const [k, v] of adam.v) await add(`adam.v/${k}`, v);
-  return out;
-}
-
-function restoreTensors(tf: TfModule, tensors: Map<string, NamedArray>, heads: Heads, backbone: Backbone | null, adam: Adam): void {
-  const get = (name: string, shape: readonly number[]): TF.Tensor => {
-    const t = tensors.get(name);
-    if (!t) throw new Error(`checkpoint lacks ${name}`);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`checkpoint ${name} has shape [${t.shape}], the model [${shape}]`);
-    }
-    return tf.tensor(t.data, t.shape);
-  };
-  tf.tidy(() => {
-    for (const [k, v] of heads.vars) v.assign(get(`heads/${k}`, v.shape));
-    if (backbone) backbone.model.setWeights(backbone.model.weights.map((w, i) => get(`backbone.w/${i}`, w.shape as number[])));
-    for (const [k, v] of adam.m) v.assign(get(`adam.m/${k}`, v.shape));
-    for (const [k, v] of adam.v) v.assign(get(`adam.v/${k}`, v.shape));
-  });
 }
 
 /** Reads the heads (and backbone) weights of a checkpoint as plain arrays, for comparisons and export. */

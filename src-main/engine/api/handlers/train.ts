@@ -1,5 +1,5 @@
 import { initBackend } from '../../ml/backend.ts';
-import { buildLabelSpace, encodeColumns, splitByHash } from '../../train/labels.ts';
+import { buildLabelSpace, DEFAULT_SPLIT, encodeColumns, labelledCounts, splitRows, yearValues } from '../../train/labels.ts';
 import { trainingRows } from '../../train/dataset.ts';
 import { deleteRun, getRun, listRuns, runMetrics } from '../../train/runs.ts';
 import type { TrainResults } from '../contract/train.ts';
@@ -10,22 +10,33 @@ export const trainHandlers: Handlers<keyof TrainResults> = {
     const rows = trainingRows(e.ws.db);
     const space = buildLabelSpace(rows);
     const cols = encodeColumns(space, rows);
-    const count = (arr: Int32Array, n: number) => {
+    const split = splitRows(rows, DEFAULT_SPLIT, 0.1);
+    const tr = labelledCounts(encodeColumns(space, split.train));
+    const te = labelledCounts(encodeColumns(space, split.test));
+    const count = (arr: Int32Array, n: number, mask: Float32Array) => {
       const c = new Array<number>(n).fill(0);
-      for (const v of arr) c[v]!++;
+      arr.forEach((v, i) => mask[i] && c[v]!++);
       return c;
     };
-    const bins = count(cols.priceBin, space.priceBins.length);
-    const years = count(cols.year, space.years.length);
+    const yv = yearValues(space).filter((y): y is number => y !== null);
+    const bins = count(cols.priceBin, space.priceBins.length, cols.priceMask);
+    const years = count(cols.year, space.years.length, cols.yearMask);
     const b = await initBackend('auto');
     return {
       images: rows.length,
-      testImages: splitByHash(rows, 0.1).test.length,
+      testImages: split.test.length,
       backend: { name: b.name, note: b.note, canFinetune: b.canTrainConv, fastFinetune: b.fastConv },
       priceBins: space.priceBins.map((label, i) => ({ label, count: bins[i]! })),
       makeModels: space.makeModels.map(({ make, model, count: n }) => ({ make, model, count: n })),
       unknownMakeModels: space.unknownMakeModelCount,
       years: space.years.map((label, i) => ({ label, count: years[i]! })).filter((y) => y.count > 0),
+      split: DEFAULT_SPLIT,
+      labelCounts: {
+        price: { train: tr.price, test: te.price },
+        makeModel: { train: tr.makeModel, test: te.makeModel },
+        year: { train: tr.year, test: te.year },
+      },
+      yearRange: yv.length ? [yv[0]!, yv[yv.length - 1]!] : null,
     };
   },
   'runs.list': (_p, e) => listRuns(e.ws),
