@@ -12,6 +12,7 @@ import { registerTrain } from './train.ts';
 import { registerPredict } from './predict.ts';
 import { registerRanges } from './ranges.ts';
 import { registerImport } from './import.ts';
+import { registerEval } from './eval.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
 export function registerCommands(program: Command): void {
@@ -28,4 +29,5 @@ export function registerCommands(program: Command): void {
   registerPredict(program);
   registerRanges(program);
   registerImport(program);
+  registerEval(program);
 }

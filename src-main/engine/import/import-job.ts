@@ -246,7 +246,8 @@ export function listingNumber(source: string, key: string): number {
   return parseInt(crypto.createHash('sha256').update(`${source}\0${key}`).digest('hex').slice(0, 12), 16);
 }
 
-function parseNumber(text: string | undefined): number | null {
+/** A manifest's number: `$12,500`, `12 500` and `12_500` are 12500; empty or unreadable is null. */
+export function parseNumber(text: string | undefined): number | null {
   if (text === undefined) return null;
   const t = text
     .trim()
@@ -257,7 +258,7 @@ function parseNumber(text: string | undefined): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-function parseInteger(text: string | undefined): number | null {
+export function parseInteger(text: string | undefined): number | null {
   const n = parseNumber(text);
   return n !== null && Number.isInteger(n) ? n : null;
 }

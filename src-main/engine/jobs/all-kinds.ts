@@ -6,3 +6,4 @@ import '../predict/predict-kind.ts';
 import '../filter/filter-kinds.ts';
 import '../train/train-kind.ts';
 import '../import/import-kind.ts';
+import '../eval/eval-kind.ts';

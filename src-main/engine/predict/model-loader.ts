@@ -22,6 +22,11 @@ export interface Predictor {
   inputSize: number;
   /** Predicts from preprocessed inputs: n * S*S*3 float32 (decodeImage's layout). */
   predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]>;
+  /**
+   * A `heads` run only (null for finetune): predicts from n rows of the stock MobileNetV2
+   * features (n * 1280 float32), e.g. the workspace's feature cache, without running the backbone.
+   */
+  predictFeatures: ((features: Float32Array, n: number, full?: FullMakeModels) => Promise<Prediction[]>) | null;
   /** Make/model labels in class order (the order of FullMakeModels rows). */
   makeModelLabels: string[];
   /** Decodes (files or bytes) and predicts; a file that fails throws (use decodeImage to handle them one by one). */
@@ -88,9 +93,20 @@ export async function loadPredictor(runDir: string, opts: { checkpoint?: string;
   async function predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]> {
     if (n <= 0) return [];
     if (batch.length < n * per) throw new Error(`batch holds ${batch.length} floats, need ${n * per}`);
+    return predictions(n, full, () => embed(tf.tensor4d(batch.subarray(0, n * per), [n, inputSize, inputSize, 3])));
+  }
+
+  async function predictFeatures(features: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]> {
+    if (n <= 0) return [];
+    const dim = cfg.featureDim;
+    if (features.length < n * dim) throw new Error(`features hold ${features.length} floats, need ${n * dim}`);
+    return predictions(n, full, () => tf.tensor2d(features.subarray(0, n * dim), [n, dim]));
+  }
+
+  /** The heads on the features `feats` makes (inside a tidy), as Predictions. */
+  async function predictions(n: number, full: FullMakeModels | undefined, feats: () => TF.Tensor2D): Promise<Prediction[]> {
     const outs = tf.tidy(() => {
-      const x = tf.tensor4d(batch.subarray(0, n * per), [n, inputSize, inputSize, 3]);
-      const o = heads.forward(embed(x), false);
+      const o = heads.forward(feats(), false);
       return [tf.softmax(o.price), o.median, tf.softmax(o.makeModel), tf.softmax(o.year)] as TF.Tensor[];
     });
     try {
@@ -132,6 +148,7 @@ export async function loadPredictor(runDir: string, opts: { checkpoint?: string;
     backend,
     inputSize,
     predictInputs,
+    predictFeatures: cfg.config.mode === 'heads' ? predictFeatures : null,
     makeModelLabels: labels.makeModel,
     async predictBatch(images, dopts = {}) {
       const decoded = await Promise.all(images.map((im) => decodeImage(im, { ...dopts, size: inputSize })));

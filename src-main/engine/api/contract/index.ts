@@ -12,6 +12,7 @@ import { filterMethods, type FilterResults } from './filter.ts';
 import { trainMethods, type TrainResults, type TrainEvents } from './train.ts';
 import { valuesMethods, type ValuesResults } from './values.ts';
 import { importMethods, type ImportResults } from './import.ts';
+import { evalMethods, type EvalResults } from './eval.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
@@ -21,6 +22,7 @@ export * from './filter.ts';
 export * from './train.ts';
 export * from './values.ts';
 export * from './import.ts';
+export * from './eval.ts';
 
 export const methods = {
   ...coreMethods,
@@ -31,9 +33,10 @@ export const methods = {
   ...trainMethods,
   ...valuesMethods,
   ...importMethods,
+  ...evalMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults, EvalResults {}
 
 export interface Events extends CoreEvents, TrainEvents {}
 

@@ -6,6 +6,7 @@ import { filterHandlers } from './filter.ts';
 import { trainHandlers } from './train.ts';
 import { valuesHandlers } from './values.ts';
 import { importHandlers } from './import.ts';
+import { evalHandlers } from './eval.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -18,4 +19,5 @@ export const handlers: Handlers = {
   ...trainHandlers,
   ...valuesHandlers,
   ...importHandlers,
+  ...evalHandlers,
 };

@@ -1,0 +1,449 @@
+// The evaluation of a training run, as a job: the run's test split (or a manifest's rows) scored
+// per head by the run's checkpoint, beside two baselines on the same rows (the training set's
+// class frequencies, and k nearest training rows on the stock MobileNetV2 features), with
+// calibration and the classes confused. Steps:
+//
+//   openRun          the run's config, checkpoint and which heads it trained
+//   scoredRows       the rows to score with their labels: the test split again (the run's own
+//                    split kind), or a manifest read like import reads it
+//   trainingFeatures the training split's features and labels (the baselines' data)
+//   modelOutputs     the checkpoint's probabilities per head (features for a heads run, decoded
+//                    images for a finetune run)
+//   baselines        majority (class frequencies) and kNN matrices
+//   scoreHeads       EvalReport.heads from the matrices (metrics.ts)
+//   the report       runs/<id>/eval/<report id>/report.json + report.html
+import fs from 'node:fs';
+import path from 'node:path';
+import type { EvalReport } from '../api/contract/eval.ts';
+import type { Prediction } from '../api/contract/predict.ts';
+import type { JobContext } from '../jobs/types.ts';
+import { ensureFeatures, loadExtractor } from '../filter/features.ts';
+import { extractFeatures } from '../filter/extract.ts';
+import { parseManifest } from '../import/manifest.ts';
+import { groupRows, imageRef, imagesRootOf, missingFileReason, parseInteger, parseNumber } from '../import/import-job.ts';
+import { loadPredictor, type Predictor } from '../predict/model-loader.ts';
+import { decodeImage } from '../predict/decode-file.ts';
+import { trainingSet } from '../train/dataset.ts';
+import { encodeColumns, makeModelLabels, numMakeModelClasses, splitRows, yearValues, type LabelColumns, type LabelRow, type LabelSpace } from '../train/labels.ts';
+import { HEAD_NAMES, loadRunConfig, runSplit, type RunConfigFile } from '../train/trainer.ts';
+import { runDirOf } from '../train/train-job.ts';
+import { UserError } from '../workspace/errors.ts';
+import { checkValues, readValueRanges } from '../workspace/value-ranges.ts';
+import type { Workspace } from '../workspace/workspace.ts';
+import type { EvalJobResult, EvalParams } from './eval-kind.ts';
+import { evalReportsDir, newReportId } from './eval-store.ts';
+import { knnPredict } from './knn.ts';
+import { makeModelHeadScores, medianOf, priceHeadScores, priorProbs, yearHeadScores, type Matrix } from './metrics.ts';
+import { writeReport } from './report-html.ts';
+import { MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
+
+type Progress = (step: string, done: number, total: number | null, message?: string) => void;
+
+export default async function evalJob(ctx: JobContext<EvalParams>): Promise<EvalJobResult> {
+  const t0 = performance.now();
+  const ws = ctx.workspace;
+  const p = ctx.params;
+  const progress: Progress = (step, done, total, message) => ctx.progress({ step, done, total, message });
+  const log = (level: 'info' | 'warn', m: string): void => ctx.log(level, m);
+
+  const run = await openRun(ws, p.runId, p.checkpoint);
+  log('info', `run ${run.id} (${run.name}), ${run.checkpoint} checkpoint at step ${run.step}, ${run.cfg.config.mode} mode`);
+  const { rows } = trainingSet(ws.db);
+  const split = splitRows(rows, runSplit(run.cfg), 0.1);
+  const keyOf = ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
+  const scored = p.manifest
+    ? readManifestRows(ws, p, log)
+    : { rows: split.test.map((r): ScoredRow => ({ ...r, file: null, pixels: ws.store.pathFor(keyOf.get(r.imageId) as string) })), skipped: 0 };
+  if (scored.rows.length === 0) throw new UserError(p.manifest ? `no row of ${p.manifest} can be scored` : `run ${run.id}'s test split is empty`);
+  log('info', `${scored.rows.length} rows to score (${p.manifest ? `manifest ${p.manifest}` : `the test split, by ${runSplit(run.cfg)}`}); ${split.train.length} training rows for the baselines`);
+
+  const feats = await features(ctx, split.train, scored.rows, progress, log);
+  if (!feats) return cancelled(ctx);
+  const kept = scored.rows.filter((_, i) => feats.scoredOk[i]);
+  const labels = encodeColumns(run.cfg.space, kept);
+  const prices = Float64Array.from(kept, (r) => (r.price == null ? Number.NaN : r.price));
+
+  const predictor = await loadPredictor(run.dir, { checkpoint: run.checkpoint });
+  let model: HeadMatrices | null;
+  try {
+    model = await modelOutputs(predictor, run.cfg.space, kept, feats.scored, ctx.signal, progress);
+  } finally {
+    predictor.dispose();
+  }
+  if (!model) return cancelled(ctx);
+
+  const trainLabels = encodeColumns(run.cfg.space, feats.trainRows);
+  const base = await baselines(run.cfg.space, trainLabels, feats, kept.length, p.k, ctx.signal, progress);
+  if (!base) return cancelled(ctx);
+
+  const report: EvalReport = {
+    version: 1,
+    runId: run.id,
+    runName: run.name,
+    checkpoint: p.checkpoint,
+    step: run.step,
+    source: p.manifest ? { kind: 'manifest', manifest: p.manifest, rowsSkipped: scored.skipped + feats.scoredFailed } : { kind: 'test-split', split: runSplit(run.cfg) },
+    rows: kept.length,
+    trainRows: feats.trainRows.length,
+    knnK: p.k,
+    seconds: 0,
+    createdAt: new Date().toISOString(),
+    heads: scoreHeads(run.cfg.space, labels, prices, model, base),
+    untrained: untrainedHeads(run.cfg),
+  };
+  report.seconds = Math.round((performance.now() - t0) / 100) / 10;
+  const id = newReportId();
+  const dir = path.join(evalReportsDir(ws.dir, run.id), id);
+  await writeReport(dir, report);
+  log('info', headline(report));
+  return { runId: run.id, reportId: id, dir };
+}
+
+/** Cancelled before the report was written: nothing is left behind (the job ends as cancelled). */
+function cancelled(ctx: JobContext<EvalParams>): EvalJobResult {
+  ctx.log('info', 'evaluation cancelled; no report was written');
+  return { runId: ctx.params.runId, reportId: '', dir: '' };
+}
+
+// ---------- the run ----------
+
+interface OpenRun {
+  id: number;
+  name: string;
+  dir: string;
+  cfg: RunConfigFile;
+  checkpoint: 'best' | 'last';
+  step: number;
+}
+
+async function openRun(ws: Workspace, runId: number, checkpoint: 'best' | 'last'): Promise<OpenRun> {
+  const row = ws.db.prepare(`SELECT id, name FROM runs WHERE id = ?`).get(runId) as { id: number; name: string } | undefined;
+  if (!row) throw new UserError(`no run ${runId} (carstudio runs lists them)`);
+  const dir = runDirOf(ws.dir, runId);
+  const cfg = await loadRunConfig(dir);
+  const file = path.join(dir, `${checkpoint}.ckpt`);
+  if (!fs.existsSync(file)) {
+    throw new UserError(
+      checkpoint === 'best'
+        ? `run ${runId} has no best checkpoint yet (it has not been evaluated on a test split); use --checkpoint last`
+        : `run ${runId} has no last checkpoint yet: it has not trained a step`,
+    );
+  }
+  const summary = readSummaryStep(dir, checkpoint);
+  return { id: row.id, name: row.name, dir, cfg, checkpoint, step: summary };
+}
+
+/** The step of a checkpoint, from the run's summary (best) or last step; 0 when unknown. */
+function readSummaryStep(dir: string, checkpoint: 'best' | 'last'): number {
+  try {
+    const s = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8')) as { step: number; best: { step: number } | null };
+    return checkpoint === 'best' ? (s.best?.step ?? s.step) : s.step;
+  } catch {
+    return 0;
+  }
+}
+
+/** Heads the run did not train: a weight of 0, or no labels when it started. */
+function untrainedHeads(cfg: RunConfigFile): EvalReport['untrained'] {
+  const out: EvalReport['untrained'] = [];
+  for (const h of HEAD_NAMES) {
+    const plan = cfg.heads?.[h];
+    const weight = cfg.config.lossWeights[h];
+    if (plan && !plan.trains) out.push({ head: h, reason: plan.reason ?? 'not trained' });
+    else if (!plan && weight === 0) out.push({ head: h, reason: 'loss weight 0' });
+  }
+  return out;
+}
+
+// ---------- the rows ----------
+
+/** A row to score: `file` is a manifest's image (null: a workspace image, features from the cache); `pixels` the file to decode. */
+type ScoredRow = LabelRow & { file: string | null; pixels: string };
+
+/** A manifest's rows (the import's reader and column mapping), with a price/year parsed like import does. */
+function readManifestRows(ws: Workspace, p: EvalParams, log: (l: 'info' | 'warn', m: string) => void): { rows: ScoredRow[]; skipped: number } {
+  const manifest = path.resolve(p.manifest!);
+  const read = parseManifest(manifest, p.map);
+  const { listings, issues } = groupRows(read, p);
+  const root = imagesRootOf({ ...p, manifest });
+  const { ranges } = readValueRanges(ws.db);
+  const rows: ScoredRow[] = [];
+  let skipped = issues.length;
+  for (const i of issues.slice(0, 20)) log('warn', `${i.where}: ${i.reason}`);
+  let id = 0;
+  for (const l of listings) {
+    for (const r of l.rows) {
+      const ref = imageRef(root, r.fields.image!.trim());
+      if (ref.kind !== 'file') {
+        skipped++;
+        log('warn', `${r.where}: only image files can be evaluated (got ${r.fields.image})`);
+        continue;
+      }
+      if (!fs.existsSync(ref.file)) {
+        skipped++;
+        log('warn', `${r.where}: ${missingFileReason(ref.file)}`);
+        continue;
+      }
+      const raw = { price: r.fields.price, year: r.fields.year };
+      const { values } = checkValues({ price: parseNumber(raw.price), year: parseInteger(raw.year), odometer: null }, raw, ranges);
+      rows.push({
+        imageId: --id,
+        hash: '',
+        price: values.price ?? null,
+        make: r.fields.make?.trim() || null,
+        model: r.fields.model?.trim() || null,
+        year: values.year ?? null,
+        listingKey: l.key,
+        file: ref.file,
+        pixels: ref.file,
+      });
+    }
+  }
+  return { rows, skipped };
+}
+
+// ---------- features ----------
+
+interface Features {
+  /** Training rows that have features, and their rows (nTrain x dim). */
+  trainRows: LabelRow[];
+  train: Float32Array;
+  /** Scored rows' features (only those with scoredOk), in order. */
+  scored: Float32Array;
+  scoredOk: boolean[];
+  scoredFailed: number;
+  dim: number;
+}
+
+/**
+ * The stock MobileNetV2 features of the training rows and the scored rows: from the workspace's
+ * cache (extracting the missing ones into it), or extracted from a manifest's files.
+ */
+async function features(
+  ctx: JobContext<EvalParams>,
+  trainRows: LabelRow[],
+  scoredRows: ScoredRow[],
+  progress: Progress,
+  log: (l: 'info' | 'warn', m: string) => void,
+): Promise<Features | null> {
+  const ws = ctx.workspace;
+  const ids = [...trainRows.map((r) => r.imageId), ...scoredRows.filter((r) => r.file === null).map((r) => r.imageId)];
+  const { cache } = await ensureFeatures(
+    { ws, signal: ctx.signal, progress: (d, t, m) => progress('features', d, t, m), log },
+    ids,
+    'mobilenet_v2',
+  );
+  try {
+    if (ctx.signal.aborted) return null;
+    const dim = cache.dim;
+    const gather = async (rs: LabelRow[]): Promise<{ rows: LabelRow[]; x: Float32Array }> => {
+      const fr = await cache.rows(rs.map((r) => r.imageId));
+      try {
+        const x = new Float32Array(fr.ids.length * dim);
+        fr.gather(Int32Array.from(fr.ids.keys()), x);
+        const byId = new Map(rs.map((r) => [r.imageId, r]));
+        return { rows: fr.ids.map((i) => byId.get(i)!), x };
+      } finally {
+        fr.close();
+      }
+    };
+    const train = await gather(trainRows);
+    const fromCache = scoredRows.filter((r) => r.file === null);
+    const files = scoredRows.filter((r) => r.file !== null);
+    const scoredOk = scoredRows.map(() => false);
+    const parts = new Map<number, Float32Array>();
+    if (fromCache.length) {
+      const c = await gather(fromCache);
+      c.rows.forEach((r, i) => parts.set(r.imageId, c.x.subarray(i * dim, (i + 1) * dim)));
+    }
+    if (files.length) {
+      const ex = await loadExtractor('mobilenet_v2', ws.dir);
+      log('info', `extracting features of ${files.length} manifest images on ${ex.backend}`);
+      const res = await extractFeatures(
+        files.map((r) => ({ id: r.imageId, data: r.file! })),
+        {
+          signal: ctx.signal,
+          onBatch: (_b, pr) => progress('features', pr.done + pr.failed, files.length, `${pr.imagesPerSecond.toFixed(1)} images/s on ${ex.backend}`),
+          onError: (f) => log('warn', `${files.find((r) => r.imageId === f.id)?.file}: skipped: ${f.error}`),
+        },
+        ex,
+      );
+      if (ctx.signal.aborted) return null;
+      res.ids.forEach((id, i) => parts.set(id, res.features.subarray(i * dim, (i + 1) * dim)));
+    }
+    const ok = scoredRows.map((r) => parts.has(r.imageId));
+    const n = ok.filter(Boolean).length;
+    const scored = new Float32Array(n * dim);
+    let j = 0;
+    scoredRows.forEach((r, i) => {
+      if (!ok[i]) return;
+      scored.set(parts.get(r.imageId)!, j++ * dim);
+      scoredOk[i] = true;
+    });
+    return { trainRows: train.rows, train: train.x, scored, scoredOk, scoredFailed: scoredRows.length - n, dim };
+  } finally {
+    await cache.close();
+  }
+}
+
+// ---------- the model ----------
+
+interface HeadMatrices {
+  price: Matrix;
+  /** Median-price predictions in dollars. */
+  dollars: Float64Array;
+  makeModel: Matrix;
+  year: Matrix;
+}
+
+/** The checkpoint's probabilities: from the features (heads run) or from decoded images (finetune run). */
+async function modelOutputs(
+  predictor: Predictor,
+  space: LabelSpace,
+  rows: ScoredRow[],
+  feats: Float32Array,
+  signal: AbortSignal,
+  progress: Progress,
+): Promise<HeadMatrices | null> {
+  const n = rows.length;
+  const B = 64;
+  const preds: Prediction[] = [];
+  const full: number[][] = [];
+  for (let s = 0; s < n; s += B) {
+    if (signal.aborted) return null;
+    const m = Math.min(B, n - s);
+    if (predictor.predictFeatures) {
+      preds.push(...(await predictor.predictFeatures(feats.subarray(s * MOBILENET_FEATURE_DIM, (s + m) * MOBILENET_FEATURE_DIM), m, full)));
+    } else {
+      preds.push(...(await predictImages(predictor, rows.slice(s, s + m), full)));
+    }
+    progress('predict', s + m, n, `${predictor.mode} run on ${predictor.backend.name}`);
+  }
+  const nb = space.priceBins.length;
+  const nm = numMakeModelClasses(space);
+  const ny = space.years.length;
+  const out: HeadMatrices = { price: new Float32Array(n * nb), dollars: new Float64Array(n), makeModel: new Float32Array(n * nm), year: new Float32Array(n * ny) };
+  preds.forEach((pr, i) => {
+    pr.priceBins.forEach((b, j) => (out.price[i * nb + j] = b.p));
+    out.dollars[i] = pr.medianPrice;
+    full[i].forEach((v, j) => (out.makeModel[i * nm + j] = v));
+    pr.years.forEach((y, j) => (out.year[i * ny + j] = y.p));
+  });
+  return out;
+}
+
+/** A finetune run sees pixels: the workspace's stored image or the manifest's file, decoded at its input size. */
+async function predictImages(predictor: Predictor, rows: ScoredRow[], full: number[][]): Promise<Prediction[]> {
+  const per = predictor.inputSize * predictor.inputSize * 3;
+  const batch = new Float32Array(rows.length * per);
+  for (let i = 0; i < rows.length; i++) {
+    const d = await decodeImage(rows[i].pixels, { size: predictor.inputSize });
+    batch.set(d.input, i * per);
+  }
+  return predictor.predictInputs(batch, rows.length, full);
+}
+
+// ---------- baselines ----------
+
+interface Baselines {
+  majority: { price: Matrix; makeModel: Matrix; year: Matrix; dollars: Float64Array };
+  knn: { price: Matrix; makeModel: Matrix; year: Matrix; dollars: Float64Array } | null;
+}
+
+/** -1 where the row has no label for the head. */
+function maskedLabels(labels: Int32Array, mask: Float32Array): Int32Array {
+  return Int32Array.from(labels, (v, i) => (mask[i] ? v : -1));
+}
+
+async function baselines(
+  space: LabelSpace,
+  train: LabelColumns,
+  feats: Features,
+  n: number,
+  k: number,
+  signal: AbortSignal,
+  progress: Progress,
+): Promise<Baselines | null> {
+  const C = { price: space.priceBins.length, makeModel: numMakeModelClasses(space), year: space.years.length };
+  const tl = {
+    price: maskedLabels(train.priceBin, train.priceMask),
+    makeModel: maskedLabels(train.makeModel, train.makeModelMask),
+    year: maskedLabels(train.year, train.yearMask),
+  };
+  const trainPrices = Float64Array.from(feats.trainRows, (r) => (r.price == null ? Number.NaN : r.price));
+  const med = medianOf(trainPrices.filter((x) => !Number.isNaN(x)));
+  const majority = {
+    price: priorProbs(tl.price, C.price, n),
+    makeModel: priorProbs(tl.makeModel, C.makeModel, n),
+    year: priorProbs(tl.year, C.year, n),
+    dollars: new Float64Array(n).fill(med),
+  };
+  if (feats.trainRows.length === 0) return { majority, knn: null };
+  const knn = await knnPredict({
+    train: feats.train,
+    trainLabels: tl,
+    numClasses: C,
+    trainValues: trainPrices,
+    test: feats.scored,
+    dim: feats.dim,
+    k,
+    signal,
+    onProgress: (d, t) => progress('knn', d, t, `k = ${k} nearest training rows`),
+  });
+  if (!knn) return null;
+  return { majority, knn: { ...knn.probs, dollars: Float64Array.from(knn.values!) } };
+}
+
+// ---------- scores ----------
+
+function scoreHeads(space: LabelSpace, labels: LabelColumns, prices: Float64Array, model: HeadMatrices, base: Baselines): EvalReport['heads'] {
+  const count = (m: Float32Array): number => m.reduce((a, b) => a + b, 0);
+  const C = { price: space.priceBins.length, makeModel: numMakeModelClasses(space), year: space.years.length };
+  const classNames = makeModelLabels(space);
+  const makeOfClass = [...space.makeModels.map((c) => c.make), 'Unknown'];
+  return {
+    price:
+      count(labels.priceMask) === 0
+        ? null
+        : priceHeadScores({
+            probs: { model: model.price, majority: base.majority.price, knn: base.knn?.price ?? null },
+            labels: maskedLabels(labels.priceBin, labels.priceMask),
+            C: C.price,
+            dollars: { model: model.dollars, majority: base.majority.dollars, knn: base.knn?.dollars ?? null },
+            truth: prices,
+          }),
+    makeModel:
+      count(labels.makeModelMask) === 0
+        ? null
+        : makeModelHeadScores({
+            probs: { model: model.makeModel, majority: base.majority.makeModel, knn: base.knn?.makeModel ?? null },
+            labels: maskedLabels(labels.makeModel, labels.makeModelMask),
+            C: C.makeModel,
+            classNames,
+            makeOfClass,
+          }),
+    year:
+      count(labels.yearMask) === 0
+        ? null
+        : yearHeadScores({
+            probs: { model: model.year, majority: base.majority.year, knn: base.knn?.year ?? null },
+            labels: maskedLabels(labels.year, labels.yearMask),
+            C: C.year,
+            yearOfClass: yearValues(space),
+          }),
+  };
+}
+
+/** One line of the headline figures, model vs majority vs kNN. */
+export function headline(r: EvalReport): string {
+  const pct = (x: number | undefined | null): string => (x == null ? '--' : `${(100 * x).toFixed(1)}%`);
+  const parts: string[] = [`${r.rows} rows`];
+  const h = r.heads;
+  if (h.price) parts.push(`price bin top-1 ${pct(h.price.model.top1)} (majority ${pct(h.price.majority.top1)}, kNN ${pct(h.price.knn?.top1)})`);
+  if (h.makeModel) {
+    parts.push(`make top-1 ${pct(h.makeModel.model.makeTop1)} (majority ${pct(h.makeModel.majority.makeTop1)}, kNN ${pct(h.makeModel.knn?.makeTop1)})`);
+    parts.push(`make/model top-1 ${pct(h.makeModel.model.top1)}, top-5 ${pct(h.makeModel.model.top5)} (kNN ${pct(h.makeModel.knn?.top1)}, ${pct(h.makeModel.knn?.top5)})`);
+  }
+  if (h.year) parts.push(`year within ±2 ${pct(h.year.model.within2)} (majority ${pct(h.year.majority.within2)}, kNN ${pct(h.year.knn?.within2)})`);
+  return parts.join('; ');
+}
