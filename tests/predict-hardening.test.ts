@@ -112,6 +112,24 @@ describe('engine-side predictions in served mode', () => {
     // a weights install from such a path is refused the same way
     const w = await call(served, 'jobs.start', { kind: 'weights', params: { from: path.join(outside, 'secret.jpg') } });
     expect(w.error?.message).toBe(`${path.join(outside, 'secret.jpg')}: no such file in the folders this studio may read (the workspace, folders a prediction was started on, and --allow-path folders); start a prediction on its folder, or serve with --allow-path`);
+    // so is an import or an evaluation of a manifest, a folder or an images root outside them
+    // (an imported row's values are served back as listings)
+    const manifest = path.join(outside, 'rows.csv');
+    fs.writeFileSync(manifest, 'image,price\nsecret.jpg,5000\n');
+    fs.writeFileSync(path.join(allowed, 'rows.csv'), 'image,price\nsecret.jpg,5000\n');
+    const attempts: Array<[string, Record<string, unknown>, string]> = [
+      ['import', { manifest }, manifest],
+      ['import', { folder: outside, pattern: '{make}_*' }, outside],
+      ['import', { manifest: path.join(allowed, 'rows.csv'), imagesRoot: outside }, outside],
+      ['eval', { runId: 1, manifest }, manifest],
+    ];
+    for (const [kind, params, shown] of attempts) {
+      const r = await call(served, 'jobs.start', { kind, params });
+      expect(r.ok, `${kind} ${JSON.stringify(params)}`).toBe(false);
+      expect(r.error?.message).toBe(`${shown}: no such file in the folders this studio may read (the workspace, folders a prediction was started on, and --allow-path folders); start a prediction on its folder, or serve with --allow-path`);
+    }
+    const before = ((await api(served, 'jobs.list', {})) as Array<{ kind: string }>).filter((j) => j.kind === 'import').length;
+    expect(before).toBe(0);
   }, 120_000);
 
   it('reads photos in an opened folder and in an --allow-path folder', async () => {

@@ -7,6 +7,7 @@
  */
 import { app, BrowserWindow, ipcMain, net, protocol, dialog } from 'electron';
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import WebSocket from 'ws';
@@ -31,7 +32,9 @@ function argValue(name: string): string | undefined {
 function startEngine(): Promise<EngineHandle> {
   const nodeBin = process.env.CARSTUDIO_NODE || 'node';
   const workspace = argValue('--workspace');
-  const args = [path.join(root, 'bin', 'carstudio.mjs'), 'serve', '--ready-json', '--port', '0'];
+  // The desktop user owns this machine: the studio may read photos, manifests and datasets in
+  // their home folder (served mode reads only the workspace and --allow-path folders).
+  const args = [path.join(root, 'bin', 'carstudio.mjs'), 'serve', '--ready-json', '--port', '0', '--allow-path', os.homedir()];
   // as in served mode, a named workspace is created only when asked (`npm start -- --workspace DIR --create`)
   if (workspace) args.push('--workspace', workspace, ...(process.argv.includes('--create') ? ['--create'] : []));
   else args.push('--demo');

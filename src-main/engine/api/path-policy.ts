@@ -1,5 +1,6 @@
 // The one rule for every API method that takes a path on the engine's machine (predict.image,
-// predict.cropPan, predict.compare, predict.thumbnail, a weights job's `from`): the API reads only
+// predict.cropPan, predict.compare, predict.thumbnail, import.preview, a weights job's `from`, an
+// import or eval job's manifest, folder and images root): the API reads only
 // inside the workspace, the folders opened for prediction (a predict job started on a folder in
 // this session, or a prediction set recorded in the workspace), and the folders of a configured
 // allow-list (`carstudio serve --allow-path DIR`). Paths are resolved with realpath before the
@@ -71,13 +72,20 @@ export class PathPolicy {
 
   /**
    * The path rules for a job started through the API: a predict job opens its input folder; a
-   * weights job may copy only from a readable path (and copies from its real path).
+   * weights job may copy only from a readable path (and copies from its real path); an import or
+   * an eval reads its manifest, folder and images root only where the API may read (a manifest's
+   * rows end up in listings the API serves, so it is no way around the policy).
    */
   jobParams(kind: string, params: unknown): unknown {
     if (!params || typeof params !== 'object') return params;
     const p = params as Record<string, unknown>;
     if (kind === 'predict' && typeof p.input === 'string') return { ...p, input: this.open(p.input) };
     if (kind === 'weights' && typeof p.from === 'string') return { ...p, from: this.readable(p.from).real };
+    if (kind === 'import' || kind === 'eval') {
+      const out: Record<string, unknown> = { ...p };
+      for (const k of ['manifest', 'folder', 'imagesRoot'] as const) if (typeof p[k] === 'string') out[k] = this.readable(p[k]).given;
+      return out;
+    }
     return params;
   }
 }
