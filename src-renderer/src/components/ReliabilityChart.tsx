@@ -3,7 +3,7 @@ import { fmtInt, fmtPct } from '../format.ts';
 import { EmptyChart } from './charts.tsx';
 
 const S = 220;
-const PAD = { left: 36, right: 8, top: 8, bottom: 30 };
+const PAD = { left: 36, right: 14, top: 8, bottom: 30 };
 
 /**
  * A reliability diagram: for each confidence bin, the share of predictions that were right
