@@ -1,0 +1,443 @@
+// The eval job and `carstudio eval`: a run's checkpoint scored on its own test split (by listing:
+// no car on both sides) or on a manifest's rows, beside the majority-class and kNN baselines, with
+// calibration; the report written to runs/<id>/eval/<report id>/ and served by eval.list/eval.get.
+// Also training on a dataset without prices (the price heads are recorded as not trained), and
+// the identity of the labelled-cars photos imported as a manifest and as a labelled folder.
+// Real workspaces of sharp-made JPEGs (colour families with a texture per class, plus noise),
+// real training runs, the CLI as child processes.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import Database from 'better-sqlite3';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src-main/engine/engine.ts';
+import type { EvalReport, EvalReportEntry } from '../src-main/engine/api/contract/eval.ts';
+import type { JobInfo } from '../src-main/engine/api/contract/index.ts';
+import type { EvalJobResult } from '../src-main/engine/eval/eval-kind.ts';
+import type { HeadName, HeadPlan } from '../src-main/engine/train/trainer.ts';
+import { buildLabelSpace, makeModelKey, splitRows, type LabelRow } from '../src-main/engine/train/labels.ts';
+import { trainingRows } from '../src-main/engine/train/dataset.ts';
+import { Workspace } from '../src-main/engine/workspace/workspace.ts';
+import { CLI, runCli, untilProgress } from './helpers/processes.ts';
+import { ROOT, SHARED_DATA, tmpDir } from './helpers/workspace.ts';
+
+const T = 180_000; // last-resort bound for a busy machine; the tests wait on the jobs and processes themselves
+
+/** Four visually distinct classes: a colour family and a texture each; a make/model, year and price each. */
+const CLASSES = [
+  { make: 'Audi', model: 'A3', year: 2015, price: 12_000, rgb: [205, 45, 40] },
+  { make: 'BMW', model: 'X5', year: 2012, price: 27_000, rgb: [40, 170, 60] },
+  { make: 'Fiat', model: 'Panda', year: 2008, price: 8_000, rgb: [45, 60, 210] },
+  { make: 'Kia', model: 'Rio', year: 2019, price: 45_000, rgb: [230, 205, 40] },
+] as const;
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A photo of class `cls`: its colour (jittered per photo), its texture darkened in, pixel noise. */
+async function classJpeg(cls: number, seed: number, width = 80, height = 60): Promise<Buffer> {
+  const r = mulberry32(cls * 100_003 + seed * 7919 + 1);
+  const base = CLASSES[cls]!.rgb.map((c) => c + (r() - 0.5) * 40);
+  const texture = [
+    (x: number, y: number) => (y >> 3) & 1, // horizontal stripes
+    (x: number, y: number) => (x >> 3) & 1, // vertical stripes
+    (x: number, y: number) => ((x + y) >> 3) & 1, // diagonal stripes
+    (x: number, y: number) => ((x >> 3) ^ (y >> 3)) & 1, // checks
+  ][cls]!;
+  const px = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const dark = texture(x, y) ? 0.6 : 1;
+      for (let c = 0; c < 3; c++) px[(y * width + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(base[c]! * dark + (r() - 0.5) * 50)));
+    }
+  }
+  return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+}
+
+interface FixtureRow {
+  file: string;
+  listing: string;
+  cls: number;
+  price: number | null;
+}
+
+/**
+ * `perClass[c]` photos of each class in `dir/<sub>/`, grouped into listings of 1, 2, 3, 1, 2, 3...
+ * photos (a multi-photo listing has a listing_id); every other listing has a price.
+ */
+async function writeClassPhotos(dir: string, sub: string, perClass: readonly number[], seed0: number): Promise<FixtureRow[]> {
+  fs.mkdirSync(path.join(dir, sub), { recursive: true });
+  const rows: FixtureRow[] = [];
+  for (let cls = 0; cls < perClass.length; cls++) {
+    let k = 0;
+    for (let i = 0; i < perClass[cls]!; k++) {
+      const size = Math.min([1, 2, 3][k % 3]!, perClass[cls]! - i);
+      const listing = size > 1 ? `${sub}-${CLASSES[cls]!.make}-${k}` : '';
+      const price = k % 2 === 0 ? CLASSES[cls]!.price + ((k * 37) % 900) : null;
+      for (let j = 0; j < size; j++, i++) {
+        const file = `${sub}/${CLASSES[cls]!.make.toLowerCase()}-${i}.jpg`;
+        fs.writeFileSync(path.join(dir, file), await classJpeg(cls, seed0 + i));
+        rows.push({ file, listing, cls, price });
+      }
+    }
+  }
+  return rows;
+}
+
+/** A manifest whose image column is `file` (imported with map image=file). */
+function manifestLines(rows: ReadonlyArray<FixtureRow | { file: string; listing: string; cls: number; price: number | null }>, withPrice = true): string[] {
+  return [
+    withPrice ? 'file,listing_id,price,make,model,year' : 'file,listing_id,make,model,year',
+    ...rows.map((r) => {
+      const c = CLASSES[r.cls]!;
+      return [r.file, r.listing, ...(withPrice ? [r.price ?? ''] : []), c.make, c.model, c.year].join(',');
+    }),
+  ];
+}
+
+function readReportJson(dir: string): EvalReport {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')) as EvalReport;
+}
+
+/** Every scored head's model and baselines: ECE in [0, 1], reliability counts summing to n. */
+function expectCalibration(report: EvalReport): void {
+  for (const [head, h] of Object.entries(report.heads)) {
+    if (!h) continue;
+    for (const [who, s] of Object.entries({ model: h.model, majority: h.majority, knn: h.knn })) {
+      if (!s) continue;
+      expect(s.ece, `${head} ${who} ECE`).toBeGreaterThanOrEqual(0);
+      expect(s.ece, `${head} ${who} ECE`).toBeLessThanOrEqual(1);
+      expect(s.reliability.length, `${head} ${who} bins`).toBeGreaterThan(0);
+      expect(
+        s.reliability.reduce((a, b) => a + b.count, 0),
+        `${head} ${who} reliability counts`,
+      ).toBe(s.n);
+    }
+  }
+}
+
+const scoredHeads = (r: EvalReport): number => Object.values(r.heads).filter((h) => h !== null).length;
+
+describe('eval job: a heads run on its test split and on a manifest', () => {
+  let fx: string;
+  let ws: string;
+  let engine: Engine;
+  let runA: number;
+  let runB: number;
+  let photos: FixtureRow[];
+  const reportIds: string[] = [];
+
+  const train = async (params: Record<string, unknown>): Promise<{ runId: number; heads: Record<HeadName, HeadPlan> }> => {
+    const job = (await engine.jobs.wait(engine.jobs.start('train', params).id)) as JobInfo;
+    expect(job.state, job.error?.message).toBe('done');
+    return job.result as { runId: number; heads: Record<HeadName, HeadPlan> };
+  };
+  const evaluate = async (params: Record<string, unknown>): Promise<{ result: EvalJobResult; report: EvalReport }> => {
+    const job = (await engine.jobs.wait(engine.jobs.start('eval', params).id)) as JobInfo;
+    expect(job.state, job.error?.message).toBe('done');
+    const result = job.result as EvalJobResult;
+    expect(result.dir).toBe(path.join(ws, 'runs', String(result.runId), 'eval', result.reportId));
+    expect(fs.existsSync(path.join(result.dir, 'report.html'))).toBe(true);
+    return { result, report: readReportJson(result.dir) };
+  };
+
+  beforeAll(async () => {
+    fx = tmpDir('carstudio-eval-fx-');
+    // 120 photos, classes of unequal size so the training set has one most frequent class
+    photos = await writeClassPhotos(fx, 'img', [38, 32, 27, 23], 0);
+    const manifest = path.join(fx, 'cars.csv');
+    fs.writeFileSync(manifest, manifestLines(photos).join('\n') + '\n');
+    ws = path.join(tmpDir('carstudio-eval-'), 'ws');
+    engine = Engine.open(ws, { create: true });
+    const imp = (await engine.jobs.wait(engine.jobs.start('import', { manifest, map: { image: 'file' } }).id)) as JobInfo;
+    expect(imp.state, imp.error?.message).toBe('done');
+    expect(imp.result).toMatchObject({ rowsImported: photos.length, imagesAdded: photos.length });
+    const a = await train({ name: 'colours (default)', steps: 150, evalEvery: 50, checkpointEvery: 50, hidden: 0 });
+    runA = a.runId;
+    expect(Object.values(a.heads).every((h) => h.trains)).toBe(true);
+    runB = (await train({ name: 'colours (price CE only)', steps: 60, evalEvery: 30, checkpointEvery: 30, hidden: 0, lossWeights: 'price_ce_only' })).runId;
+  }, 2 * T);
+  afterAll(async () => {
+    await engine?.close();
+  });
+
+  it("scores the run's test split by listing: rows, baselines, calibration, and no car on both sides", { timeout: T }, async () => {
+    const { result, report } = await evaluate({ runId: runA });
+    reportIds.push(result.reportId);
+    const db = engine.ws.db;
+    const rows = trainingRows(db);
+    expect(rows).toHaveLength(photos.length);
+    const split = splitRows(rows, 'listing', 0.1);
+    expect(report).toMatchObject({ runId: runA, runName: 'colours (default)', checkpoint: 'best', knnK: 10 });
+    expect(report.source).toEqual({ kind: 'test-split', split: 'listing' });
+    expect(report.rows).toBe(split.test.length);
+    expect(report.trainRows).toBe(split.train.length);
+    expect(split.test.length).toBeGreaterThan(0);
+
+    // every listing of the workspace has all its photos on one side, and the test side has multi-photo listings
+    const testIds = new Set(split.test.map((r) => r.imageId));
+    const links = db.prepare(`SELECT listing_rowid AS listing, image_id AS image FROM listing_images`).all() as Array<{ listing: number; image: number }>;
+    const sides = new Map<number, Set<boolean>>();
+    for (const l of links) (sides.get(l.listing) ?? sides.set(l.listing, new Set()).get(l.listing)!).add(testIds.has(l.image));
+    for (const [listing, s] of sides) expect(s.size, `listing ${listing} on both sides`).toBe(1);
+    const testListingSizes = [...sides].filter(([, s]) => s.has(true)).map(([l]) => links.filter((x) => x.listing === l).length);
+    expect(Math.max(...testListingSizes)).toBeGreaterThan(1);
+
+    const h = report.heads;
+    expect(h.price).not.toBeNull();
+    expect(h.makeModel).not.toBeNull();
+    expect(h.year).not.toBeNull();
+    const priced = split.test.filter((r) => r.price !== null).length;
+    expect(priced).toBeGreaterThan(0);
+    expect(priced).toBeLessThan(split.test.length);
+    expect(h.price!.model.n).toBe(priced);
+    expect(h.price!.majority.n).toBe(priced);
+    expect(h.makeModel!.model.n).toBe(split.test.length);
+    expect(h.year!.model.n).toBe(split.test.length);
+
+    // majority = the training split's most frequent make/model, scored on the test rows
+    const counts = new Map<string, number>();
+    for (const r of split.train) {
+      const k = makeModelKey(r.make, r.model)!;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    const ranked = [...counts].sort((x, y) => y[1] - x[1]);
+    expect(ranked[0]![1], 'one most frequent class').toBeGreaterThan(ranked[1]![1]);
+    const share = (rs: LabelRow[], key: string): number => rs.filter((r) => makeModelKey(r.make, r.model) === key).length / rs.length;
+    expect(h.makeModel!.majority.top1).toBeCloseTo(share(split.test, ranked[0]![0]), 9);
+    // the classes are separable: the kNN on the backbone's features is near perfect and the model beats the prior
+    expect(h.makeModel!.knn!.top1).toBeGreaterThan(0.8);
+    expect(h.makeModel!.model.top1).toBeGreaterThan(h.makeModel!.majority.top1);
+    expect(h.makeModel!.model.makeTop1).toBeGreaterThanOrEqual(h.makeModel!.model.top1);
+    expectCalibration(report);
+    expect(report.untrained).toEqual([]);
+    console.log(
+      `eval: ${report.rows} test rows (${report.trainRows} training); make/model top-1 model ${h.makeModel!.model.top1.toFixed(3)}, ` +
+        `majority ${h.makeModel!.majority.top1.toFixed(3)}, kNN ${h.makeModel!.knn!.top1.toFixed(3)}; ${report.seconds} s`,
+    );
+  });
+
+  it('lists the heads a price_ce_only run did not train as loss weight 0', { timeout: T }, async () => {
+    const { report } = await evaluate({ runId: runB, checkpoint: 'last' });
+    expect(report).toMatchObject({ runId: runB, checkpoint: 'last', step: 60 });
+    expect(report.untrained).toEqual([
+      { head: 'median', reason: 'loss weight 0' },
+      { head: 'makeModel', reason: 'loss weight 0' },
+      { head: 'year', reason: 'loss weight 0' },
+    ]);
+    expectCalibration(report);
+  });
+
+  it("scores a manifest's rows, skipping missing files and a text file named .jpg", { timeout: T }, async () => {
+    const fresh = await writeClassPhotos(fx, 'new', [3, 3, 3, 3], 10_000);
+    fs.writeFileSync(path.join(fx, 'new', 'notes.jpg'), 'this is text, not a JPEG\n');
+    const broken = [
+      { file: 'new/gone-1.jpg', listing: '', cls: 0, price: 9_000 },
+      { file: 'new/notes.jpg', listing: '', cls: 1, price: null },
+      { file: 'new/gone-2.jpg', listing: 'new-gone', cls: 2, price: null },
+    ];
+    const manifest = path.join(fx, 'new.csv');
+    fs.writeFileSync(manifest, manifestLines([...fresh.slice(0, 5), broken[0]!, ...fresh.slice(5, 9), broken[1]!, broken[2]!, ...fresh.slice(9)]).join('\n') + '\n');
+    const { result, report } = await evaluate({ runId: runA, manifest, map: { image: 'file' } });
+    reportIds.push(result.reportId);
+    expect(report.source).toEqual({ kind: 'manifest', manifest, rowsSkipped: broken.length });
+    expect(report.rows).toBe(fresh.length);
+    expect(report.heads.price!.model.n).toBe(fresh.filter((r) => r.price !== null).length);
+    expect(report.heads.makeModel!.model.n).toBe(fresh.length);
+    expect(report.heads.makeModel!.knn!.top1).toBeGreaterThan(0.8);
+    expectCalibration(report);
+  });
+
+  it('eval.list lists the reports newest first; eval.get returns the page with a reliability chart per scored head', { timeout: T }, async () => {
+    expect(reportIds).toHaveLength(2);
+    const list = (await engine.request('eval.list', { runId: runA })) as EvalReportEntry[];
+    expect(list.map((e) => e.id)).toEqual([...reportIds].reverse());
+    expect(list[0]!.source.kind).toBe('manifest');
+    expect(list[1]!.source.kind).toBe('test-split');
+    expect(list[0]!.createdAt >= list[1]!.createdAt).toBe(true);
+    for (const e of list) {
+      const got = await engine.request('eval.get', { runId: runA, id: e.id });
+      expect(got.entry).toEqual(e);
+      expect(got.report).toEqual(readReportJson(path.join(ws, 'runs', String(runA), 'eval', e.id)));
+      expect(got.html).toContain('colours (default)');
+      expect(got.html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(got.report));
+      expect(e.headline.makeModelTop1).toBe(got.report.heads.makeModel!.model.top1);
+    }
+    expect(((await engine.request('eval.list', { runId: runB })) as EvalReportEntry[]).map((e) => e.source.kind)).toEqual(['test-split']);
+    const missing = await engine.call('eval.get', { runId: runA, id: 'no-such-report' });
+    expect(missing.ok).toBe(false);
+    expect(missing.ok ? '' : missing.error.message).toMatch(/no evaluation report no-such-report/);
+  });
+});
+
+describe('a labelled dataset without prices, and carstudio eval', () => {
+  let fx: string;
+  let ws: string;
+
+  beforeAll(async () => {
+    fx = tmpDir('carstudio-eval-noprice-');
+    const rows = await writeClassPhotos(fx, 'img', [12, 10, 9], 500);
+    fs.writeFileSync(path.join(fx, 'labels.csv'), manifestLines(rows, false).join('\n') + '\n');
+    ws = path.join(tmpDir('carstudio-eval-noprice-ws-'), 'ws');
+    const init = await runCli(['init', '--workspace', ws]);
+    expect(init.code, init.stderr).toBe(0);
+    const imp = await runCli(['import', '--workspace', ws, '--manifest', path.join(fx, 'labels.csv'), '--map', 'image=file', '--json'], { timeoutMs: T });
+    expect(imp.code, imp.stderr).toBe(0);
+    expect(JSON.parse(imp.stdout)).toMatchObject({ rowsImported: rows.length, errors: [] });
+  }, T);
+
+  const TRAIN = ['--steps', '40', '--eval-every', '20', '--checkpoint-every', '20', '--hidden', '0'];
+
+  it('trains make/model and year; the price heads are recorded as not trained (no labels)', { timeout: T }, async () => {
+    const j = await runCli(['train', '--workspace', ws, ...TRAIN, '--json'], { timeoutMs: T });
+    expect(j.code, j.stderr).toBe(0);
+    const res = JSON.parse(j.stdout) as { state: string; heads: Record<HeadName, HeadPlan> };
+    expect(res.state).toBe('done');
+    expect(res.heads.price).toMatchObject({ trains: false, reason: 'no labels', train: 0, test: 0 });
+    expect(res.heads.median).toMatchObject({ trains: false, reason: 'no labels' });
+    expect(res.heads.makeModel).toMatchObject({ trains: true, reason: null });
+    expect(res.heads.year).toMatchObject({ trains: true, reason: null });
+    expect(res.heads.makeModel.train).toBeGreaterThan(0);
+
+    const t = await runCli(['train', '--workspace', ws, ...TRAIN, '--new-run', '--name', 'no prices'], { timeoutMs: T });
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toContain('price: not trained (no labels)');
+    expect(t.stdout).toContain('median: not trained (no labels)');
+  });
+
+  it('eval --json prints the report (no price head, price/median untrained); --report DIR writes report.html and report.json there', { timeout: T }, async () => {
+    const j = await runCli(['eval', '--workspace', ws, '--json'], { timeoutMs: T });
+    expect(j.code, j.stderr).toBe(0);
+    const out = JSON.parse(j.stdout) as { jobId: number; reportId: string; dir: string; report: EvalReport };
+    expect(out.report.runName).toBe('no prices'); // the newest finished run
+    expect(out.report.heads.price).toBeNull();
+    expect(out.report.heads.makeModel!.model.n).toBe(out.report.rows);
+    expect(out.report.heads.year!.model.n).toBe(out.report.rows);
+    expect(out.report.untrained).toEqual([
+      { head: 'price', reason: 'no labels' },
+      { head: 'median', reason: 'no labels' },
+    ]);
+    expect(readReportJson(out.dir)).toEqual(out.report);
+
+    const dest = path.join(tmpDir('carstudio-eval-report-'), 'out');
+    const r = await runCli(['eval', '--workspace', ws, '--run', String(out.report.runId), '--checkpoint', 'last', '--report', dest], { timeoutMs: T });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('price: not trained (no labels)');
+    expect(r.stdout).toContain(`report: ${path.join(dest, 'report.html')}`);
+    const copied = readReportJson(dest);
+    expect(copied).toMatchObject({ runId: out.report.runId, checkpoint: 'last', rows: out.report.rows });
+    const html = fs.readFileSync(path.join(dest, 'report.html'), 'utf8');
+    expect(html).toContain('no prices');
+    expect(html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(copied));
+  });
+
+  it('--checkpoint best on a run stopped before its first evaluation is a user error (exit 2); --checkpoint last scores it', { timeout: T }, async () => {
+    // a run stopped by Ctrl-C at a checkpoint, long before its first evaluation: last.ckpt, no best.ckpt
+    const child = spawn(
+      process.execPath,
+      [CLI, 'train', '--workspace', ws, '--steps', '1000000', '--eval-every', '1000000', '--checkpoint-every', '5', '--hidden', '0', '--new-run', '--name', 'stopped'],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stdout.resume();
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const db = new Database(path.join(ws, 'studio.db'), { readonly: true, fileMustExist: true });
+    let runId = 0;
+    try {
+      await untilProgress(child, 'the run trains a few steps', () => {
+        const r = db.prepare(`SELECT id, step FROM runs WHERE name = 'stopped' AND state = 'running'`).get() as { id: number; step: number } | undefined;
+        runId = r?.id ?? 0;
+        return (r?.step ?? 0) >= 10;
+      });
+      child.kill('SIGINT');
+      await exited;
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${stderr}`);
+    } finally {
+      db.close();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    const runDir = path.join(ws, 'runs', String(runId));
+    expect(fs.existsSync(path.join(runDir, 'last.ckpt')), stderr).toBe(true);
+    expect(fs.existsSync(path.join(runDir, 'best.ckpt'))).toBe(false);
+
+    const best = await runCli(['eval', '--workspace', ws, '--run', String(runId), '--checkpoint', 'best'], { timeoutMs: T });
+    expect(best.code).toBe(2);
+    expect(best.stdout).toBe('');
+    expect(best.stderr).toMatch(new RegExp(`carstudio: run ${runId} has no best checkpoint yet.*use --checkpoint last`));
+    expect(fs.existsSync(path.join(runDir, 'eval'))).toBe(false);
+
+    const last = await runCli(['eval', '--workspace', ws, '--run', String(runId), '--checkpoint', 'last', '--json'], { timeoutMs: T });
+    expect(last.code, last.stderr).toBe(0);
+    const out = JSON.parse(last.stdout) as { report: EvalReport };
+    expect(out.report).toMatchObject({ runId, checkpoint: 'last' });
+    expect(out.report.step).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe('import identity: the labelled-cars photos as a manifest and as a labelled folder', () => {
+  const dataDir = path.join(SHARED_DATA, 'labelled-cars');
+  const labels = path.join(dataDir, 'labels.csv');
+  const have = fs.existsSync(labels);
+  if (!have) console.log(`eval: skipping the labelled-cars import identity: ${labels} does not exist (the shared test data is not in this checkout)`);
+
+  const counts = (dir: string): { listings: number; images: number } => {
+    const db = new Database(path.join(dir, 'studio.db'), { readonly: true });
+    try {
+      return {
+        listings: db.prepare(`SELECT COUNT(*) FROM listings`).pluck().get() as number,
+        images: db.prepare(`SELECT COUNT(*) FROM images WHERE state = 'stored'`).pluck().get() as number,
+      };
+    } finally {
+      db.close();
+    }
+  };
+  const space = (dir: string): { classes: Array<[string, number]>; years: string[]; labelled: unknown; rows: number } => {
+    const w = Workspace.open(dir);
+    try {
+      const s = buildLabelSpace(trainingRows(w.db));
+      return {
+        classes: s.makeModels.map((c): [string, number] => [makeModelKey(c.make, c.model)!, c.count]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
+        years: s.years,
+        labelled: s.labelled,
+        rows: s.rows,
+      };
+    } finally {
+      w.close();
+    }
+  };
+
+  it.skipIf(!have)('the same listings, images and label space (class keys, counts, years) either way', { timeout: T }, async () => {
+    const a = path.join(tmpDir('carstudio-eval-idm-'), 'ws');
+    const b = path.join(tmpDir('carstudio-eval-idf-'), 'ws');
+    const [ia, ib] = await Promise.all([runCli(['init', '--workspace', a]), runCli(['init', '--workspace', b])]);
+    expect(ia.code, ia.stderr).toBe(0);
+    expect(ib.code, ib.stderr).toBe(0);
+    const viaManifest = await runCli(['import', '--workspace', a, '--manifest', labels, '--map', 'image=file', '--json'], { timeoutMs: T });
+    expect(viaManifest.code, viaManifest.stderr).toBe(0);
+    const viaFolder = await runCli(['import', '--workspace', b, '--folder', dataDir, '--pattern', '{make}_{model}_{year}_*', '--json'], { timeoutMs: T });
+    expect(viaFolder.code, viaFolder.stderr).toBe(0);
+    const sm = JSON.parse(viaManifest.stdout) as { errors: unknown[]; listingsAdded: number };
+    const sf = JSON.parse(viaFolder.stdout) as { errors: Array<{ where: string }>; listingsAdded: number };
+    expect(sm.errors).toEqual([]);
+    // the folder holds labels.csv beside the photos: the only file it skips
+    expect(sf.errors.map((e) => e.where)).toEqual(['labels.csv']);
+    const ca = counts(a);
+    expect(ca.listings).toBeGreaterThan(800);
+    expect(counts(b)).toEqual(ca);
+    const sa = space(a);
+    const sb = space(b);
+    expect(sa.classes.length).toBeGreaterThan(10);
+    expect(sb).toEqual(sa);
+  });
+});
