@@ -27,6 +27,7 @@ interface TrainOpts {
   augment: boolean;
   split: 'listing' | 'photo';
   topMakeModels: number;
+  testFraction: number;
   json?: boolean;
 }
 
@@ -86,6 +87,11 @@ export function registerTrain(program: Command): void {
       if (v !== 'listing' && v !== 'photo') throw new UserError(`--split must be listing or photo, got '${v}'`);
       return v;
     }, 'listing')
+    .option('--test-fraction <x>', 'share of the listings held out as the test split (default 0.1; a small dataset wants more)', (v: string) => {
+      const x = Number(v);
+      if (!(x > 0 && x < 1)) throw new UserError(`--test-fraction must be a number between 0 and 1, got '${v}'`);
+      return x;
+    }, 0.1)
     .option('--top-make-models <k>', 'make/model classes: the K most frequent pairs, the rest Unknown', intArg('--top-make-models', 1, 100_000), 512)
     .option('--name <name>', 'a name for the run')
     .option('--resume <run>', 'continue this run from its last checkpoint (--steps is the new total)', intArg('--resume', 1))
@@ -114,6 +120,7 @@ export function registerTrain(program: Command): void {
           augment: opts.augment,
           split: opts.split,
           topMakeModels: opts.topMakeModels,
+          testFraction: opts.testFraction,
           name: opts.name,
           resumeRun: opts.resume,
           force: opts.force ?? false,

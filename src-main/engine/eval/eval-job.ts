@@ -25,7 +25,7 @@ import { loadPredictor, type Predictor } from '../predict/model-loader.ts';
 import { decodeImage } from '../predict/decode-file.ts';
 import { trainingSet } from '../train/dataset.ts';
 import { encodeColumns, makeModelLabels, numMakeModelClasses, splitRows, yearValues, type LabelColumns, type LabelRow, type LabelSpace } from '../train/labels.ts';
-import { HEAD_NAMES, loadRunConfig, runSplit, type RunConfigFile } from '../train/trainer.ts';
+import { HEAD_NAMES, loadRunConfig, runSplit, runTestFraction, type RunConfigFile } from '../train/trainer.ts';
 import { runDirOf } from '../train/train-job.ts';
 import { UserError } from '../workspace/errors.ts';
 import { checkValues, readValueRanges } from '../workspace/value-ranges.ts';
@@ -49,7 +49,7 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
   const run = await openRun(ws, p.runId, p.checkpoint);
   log('info', `run ${run.id} (${run.name}), ${run.checkpoint} checkpoint at step ${run.step}, ${run.cfg.config.mode} mode`);
   const { rows } = trainingSet(ws.db);
-  const split = splitRows(rows, runSplit(run.cfg), 0.1);
+  const split = splitRows(rows, runSplit(run.cfg), runTestFraction(run.cfg));
   const keyOf = ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
   const scored = p.manifest
     ? readManifestRows(ws, p, log)

@@ -129,10 +129,11 @@ const SAME_RUN_KEYS = [
   'seed',
   'name',
   'split',
+  'testFraction',
   'topMakeModels',
 ] as const;
 /** What runs recorded before these parameters existed were trained with. */
-const OLD_RUN_DEFAULTS = { split: 'photo', topMakeModels: 512 };
+const OLD_RUN_DEFAULTS = { split: 'photo', testFraction: 0.1, topMakeModels: 512 };
 
 /**
  * For a new training request: the newest unfinished run (stopped or interrupted) trained with the

@@ -15,6 +15,7 @@ import {
   planHeads,
   resume,
   runSplit,
+  runTestFraction,
   train,
   trainConfig,
   type RunConfigFile,
@@ -141,7 +142,8 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     // A resumed run keeps the split and the class lists it was started with.
     const splitKind: SplitKind = runCfg ? runSplit(runCfg) : rp.split;
     const space: LabelSpace = runCfg ? runCfg.space : buildLabelSpace(rows, { top: rp.topMakeModels });
-    const split = splitRows(rows, splitKind, 0.1);
+    const testFraction = runCfg ? runTestFraction(runCfg) : rp.testFraction;
+    const split = splitRows(rows, splitKind, testFraction);
     ctx.log('info', describeSpace(space, splitKind));
     let data: TrainData;
     if (mode === 'heads') {
@@ -197,6 +199,7 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       space,
       data,
       split: splitKind,
+      testFraction,
       force: rp.force,
       signal: ctx.signal,
       onStart: (e) => {

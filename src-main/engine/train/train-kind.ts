@@ -30,6 +30,8 @@ const trainFields = z.object({
    * the split it was started with.
    */
   split: z.enum(['listing', 'photo']).default('listing'),
+  /** Share of the listings (or photos) held out as the test split; a resumed run keeps its own. */
+  testFraction: z.number().gt(0).lt(1).default(0.1),
   /** Make/model classes: the K most frequent pairs of the dataset, the rest "Unknown". */
   topMakeModels: z.number().int().min(1).max(100_000).default(512),
   /** Continue this run from its last checkpoint (steps = the new total). */

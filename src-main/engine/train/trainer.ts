@@ -23,7 +23,7 @@ import { UserError } from '../workspace/errors.ts';
 import type { AugmentPool } from './augment-pool.ts';
 import { ORIGINAL_AUGMENT, type AugmentOptions } from './augment.ts';
 import { readCheckpoint, sweepTemporaries, writeFileAtomic, type NamedArray } from './checkpoint.ts';
-import { labelledCounts, numMakeModelClasses, type LabelColumns, type LabelSpace, type SplitKind } from './labels.ts';
+import { DEFAULT_TEST_FRACTION, labelledCounts, numMakeModelClasses, type LabelColumns, type LabelSpace, type SplitKind } from './labels.ts';
 import { backboneKindOf, createHeads, headsConfig, type Backbone, type Heads, type LossWeights, type Metrics } from './model.ts';
 import { mixSeed, type RngState } from './rng.ts';
 import { runLoop } from './run-loop.ts';
@@ -161,6 +161,7 @@ export interface TrainInputs {
   data: TrainData;
   /** How data was split into train and test (recorded in config.json). */
   split?: SplitKind;
+  testFraction?: number;
   /** Fine-tune even on the pure-JS cpu backend (tests, on a tiny network). */
   force?: boolean;
   signal?: AbortSignal;
@@ -204,6 +205,8 @@ export interface RunConfigFile {
   createdAt: string;
   /** The train/test split used (runs from before the listing split have none: they were split by photo). */
   split?: SplitKind;
+  /** The test split's share (runs from before it was recorded: 0.1). */
+  testFraction?: number;
   /** Per head (runs from before partial labels have none). */
   heads?: Record<HeadName, HeadPlan>;
 }
@@ -211,6 +214,11 @@ export interface RunConfigFile {
 /** The split a run was trained with ('photo' for runs from before it was recorded). */
 export function runSplit(file: Pick<RunConfigFile, 'split'>): SplitKind {
   return file.split ?? 'photo';
+}
+
+/** The test share a run was trained with (0.1 for runs from before it was recorded). */
+export function runTestFraction(file: Pick<RunConfigFile, 'testFraction'>): number {
+  return file.testFraction ?? DEFAULT_TEST_FRACTION;
 }
 
 /** Per head: its weight, labelled train/test rows, whether it trains and why not. */
@@ -282,6 +290,7 @@ export async function train(runDir: string, config: TrainConfig, inputs: TrainIn
     backend: inputs.backend.name,
     createdAt: new Date().toISOString(),
     split: inputs.split,
+    testFraction: inputs.testFraction,
     heads,
   };
   await writeFileAtomic(path.join(runDir, RUN_FILES.config), JSON.stringify(file, null, 2));
