@@ -46,6 +46,7 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
   let s: Served;
   let page: Page;
   let run: RunInfo;
+  let priceOnly: RunInfo;
   beforeAll(async () => {
     const dir = `${tmpDir()}/ws`;
     const scrape = await runCli(
@@ -61,10 +62,33 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
       },
     );
     expect(train.code, train.stderr).toBe(0);
+    // a price-only run (features cached by now): its other heads are not trained
+    const second = await runCli(
+      [
+        'train',
+        '--workspace',
+        dir,
+        '--steps',
+        '40',
+        '--eval-every',
+        '20',
+        '--checkpoint-every',
+        '20',
+        '--loss-weights',
+        'price_ce_only',
+        '--name',
+        'eval-ui-price-only',
+        '--new-run',
+      ],
+      { timeoutMs: 300_000 },
+    );
+    expect(second.code, second.stderr).toBe(0);
     s = await startServe(['--workspace', dir]);
     const runs = (await api(s, 'runs.list')) as RunInfo[];
     run = runs.find((r) => r.name === 'eval-ui-run')!;
+    priceOnly = runs.find((r) => r.name === 'eval-ui-price-only')!;
     expect(run.state).toBe('done');
+    expect(priceOnly.state).toBe('done');
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
     page.setDefaultTimeout(60_000);
@@ -191,5 +215,36 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
     expect(popup.url()).toMatch(/^blob:/);
     expect(await popup.content()).toContain(run.name);
     await popup.close();
+  }, 600_000);
+
+  it("names the heads a run did not train, and shows each run's own reports", async () => {
+    await page.getByTestId(`select-run-${priceOnly.id}`).click();
+    await page.locator(`[data-testid="evaluate-panel"][data-run="${priceOnly.id}"]`).waitFor();
+    // no report of this run yet: the first run's is not listed here
+    expect(await page.getByTestId('eval-reports').count()).toBe(0);
+    await page.getByTestId('eval-checkpoint').selectOption('last');
+    await page.getByTestId('eval-start').click();
+    const ended = page.locator(['done', 'failed', 'cancelled'].map((st) => `[data-testid="eval-job"][data-state="${st}"]`).join(', '));
+    await ended.waitFor({ timeout: 0 });
+    const job = (await api(s, 'jobs.get', { id: Number(await ended.getAttribute('data-job')) })) as JobInfo;
+    expect(job.state, job.error?.message).toBe('done');
+    const reportId = (job.result as { reportId: string }).reportId;
+    await page.locator(`[data-testid="eval-report"][data-report-id="${reportId}"]`).waitFor();
+    const { report } = (await api(s, 'eval.get', { runId: priceOnly.id, id: reportId })) as { report: EvalReport };
+    expect(report.checkpoint).toBe('last');
+    expect(report.untrained.map((u) => u.head).sort()).toEqual(['makeModel', 'median', 'year']);
+    for (const u of report.untrained) expect(await page.getByTestId(`eval-untrained-${u.head}`).textContent()).toContain(u.reason);
+    // each untrained head's section carries a badge, the trained price head none of its own
+    await page.getByTestId('eval-head-makeModel').getByTestId('eval-head-untrained-makeModel').waitFor();
+    await page.getByTestId('eval-head-year').getByTestId('eval-head-untrained-year').waitFor();
+    expect(await page.getByTestId('eval-head-price').getByTestId('eval-head-untrained-price').count()).toBe(0);
+    expect(await page.getByTestId('eval-reports').locator('tbody tr').count()).toBe(1);
+    await page.getByTestId('evaluate-panel').screenshot({ path: artifactPath('evaluate-panel-untrained.png') });
+
+    // back to the first run: its report is listed and shown again
+    await page.getByTestId(`select-run-${run.id}`).click();
+    await page.locator(`[data-testid="evaluate-panel"][data-run="${run.id}"] [data-testid="eval-report"]`).waitFor();
+    const list = (await api(s, 'eval.list', { runId: run.id })) as EvalReportEntry[];
+    expect(await page.getByTestId('eval-reports').locator('tbody tr').count()).toBe(list.length);
   }, 600_000);
 });
