@@ -137,7 +137,7 @@ describe('failed jobs in the CLI', () => {
     expect(fit.stderr.indexOf('[Fit junk filter')).toBeLessThan(fit.stderr.indexOf('carstudio: '));
 
     const train = await runCli(['train', '--workspace', dir, '--steps', '10', '--json'], { timeoutMs: 120_000 });
-    const trainMsg = 'only 0 training images with a price';
+    const trainMsg = 'only 0 training images with a label (price, make/model or year)';
     expect(train.code, train.stderr).toBe(2);
     expect(occurrences(train.stdout + train.stderr, trainMsg)).toBe(1);
     expect(train.stdout + train.stderr).not.toMatch(STACK_LINE);
