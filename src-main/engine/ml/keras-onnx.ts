@@ -13,6 +13,7 @@
 // bottom/right.
 import type * as TF from '@tensorflow/tfjs';
 import onnxProto from 'onnx-proto';
+import type { onnx as P } from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
@@ -172,8 +173,8 @@ function padAxis(size: number, kernel: number, stride: number, dilation: number,
 }
 
 class GraphBuilder {
-  nodes: onnx.INodeProto[] = [];
-  initializers: onnx.ITensorProto[] = [];
+  nodes: P.INodeProto[] = [];
+  initializers: P.ITensorProto[] = [];
   private used = new Set<string>();
 
   unique(base: string): string {
@@ -184,7 +185,7 @@ class GraphBuilder {
   }
 
   node(opType: string, inputs: string[], output: string, attrs: Record<string, number | number[]> = {}): string {
-    const attribute: onnx.IAttributeProto[] = Object.entries(attrs).map(([name, v]) =>
+    const attribute: P.IAttributeProto[] = Object.entries(attrs).map(([name, v]) =>
       Array.isArray(v)
         ? { name, type: onnx.AttributeProto.AttributeType.INTS, ints: v }
         : Number.isInteger(v)
@@ -560,12 +561,12 @@ export function kerasToOnnx(artifacts: TF.io.ModelArtifacts, opts: KerasToOnnxOp
   if (out.shape.length === 3) final = g.node('Transpose', [final], `${opts.output}_nhwc`, { perm: [0, 2, 3, 1] });
   g.nodes.push({ opType: 'Identity', input: [final], output: [outputName], name: outputName });
 
-  const dims = (shape: number[]): onnx.ITensorShapeProto => ({ dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] });
-  const valueInfo = (name: string, shape: number[]): onnx.IValueInfoProto => ({
+  const dims = (shape: number[]): P.ITensorShapeProto => ({ dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] });
+  const valueInfo = (name: string, shape: number[]): P.IValueInfoProto => ({
     name,
     type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: dims(shape) } },
   });
-  const model: onnx.IModelProto = {
+  const model: P.IModelProto = {
     irVersion: ONNX_IR_VERSION,
     opsetImport: [{ domain: '', version: ONNX_OPSET }],
     producerName: 'carstudio keras-onnx',
