@@ -49,7 +49,7 @@ async function classJpeg(cls: number, seed: number, width = 80, height = 60): Pr
   const base = CLASSES[cls]!.rgb.map((c) => c + (r() - 0.5) * 40);
   const texture = [
     (x: number, y: number) => (y >> 3) & 1, // horizontal stripes
-    (x: number, y: number) => (x >> 3) & 1, // vertical stripes
+    (x: number, _y: number) => (x >> 3) & 1, // vertical stripes
     (x: number, y: number) => ((x + y) >> 3) & 1, // diagonal stripes
     (x: number, y: number) => ((x >> 3) ^ (y >> 3)) & 1, // checks
   ][cls]!;
@@ -60,7 +60,9 @@ async function classJpeg(cls: number, seed: number, width = 80, height = 60): Pr
       for (let c = 0; c < 3; c++) px[(y * width + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(base[c]! * dark + (r() - 0.5) * 50)));
     }
   }
-  return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  return sharp(px, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 interface FixtureRow {
@@ -94,7 +96,10 @@ async function writeClassPhotos(dir: string, sub: string, perClass: readonly num
 }
 
 /** A manifest whose image column is `file` (imported with map image=file). */
-function manifestLines(rows: ReadonlyArray<FixtureRow | { file: string; listing: string; cls: number; price: number | null }>, withPrice = true): string[] {
+function manifestLines(
+  rows: ReadonlyArray<FixtureRow | { file: string; listing: string; cls: number; price: number | null }>,
+  withPrice = true,
+): string[] {
   return [
     withPrice ? 'file,listing_id,price,make,model,year' : 'file,listing_id,make,model,year',
     ...rows.map((r) => {
@@ -161,10 +166,19 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
     const imp = (await engine.jobs.wait(engine.jobs.start('import', { manifest, map: { image: 'file' } }).id)) as JobInfo;
     expect(imp.state, imp.error?.message).toBe('done');
     expect(imp.result).toMatchObject({ rowsImported: photos.length, imagesAdded: photos.length });
-    const a = await train({ name: 'colours (default)', steps: 150, evalEvery: 50, checkpointEvery: 50, hidden: 0 });
+    const a = await train({ name: 'colours & textures', steps: 150, evalEvery: 50, checkpointEvery: 50, hidden: 0 });
     runA = a.runId;
     expect(Object.values(a.heads).every((h) => h.trains)).toBe(true);
-    runB = (await train({ name: 'colours (price CE only)', steps: 60, evalEvery: 30, checkpointEvery: 30, hidden: 0, lossWeights: 'price_ce_only' })).runId;
+    runB = (
+      await train({
+        name: 'colours (price CE only)',
+        steps: 60,
+        evalEvery: 30,
+        checkpointEvery: 30,
+        hidden: 0,
+        lossWeights: 'price_ce_only',
+      })
+    ).runId;
   }, 2 * T);
   afterAll(async () => {
     await engine?.close();
@@ -177,7 +191,7 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
     const rows = trainingRows(db);
     expect(rows).toHaveLength(photos.length);
     const split = splitRows(rows, 'listing', 0.1);
-    expect(report).toMatchObject({ runId: runA, runName: 'colours (default)', checkpoint: 'best', knnK: 10 });
+    expect(report).toMatchObject({ runId: runA, runName: 'colours & textures', checkpoint: 'best', knnK: 10 });
     expect(report.source).toEqual({ kind: 'test-split', split: 'listing' });
     expect(report.rows).toBe(split.test.length);
     expect(report.trainRows).toBe(split.train.length);
@@ -185,7 +199,10 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
 
     // every listing of the workspace has all its photos on one side, and the test side has multi-photo listings
     const testIds = new Set(split.test.map((r) => r.imageId));
-    const links = db.prepare(`SELECT listing_rowid AS listing, image_id AS image FROM listing_images`).all() as Array<{ listing: number; image: number }>;
+    const links = db.prepare(`SELECT listing_rowid AS listing, image_id AS image FROM listing_images`).all() as Array<{
+      listing: number;
+      image: number;
+    }>;
     const sides = new Map<number, Set<boolean>>();
     for (const l of links) (sides.get(l.listing) ?? sides.set(l.listing, new Set()).get(l.listing)!).add(testIds.has(l.image));
     for (const [listing, s] of sides) expect(s.size, `listing ${listing} on both sides`).toBe(1);
@@ -246,7 +263,10 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
       { file: 'new/gone-2.jpg', listing: 'new-gone', cls: 2, price: null },
     ];
     const manifest = path.join(fx, 'new.csv');
-    fs.writeFileSync(manifest, manifestLines([...fresh.slice(0, 5), broken[0]!, ...fresh.slice(5, 9), broken[1]!, broken[2]!, ...fresh.slice(9)]).join('\n') + '\n');
+    fs.writeFileSync(
+      manifest,
+      manifestLines([...fresh.slice(0, 5), broken[0]!, ...fresh.slice(5, 9), broken[1]!, broken[2]!, ...fresh.slice(9)]).join('\n') + '\n',
+    );
     const { result, report } = await evaluate({ runId: runA, manifest, map: { image: 'file' } });
     reportIds.push(result.reportId);
     expect(report.source).toEqual({ kind: 'manifest', manifest, rowsSkipped: broken.length });
@@ -257,26 +277,32 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
     expectCalibration(report);
   });
 
-  it('eval.list lists the reports newest first; eval.get returns the page with a reliability chart per scored head', { timeout: T }, async () => {
-    expect(reportIds).toHaveLength(2);
-    const list = (await engine.request('eval.list', { runId: runA })) as EvalReportEntry[];
-    expect(list.map((e) => e.id)).toEqual([...reportIds].reverse());
-    expect(list[0]!.source.kind).toBe('manifest');
-    expect(list[1]!.source.kind).toBe('test-split');
-    expect(list[0]!.createdAt >= list[1]!.createdAt).toBe(true);
-    for (const e of list) {
-      const got = await engine.request('eval.get', { runId: runA, id: e.id });
-      expect(got.entry).toEqual(e);
-      expect(got.report).toEqual(readReportJson(path.join(ws, 'runs', String(runA), 'eval', e.id)));
-      expect(got.html).toContain('colours (default)');
-      expect(got.html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(got.report));
-      expect(e.headline.makeModelTop1).toBe(got.report.heads.makeModel!.model.top1);
-    }
-    expect(((await engine.request('eval.list', { runId: runB })) as EvalReportEntry[]).map((e) => e.source.kind)).toEqual(['test-split']);
-    const missing = await engine.call('eval.get', { runId: runA, id: 'no-such-report' });
-    expect(missing.ok).toBe(false);
-    expect(missing.ok ? '' : missing.error.message).toMatch(/no evaluation report no-such-report/);
-  });
+  it(
+    'eval.list lists the reports newest first; eval.get returns the page with a reliability chart per scored head',
+    { timeout: T },
+    async () => {
+      expect(reportIds).toHaveLength(2);
+      const list = (await engine.request('eval.list', { runId: runA })) as EvalReportEntry[];
+      expect(list.map((e) => e.id)).toEqual([...reportIds].reverse());
+      expect(list[0]!.source.kind).toBe('manifest');
+      expect(list[1]!.source.kind).toBe('test-split');
+      expect(list[0]!.createdAt >= list[1]!.createdAt).toBe(true);
+      for (const e of list) {
+        const got = await engine.request('eval.get', { runId: runA, id: e.id });
+        expect(got.entry).toEqual(e);
+        expect(got.report).toEqual(readReportJson(path.join(ws, 'runs', String(runA), 'eval', e.id)));
+        expect(got.html).toContain('colours &amp; textures'); // the run's name, escaped
+        expect(got.html).not.toContain('colours & textures');
+        expect(got.html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(got.report));
+        expect(got.html.match(/<svg class="per-class"/g) ?? []).toHaveLength(1);
+        expect(e.headline.makeModelTop1).toBe(got.report.heads.makeModel!.model.top1);
+      }
+      expect(((await engine.request('eval.list', { runId: runB })) as EvalReportEntry[]).map((e) => e.source.kind)).toEqual(['test-split']);
+      const missing = await engine.call('eval.get', { runId: runA, id: 'no-such-report' });
+      expect(missing.ok).toBe(false);
+      expect(missing.ok ? '' : missing.error.message).toMatch(/no evaluation report no-such-report/);
+    },
+  );
 });
 
 describe('a labelled dataset without prices, and carstudio eval', () => {
@@ -290,7 +316,9 @@ describe('a labelled dataset without prices, and carstudio eval', () => {
     ws = path.join(tmpDir('carstudio-eval-noprice-ws-'), 'ws');
     const init = await runCli(['init', '--workspace', ws]);
     expect(init.code, init.stderr).toBe(0);
-    const imp = await runCli(['import', '--workspace', ws, '--manifest', path.join(fx, 'labels.csv'), '--map', 'image=file', '--json'], { timeoutMs: T });
+    const imp = await runCli(['import', '--workspace', ws, '--manifest', path.join(fx, 'labels.csv'), '--map', 'image=file', '--json'], {
+      timeoutMs: T,
+    });
     expect(imp.code, imp.stderr).toBe(0);
     expect(JSON.parse(imp.stdout)).toMatchObject({ rowsImported: rows.length, errors: [] });
   }, T);
@@ -298,98 +326,127 @@ describe('a labelled dataset without prices, and carstudio eval', () => {
   const TRAIN = ['--steps', '40', '--eval-every', '20', '--checkpoint-every', '20', '--hidden', '0'];
 
   it('trains make/model and year; the price heads are recorded as not trained (no labels)', { timeout: T }, async () => {
-    const j = await runCli(['train', '--workspace', ws, ...TRAIN, '--json'], { timeoutMs: T });
-    expect(j.code, j.stderr).toBe(0);
-    const res = JSON.parse(j.stdout) as { state: string; heads: Record<HeadName, HeadPlan> };
+    const t = await runCli(['train', '--workspace', ws, ...TRAIN, '--name', 'no prices'], { timeoutMs: T });
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toContain('price: not trained (no labels)');
+    expect(t.stdout).toContain('median: not trained (no labels)');
+    // the train job's result, as the engine recorded it
+    const db = new Database(path.join(ws, 'studio.db'), { readonly: true });
+    const row = db.prepare(`SELECT state, result FROM jobs WHERE kind = 'train' ORDER BY id DESC LIMIT 1`).get() as {
+      state: string;
+      result: string;
+    };
+    db.close();
+    expect(row.state).toBe('done');
+    const res = JSON.parse(row.result) as { state: string; heads: Record<HeadName, HeadPlan> };
     expect(res.state).toBe('done');
     expect(res.heads.price).toMatchObject({ trains: false, reason: 'no labels', train: 0, test: 0 });
     expect(res.heads.median).toMatchObject({ trains: false, reason: 'no labels' });
     expect(res.heads.makeModel).toMatchObject({ trains: true, reason: null });
     expect(res.heads.year).toMatchObject({ trains: true, reason: null });
     expect(res.heads.makeModel.train).toBeGreaterThan(0);
-
-    const t = await runCli(['train', '--workspace', ws, ...TRAIN, '--new-run', '--name', 'no prices'], { timeoutMs: T });
-    expect(t.code, t.stderr).toBe(0);
-    expect(t.stdout).toContain('price: not trained (no labels)');
-    expect(t.stdout).toContain('median: not trained (no labels)');
   });
 
-  it('eval --json prints the report (no price head, price/median untrained); --report DIR writes report.html and report.json there', { timeout: T }, async () => {
-    const j = await runCli(['eval', '--workspace', ws, '--json'], { timeoutMs: T });
-    expect(j.code, j.stderr).toBe(0);
-    const out = JSON.parse(j.stdout) as { jobId: number; reportId: string; dir: string; report: EvalReport };
-    expect(out.report.runName).toBe('no prices'); // the newest finished run
-    expect(out.report.heads.price).toBeNull();
-    expect(out.report.heads.makeModel!.model.n).toBe(out.report.rows);
-    expect(out.report.heads.year!.model.n).toBe(out.report.rows);
-    expect(out.report.untrained).toEqual([
-      { head: 'price', reason: 'no labels' },
-      { head: 'median', reason: 'no labels' },
-    ]);
-    expect(readReportJson(out.dir)).toEqual(out.report);
+  it(
+    'eval --json prints the report (no price head, price/median untrained); --report DIR writes report.html and report.json there',
+    { timeout: T },
+    async () => {
+      const j = await runCli(['eval', '--workspace', ws, '--json'], { timeoutMs: T });
+      expect(j.code, j.stderr).toBe(0);
+      const out = JSON.parse(j.stdout) as { jobId: number; reportId: string; dir: string; report: EvalReport };
+      expect(out.report.runName).toBe('no prices'); // the newest finished run
+      expect(out.report.heads.price).toBeNull();
+      expect(out.report.heads.makeModel!.model.n).toBe(out.report.rows);
+      expect(out.report.heads.year!.model.n).toBe(out.report.rows);
+      expect(out.report.untrained).toEqual([
+        { head: 'price', reason: 'no labels' },
+        { head: 'median', reason: 'no labels' },
+      ]);
+      expect(readReportJson(out.dir)).toEqual(out.report);
 
-    const dest = path.join(tmpDir('carstudio-eval-report-'), 'out');
-    const r = await runCli(['eval', '--workspace', ws, '--run', String(out.report.runId), '--checkpoint', 'last', '--report', dest], { timeoutMs: T });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('price: not trained (no labels)');
-    expect(r.stdout).toContain(`report: ${path.join(dest, 'report.html')}`);
-    const copied = readReportJson(dest);
-    expect(copied).toMatchObject({ runId: out.report.runId, checkpoint: 'last', rows: out.report.rows });
-    const html = fs.readFileSync(path.join(dest, 'report.html'), 'utf8');
-    expect(html).toContain('no prices');
-    expect(html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(copied));
-  });
-
-  it('--checkpoint best on a run stopped before its first evaluation is a user error (exit 2); --checkpoint last scores it', { timeout: T }, async () => {
-    // a run stopped by Ctrl-C at a checkpoint, long before its first evaluation: last.ckpt, no best.ckpt
-    const child = spawn(
-      process.execPath,
-      [CLI, 'train', '--workspace', ws, '--steps', '1000000', '--eval-every', '1000000', '--checkpoint-every', '5', '--hidden', '0', '--new-run', '--name', 'stopped'],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stdout.resume();
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    const db = new Database(path.join(ws, 'studio.db'), { readonly: true, fileMustExist: true });
-    let runId = 0;
-    try {
-      await untilProgress(child, 'the run trains a few steps', () => {
-        const r = db.prepare(`SELECT id, step FROM runs WHERE name = 'stopped' AND state = 'running'`).get() as { id: number; step: number } | undefined;
-        runId = r?.id ?? 0;
-        return (r?.step ?? 0) >= 10;
+      const dest = path.join(tmpDir('carstudio-eval-report-'), 'out');
+      const r = await runCli(['eval', '--workspace', ws, '--run', String(out.report.runId), '--checkpoint', 'last', '--report', dest], {
+        timeoutMs: T,
       });
-      child.kill('SIGINT');
-      await exited;
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${stderr}`);
-    } finally {
-      db.close();
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
-    const runDir = path.join(ws, 'runs', String(runId));
-    expect(fs.existsSync(path.join(runDir, 'last.ckpt')), stderr).toBe(true);
-    expect(fs.existsSync(path.join(runDir, 'best.ckpt'))).toBe(false);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('price: not trained (no labels)');
+      expect(r.stdout).toContain(`report: ${path.join(dest, 'report.html')}`);
+      const copied = readReportJson(dest);
+      expect(copied).toMatchObject({ runId: out.report.runId, checkpoint: 'last', rows: out.report.rows });
+      const html = fs.readFileSync(path.join(dest, 'report.html'), 'utf8');
+      expect(html).toContain('no prices');
+      expect(html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(copied));
+    },
+  );
 
-    const best = await runCli(['eval', '--workspace', ws, '--run', String(runId), '--checkpoint', 'best'], { timeoutMs: T });
-    expect(best.code).toBe(2);
-    expect(best.stdout).toBe('');
-    expect(best.stderr).toMatch(new RegExp(`carstudio: run ${runId} has no best checkpoint yet.*use --checkpoint last`));
-    expect(fs.existsSync(path.join(runDir, 'eval'))).toBe(false);
+  it(
+    '--checkpoint best on a run stopped before its first evaluation is a user error (exit 2) that names --checkpoint last',
+    { timeout: T },
+    async () => {
+      // a run stopped by Ctrl-C at a checkpoint, long before its first evaluation: last.ckpt, no best.ckpt
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'train',
+          '--workspace',
+          ws,
+          '--steps',
+          '1000000',
+          '--eval-every',
+          '1000000',
+          '--checkpoint-every',
+          '5',
+          '--hidden',
+          '0',
+          '--new-run',
+          '--name',
+          'stopped',
+        ],
+        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      child.stdout.resume();
+      child.stderr.on('data', (d) => (stderr += d));
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      const db = new Database(path.join(ws, 'studio.db'), { readonly: true, fileMustExist: true });
+      let runId = 0;
+      try {
+        await untilProgress(child, 'the run trains a few steps', () => {
+          const r = db.prepare(`SELECT id, step FROM runs WHERE name = 'stopped' AND state = 'running'`).get() as
+            { id: number; step: number } | undefined;
+          runId = r?.id ?? 0;
+          return (r?.step ?? 0) >= 10;
+        });
+        child.kill('SIGINT');
+        await exited;
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\n${stderr}`);
+      } finally {
+        db.close();
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+      const runDir = path.join(ws, 'runs', String(runId));
+      expect(fs.existsSync(path.join(runDir, 'last.ckpt')), stderr).toBe(true);
+      expect(fs.existsSync(path.join(runDir, 'best.ckpt'))).toBe(false);
 
-    const last = await runCli(['eval', '--workspace', ws, '--run', String(runId), '--checkpoint', 'last', '--json'], { timeoutMs: T });
-    expect(last.code, last.stderr).toBe(0);
-    const out = JSON.parse(last.stdout) as { report: EvalReport };
-    expect(out.report).toMatchObject({ runId, checkpoint: 'last' });
-    expect(out.report.step).toBeGreaterThanOrEqual(10);
-  });
+      const best = await runCli(['eval', '--workspace', ws, '--run', String(runId), '--checkpoint', 'best'], { timeoutMs: T });
+      expect(best.code).toBe(2);
+      expect(best.stdout).toBe('');
+      expect(best.stderr).toMatch(new RegExp(`carstudio: run ${runId} has no best checkpoint yet.*use --checkpoint last`));
+      expect(fs.existsSync(path.join(runDir, 'eval'))).toBe(false);
+    },
+  );
 });
 
 describe('import identity: the labelled-cars photos as a manifest and as a labelled folder', () => {
   const dataDir = path.join(SHARED_DATA, 'labelled-cars');
   const labels = path.join(dataDir, 'labels.csv');
   const have = fs.existsSync(labels);
-  if (!have) console.log(`eval: skipping the labelled-cars import identity: ${labels} does not exist (the shared test data is not in this checkout)`);
+  if (!have)
+    console.log(
+      `eval: skipping the labelled-cars import identity: ${labels} does not exist (the shared test data is not in this checkout)`,
+    );
 
   const counts = (dir: string): { listings: number; images: number } => {
     const db = new Database(path.join(dir, 'studio.db'), { readonly: true });
@@ -407,7 +464,9 @@ describe('import identity: the labelled-cars photos as a manifest and as a label
     try {
       const s = buildLabelSpace(trainingRows(w.db));
       return {
-        classes: s.makeModels.map((c): [string, number] => [makeModelKey(c.make, c.model)!, c.count]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
+        classes: s.makeModels
+          .map((c): [string, number] => [makeModelKey(c.make, c.model)!, c.count])
+          .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
         years: s.years,
         labelled: s.labelled,
         rows: s.rows,
@@ -425,7 +484,9 @@ describe('import identity: the labelled-cars photos as a manifest and as a label
     expect(ib.code, ib.stderr).toBe(0);
     const viaManifest = await runCli(['import', '--workspace', a, '--manifest', labels, '--map', 'image=file', '--json'], { timeoutMs: T });
     expect(viaManifest.code, viaManifest.stderr).toBe(0);
-    const viaFolder = await runCli(['import', '--workspace', b, '--folder', dataDir, '--pattern', '{make}_{model}_{year}_*', '--json'], { timeoutMs: T });
+    const viaFolder = await runCli(['import', '--workspace', b, '--folder', dataDir, '--pattern', '{make}_{model}_{year}_*', '--json'], {
+      timeoutMs: T,
+    });
     expect(viaFolder.code, viaFolder.stderr).toBe(0);
     const sm = JSON.parse(viaManifest.stdout) as { errors: unknown[]; listingsAdded: number };
     const sf = JSON.parse(viaFolder.stdout) as { errors: Array<{ where: string }>; listingsAdded: number };
