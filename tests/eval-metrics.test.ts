@@ -440,6 +440,9 @@ describe('report HTML and files', () => {
     expect(DomUtils.getElementsByTagName('img', doc)).toHaveLength(0);
     expect(html).not.toMatch(/<script|<img|<b>X/i);
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt; Model');
+    // and, opened from the studio's origin, the page may run nothing and load nothing
+    const csp = DomUtils.findOne((e) => e.name === 'meta' && e.attribs['http-equiv'] === 'Content-Security-Policy', doc.children, true);
+    expect(csp?.attribs.content).toBe("default-src 'none'; style-src 'unsafe-inline'; img-src data:");
     // The names survive as text.
     const text = DomUtils.textContent(doc);
     expect(text).toContain('run <img src=x onerror=alert(1)>');

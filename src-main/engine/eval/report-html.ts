@@ -201,7 +201,7 @@ export function renderReportHtml(report: EvalReport): string {
     .map(([k, v]) => `<span><b>${escapeHtml(k)}:</b> ${escapeHtml(v)}</span>`)
     .join(' ');
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(`Evaluation of ${r.runName}`)}</title><style>${CSS}</style></head>
 <body>
 <header><h1>Evaluation of run ${escapeHtml(r.runName)} <span class="muted">#${escapeHtml(r.runId)}</span></h1>
