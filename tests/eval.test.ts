@@ -21,6 +21,7 @@ import { trainingRows } from '../src-main/engine/train/dataset.ts';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
 import { CLI, runCli, untilProgress } from './helpers/processes.ts';
 import { ROOT, SHARED_DATA, tmpDir } from './helpers/workspace.ts';
+import { mulberry32 } from '../src-main/engine/util/random.ts';
 
 const T = 180_000; // last-resort bound for a busy machine; the tests wait on the jobs and processes themselves
 
@@ -32,16 +33,6 @@ const CLASSES = [
   { make: 'Kia', model: 'Rio', year: 2019, price: 45_000, rgb: [230, 205, 40] },
 ] as const;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A photo of class `cls`: its colour (jittered per photo), its texture darkened in, pixel noise. */
 async function classJpeg(cls: number, seed: number, width = 80, height = 60): Promise<Buffer> {
@@ -301,6 +292,8 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
       const missing = await engine.call('eval.get', { runId: runA, id: 'no-such-report' });
       expect(missing.ok).toBe(false);
       expect(missing.ok ? '' : missing.error.message).toMatch(/no evaluation report no-such-report/);
+      const noRun = await engine.call('eval.list', { runId: 9999 });
+      expect(noRun.ok ? '' : noRun.error.message).toBe('no run 9999');
     },
   );
 });

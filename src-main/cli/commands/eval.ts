@@ -45,7 +45,7 @@ export function registerEval(program: Command): void {
       if (opts.manifest && opts.testSplit) throw new UserError('name either --manifest or --test-split, not both');
       const engine = openEngine(opts);
       try {
-        const runId = opts.run ?? newestFinishedRun(engine);
+        const runId = opts.run ?? newestEvaluableRun(engine, opts.checkpoint);
         const params: EvalParams = {
           runId,
           checkpoint: opts.checkpoint,
@@ -80,8 +80,10 @@ export function registerEval(program: Command): void {
     });
 }
 
-function newestFinishedRun(engine: ReturnType<typeof openEngine>): number {
-  const runs = listRuns(engine.ws).filter((r) => r.state === 'done' || r.state === 'stopped');
-  if (!runs.length) throw new UserError('no finished training run to evaluate (carstudio train makes one; --run names another)');
+/** The newest done or stopped run that has the checkpoint asked for. */
+function newestEvaluableRun(engine: ReturnType<typeof openEngine>, checkpoint: 'best' | 'last'): number {
+  const runs = listRuns(engine.ws).filter((r) => (r.state === 'done' || r.state === 'stopped') && fs.existsSync(path.join(r.dir, `${checkpoint}.ckpt`)));
+  if (!runs.length)
+    throw new UserError(`no finished training run with a ${checkpoint} checkpoint to evaluate (carstudio train makes one; --run names another${checkpoint === 'best' ? ', --checkpoint last takes a run stopped before its first evaluation' : ''})`);
   return runs[0].id;
 }

@@ -8,6 +8,7 @@ import type { Handlers } from './types.ts';
 
 export const evalHandlers: Handlers<keyof EvalResults> = {
   'eval.list': (p, e) => {
+    if (!e.ws.db.prepare(`SELECT 1 FROM runs WHERE id = ?`).get(p.runId)) throw new UserError(`no run ${p.runId}`);
     const root = evalReportsDir(e.ws.dir, p.runId);
     if (!fs.existsSync(root)) return [];
     const entries = [];
