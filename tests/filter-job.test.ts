@@ -3,6 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src-main/engine/engine.ts';
 import { openCache } from '../src-main/engine/filter/features.ts';
+import { hasOrt } from './helpers/onnx.ts';
 import { runCli, waitFor } from './helpers/processes.ts';
 import { SHARED_DATA, hasSharedData, seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
 
@@ -109,7 +110,7 @@ describe('features job', () => {
       // only what the cancelled run had not stored is extracted again
       expect(r).toMatchObject({ images: 150, extracted: 149 - partial, failed: 1, cached: 149 });
       expect(r.failures).toEqual([{ imageId: corruptId, error: expect.any(String) }]);
-      expect(r.backend).toMatch(/^tfjs (wasm|cpu|tensorflow)/);
+      expect(r.backend).toMatch(hasOrt ? /^onnxruntime (cpu \(\d+ threads?\)|cuda)$/ : /^tfjs (wasm|cpu|tensorflow)/);
       const log = engine.ws.db.prepare(`SELECT message FROM job_log WHERE job_id = ? ORDER BY id`).pluck().all(job.id) as string[];
       expect(log.some((l) => l.includes(`image ${corruptId} skipped`))).toBe(true);
       expect(log.some((l) => l.includes(`on ${r.backend}`))).toBe(true);

@@ -6,6 +6,7 @@ import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/f
 import { exportLabels, importLabelled, type ImportResult, type Label } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
 import { CLIP_DEFAULT_URL } from '../../engine/filter/clip.ts';
+import { FEATURE_RUNTIMES, type FeatureRuntime } from '../../engine/filter/extract.ts';
 import type { WeightsResult } from '../../engine/filter/weights-job.ts';
 import { createOption, findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import type { Engine } from '../../engine/engine.ts';
@@ -13,6 +14,11 @@ import type { Engine } from '../../engine/engine.ts';
 function extractorArg(v: string): ExtractorName {
   if (!(EXTRACTORS as readonly string[]).includes(v)) throw new UserError(`--extractor must be one of ${EXTRACTORS.join(', ')}, got '${v}'`);
   return v as ExtractorName;
+}
+
+function runtimeArg(v: string): FeatureRuntime {
+  if (!(FEATURE_RUNTIMES as readonly string[]).includes(v)) throw new UserError(`--runtime must be one of ${FEATURE_RUNTIMES.join(', ')}, got '${v}'`);
+  return v as FeatureRuntime;
 }
 
 async function runJob(engine: Engine, kind: string, params: Record<string, unknown>): Promise<{ code: number; result: unknown }> {
@@ -97,10 +103,18 @@ export function registerFilter(program: Command): void {
     .addOption(workspaceOption())
     .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
     .option('--labelled-only', 'only the labelled images')
-    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean }) => {
+    .option(
+      '--runtime <runtime>',
+      'where mobilenet_v2 runs: onnx (ONNX Runtime, needs onnxruntime-node), tfjs, or auto (ONNX Runtime when it loads, else tfjs); both give the same features',
+      runtimeArg,
+      'auto' as FeatureRuntime,
+    )
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean; runtime: FeatureRuntime }) => {
       const engine = openEngine(opts);
       try {
-        const r = await runJob(engine, 'features', { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable' });
+        const params: Record<string, unknown> = { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable' };
+        if (opts.runtime !== 'auto') params.runtime = opts.runtime;
+        const r = await runJob(engine, 'features', params);
         if (r.result) process.stdout.write(`${JSON.stringify(r.result)}\n`);
         process.exitCode = r.code;
       } finally {

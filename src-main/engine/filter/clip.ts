@@ -6,10 +6,12 @@
 // missing the error says exactly what to do.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { UserError } from '../workspace/errors.ts';
 import { kindOf, onnxFileProblem } from '../ml/onnx-file.ts';
 import type { FeatureExtractor } from './extract.ts';
+import { loadOrt, ortAvailable, ortHasCuda, OrtNotInstalled, ORT_INSTALL_STEPS, type OrtModule, type OrtSession, type OrtTensor } from '../ml/ort.ts';
+
+export { ortAvailable };
 
 export const CLIP_NAME = 'clip-vit-b16';
 export const CLIP_DIM = 512;
@@ -121,61 +123,16 @@ export function clipWeightsHelp(workspaceDir: string): string {
 
 export const ORT_HELP =
   `the ${CLIP_NAME} extractor runs on ONNX Runtime, and the onnxruntime-node package (an optional dependency of CarStudio) is not installed. ` +
-  `Install it in the CarStudio folder with \`ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install\` ` +
-  `(the variable keeps its install script from downloading CUDA libraries, which fails without internet and makes npm leave the package out; ` +
-  `offline: \`npm install /path/to/onnxruntime-node-<version>.tgz\` from a tarball made elsewhere with \`npm pack onnxruntime-node@<version>\`), ` +
-  `or use --extractor mobilenet_v2, which works offline.`;
-
-// The part of onnxruntime-node's API used here (declared here, as it is optional: the typecheck must
-// not depend on whether it is installed).
-interface OrtTensor {
-  data: Float32Array;
-  dims: readonly number[];
-}
-interface OrtValueMetadata {
-  name: string;
-  isTensor: boolean;
-  type?: string;
-  shape?: ReadonlyArray<number | string>;
-}
-interface OrtSession {
-  inputNames: readonly string[];
-  outputNames: readonly string[];
-  /** onnxruntime-node 1.22 and later. */
-  inputMetadata?: readonly OrtValueMetadata[];
-  outputMetadata?: readonly OrtValueMetadata[];
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release?(): Promise<void>;
-}
-interface OrtModule {
-  Tensor: new (type: 'float32', data: Float32Array, dims: number[]) => OrtTensor;
-  InferenceSession: { create(file: string, opts?: { executionProviders?: string[] }): Promise<OrtSession> };
-}
+  `${ORT_INSTALL_STEPS}, or use --extractor mobilenet_v2, which works offline.`;
 
 async function importOrt(): Promise<OrtModule> {
-  const name = 'onnxruntime-node';
   try {
-    const mod = (await import(name)) as OrtModule & { default?: OrtModule };
-    return mod.InferenceSession ? mod : mod.default!;
+    return await loadOrt();
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') throw new UserError(ORT_HELP);
+    if (e instanceof OrtNotInstalled) throw new UserError(ORT_HELP);
     throw new UserError(
       `onnxruntime-node is installed but failed to load (${(e as Error).message}); reinstall it, or use --extractor mobilenet_v2`,
     );
-  }
-}
-
-/**
- * Whether onnxruntime-node can be found, without loading it (the engine process stays free of
- * native modules it does not need).
- */
-export function ortAvailable(): boolean {
-  try {
-    createRequire(import.meta.url).resolve('onnxruntime-node');
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -191,23 +148,6 @@ export function toClipInput(batch: Float32Array, n: number, size = CLIP_INPUT_SI
     }
   }
   return out;
-}
-
-/**
- * Whether onnxruntime-node has its CUDA execution provider. The npm package bundles the CPU build
- * only; its install script, which package.json's allowScripts keeps npm from running, downloads
- * the CUDA provider from NuGet (run by hand: `node node_modules/onnxruntime-node/script/install`).
- * Trying CUDA without it makes ONNX Runtime print an error line for every session, so it is only
- * tried when the library is there.
- */
-function ortHasCuda(): boolean {
-  try {
-    const entry = createRequire(import.meta.url).resolve('onnxruntime-node'); // <pkg>/dist/index.js
-    const bin = path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
-    return fs.readdirSync(bin).some((f) => /onnxruntime_providers_cuda\.(so|dll)$/.test(f));
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -14,6 +14,8 @@ export interface FeatureExtractor {
   name: string;
   inputSize: number;
   featureDim: number;
+  /** What runs it, for logs (e.g. 'onnxruntime cpu (2 threads)', 'tfjs wasm'). */
+  backend?: string;
   embed(batch: Float32Array, n: number): Promise<Float32Array>;
 }
 
@@ -80,7 +82,7 @@ interface Decoded {
 
 /**
  * Extracts one feature row per decodable input. `extractor` defaults to the nsfwjs
- * MobileNetV2 backbone on the best available backend.
+ * MobileNetV2 backbone on the best available runtime (defaultExtractor).
  */
 export async function extractFeatures(
   inputs: AsyncIterable<ExtractInput> | Iterable<ExtractInput>,
@@ -211,20 +213,73 @@ export async function extractFeatures(
   return { extractor: ex.name, dim, ids: allIds, features, failures: allFailures, stats: progress() };
 }
 
-let defaultPromise: Promise<FeatureExtractor> | null = null;
+/** Where the MobileNetV2 backbone runs: ONNX Runtime, TensorFlow.js, or ONNX Runtime when it loads. */
+export const FEATURE_RUNTIMES = ['auto', 'onnx', 'tfjs'] as const;
+export type FeatureRuntime = (typeof FEATURE_RUNTIMES)[number];
 
-/** The nsfwjs MobileNetV2 backbone on the best backend available (loaded once per process). */
-export function defaultExtractor(): Promise<FeatureExtractor> {
-  defaultPromise ??= (async () => {
-    const { initBackend } = await import('../ml/backend.ts');
-    const { loadMobilenetBackbone } = await import('../ml/mobilenet.ts');
-    const { tf } = await initBackend('auto');
-    return loadMobilenetBackbone(tf);
-  })();
-  defaultPromise.catch(() => {
-    defaultPromise = null;
-  });
-  return defaultPromise;
+export interface MobilenetExtractorOptions {
+  /** 'auto' (the default; $CARSTUDIO_FEATURE_RUNTIME when set): ONNX Runtime when onnxruntime-node loads, else tfjs. */
+  runtime?: FeatureRuntime;
+  /** ONNX Runtime's CPU threads (default: os.availableParallelism()). */
+  threads?: number;
+  log?(level: 'info' | 'warn', message: string): void;
+}
+
+const loaded = new Map<string, Promise<FeatureExtractor & { backend: string }>>();
+
+/** The help for --runtime onnx where onnxruntime-node is not installed. */
+export const ORT_RUNTIME_HELP = 'the onnx feature runtime needs onnxruntime-node (an optional dependency of CarStudio), which is not installed. ';
+
+/**
+ * The nsfwjs MobileNetV2 backbone (1280-d, flatten_1) on ONNX Runtime or tfjs, loaded once per
+ * process and runtime. Both give the same features (within 1e-3), so they share one feature cache.
+ */
+export function mobilenetExtractor(opts: MobilenetExtractorOptions = {}): Promise<FeatureExtractor & { backend: string }> {
+  const env = process.env.CARSTUDIO_FEATURE_RUNTIME;
+  const runtime: FeatureRuntime =
+    (opts.runtime ?? 'auto') === 'auto' && env && (FEATURE_RUNTIMES as readonly string[]).includes(env) ? (env as FeatureRuntime) : (opts.runtime ?? 'auto');
+  const key = `${runtime}:${opts.threads ?? ''}`;
+  let p = loaded.get(key);
+  if (!p) {
+    p = loadMobilenet(runtime, opts);
+    loaded.set(key, p);
+    p.catch(() => {
+      if (loaded.get(key) === p) loaded.delete(key);
+    });
+  }
+  return p;
+}
+
+async function loadMobilenet(runtime: FeatureRuntime, opts: MobilenetExtractorOptions): Promise<FeatureExtractor & { backend: string }> {
+  if (runtime !== 'tfjs') {
+    const { loadMobilenetOnnx } = await import('../ml/mobilenet-onnx.ts');
+    const { OrtNotInstalled, ORT_INSTALL_STEPS } = await import('../ml/ort.ts');
+    try {
+      return await loadMobilenetOnnx({ threads: opts.threads, log: opts.log });
+    } catch (e) {
+      if (runtime === 'onnx') {
+        const { UserError } = await import('../workspace/errors.ts');
+        if (e instanceof OrtNotInstalled) throw new UserError(`${ORT_RUNTIME_HELP}${ORT_INSTALL_STEPS}; or use --runtime tfjs.`);
+        throw e;
+      }
+      if (!(e instanceof OrtNotInstalled)) {
+        (opts.log ?? ((_l, m) => process.stderr.write(`warning: ${m}\n`)))(
+          'warn',
+          `ONNX Runtime could not run the MobileNetV2 (${(e instanceof Error ? e.message : String(e)).split('\n')[0]}); using tfjs instead`,
+        );
+      }
+    }
+  }
+  const { initBackend } = await import('../ml/backend.ts');
+  const { loadMobilenetBackbone } = await import('../ml/mobilenet.ts');
+  const info = await initBackend('auto');
+  const backbone = await loadMobilenetBackbone(info.tf);
+  return Object.assign(backbone, { backend: `tfjs ${info.name}` });
+}
+
+/** The nsfwjs MobileNetV2 backbone on the best runtime available (mobilenetExtractor with runtime 'auto'). */
+export function defaultExtractor(): Promise<FeatureExtractor & { backend: string }> {
+  return mobilenetExtractor({ runtime: 'auto' });
 }
 
 function abortError(signal: AbortSignal): Error {

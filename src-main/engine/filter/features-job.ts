@@ -21,6 +21,7 @@ export default async function featuresJob(ctx: JobContext<FeaturesParams>): Prom
     },
     ids,
     ctx.params.extractor,
+    ctx.params.runtime,
   );
   await r.cache.close();
   if (r.backend === null) ctx.log('info', `all ${ids.length} images already have ${ctx.params.extractor} features`);

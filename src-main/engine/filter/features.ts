@@ -2,9 +2,8 @@ import path from 'node:path';
 import type { Workspace } from '../workspace/workspace.ts';
 import { loadClipExtractor, CLIP_DIM } from './clip.ts';
 import { FeatureCache } from './feature-cache.ts';
-import { extractFeatures, defaultExtractor, type FeatureExtractor } from './extract.ts';
+import { extractFeatures, mobilenetExtractor, type FeatureExtractor, type FeatureRuntime } from './extract.ts';
 import { MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
-import { initBackend } from '../ml/backend.ts';
 
 export const EXTRACTORS = ['mobilenet_v2', 'clip-vit-b16'] as const;
 export type ExtractorName = (typeof EXTRACTORS)[number];
@@ -21,12 +20,17 @@ function dimOf(extractor: ExtractorName): number {
   return extractor === 'mobilenet_v2' ? MOBILENET_FEATURE_DIM : CLIP_DIM;
 }
 
-/** The extractor's model on the best backend, and that backend's name (shown to the user). */
-export async function loadExtractor(extractor: ExtractorName, workspaceDir: string): Promise<FeatureExtractor & { backend: string }> {
+/**
+ * The extractor's model on the best backend (or the runtime asked for, mobilenet_v2 only), and
+ * that backend's name (shown to the user).
+ */
+export async function loadExtractor(
+  extractor: ExtractorName,
+  workspaceDir: string,
+  opts: { runtime?: FeatureRuntime; log?(level: 'info' | 'warn', message: string): void } = {},
+): Promise<FeatureExtractor & { backend: string }> {
   if (extractor === 'clip-vit-b16') return loadClipExtractor(workspaceDir);
-  const ex = await defaultExtractor();
-  const info = await initBackend('auto'); // the same (cached) ladder result defaultExtractor used
-  return { ...ex, backend: `tfjs ${info.name}` };
+  return mobilenetExtractor({ runtime: opts.runtime ?? 'auto', log: opts.log });
 }
 
 export interface EnsureFeaturesContext {
@@ -55,6 +59,7 @@ export async function ensureFeatures(
   c: EnsureFeaturesContext,
   imageIds: readonly number[],
   extractor: ExtractorName,
+  runtime: FeatureRuntime = 'auto',
 ): Promise<EnsureFeaturesResult> {
   const cache = await openCache(c.ws, extractor);
   const missing = imageIds.filter((id) => !cache.has(id));
@@ -62,7 +67,7 @@ export async function ensureFeatures(
   const keyOf = c.ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
   let ex: FeatureExtractor & { backend: string };
   try {
-    ex = await loadExtractor(extractor, c.ws.dir);
+    ex = await loadExtractor(extractor, c.ws.dir, { runtime, log: (l, m) => c.log(l, m) });
   } catch (e) {
     await cache.close();
     throw e;

@@ -2,10 +2,16 @@ import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
 import { EXTRACTORS } from './features.ts';
 import { CLIP_DEFAULT_URL } from './clip.ts';
+import { FEATURE_RUNTIMES } from './extract.ts';
 
 const extractor = z.enum(EXTRACTORS).default('mobilenet_v2');
 
-export const featuresParams = z.object({ extractor, scope: z.enum(['usable', 'labelled']).default('usable') });
+export const featuresParams = z.object({
+  extractor,
+  scope: z.enum(['usable', 'labelled']).default('usable'),
+  /** Where mobilenet_v2 runs: ONNX Runtime, tfjs, or ONNX Runtime when it loads (the cache is the same). */
+  runtime: z.enum(FEATURE_RUNTIMES).default('auto'),
+});
 export type FeaturesParams = z.infer<typeof featuresParams>;
 export const filterFitParams = z.object({ extractor, maxFnr: z.number().min(0).max(1).default(0.01), folds: z.number().int().min(2).max(50).default(10) });
 export type FilterFitParams = z.infer<typeof filterFitParams>;

@@ -30,7 +30,8 @@ function extractors(workspaceDir: string): ExtractorInfo[] {
       dim: MOBILENET_FEATURE_DIM,
       installed: true,
       weightsPath: nsfwjsModelDir(),
-      runtime: 'tfjs',
+      // ONNX Runtime when onnxruntime-node is installed (features are the same on either)
+      runtime: ort ? 'onnxruntime-node' : 'tfjs',
       runtimeAvailable: true,
       ready: true,
       help: null,
