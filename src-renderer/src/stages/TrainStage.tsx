@@ -16,19 +16,20 @@ const HEADS: Array<[Head, string]> = [
   ['median', 'median price'],
 ];
 
-function lossOf(m: TrainMetrics, h: Head): number {
+/** A head's loss at a point; null where the head had no labelled rows (nothing to plot). */
+function lossOf(m: TrainMetrics, h: Head): number | null {
   if (h === 'total') return m.loss;
-  if (h === 'median') return m.median.loss;
-  return m[h].loss;
+  if (h === 'median') return labelled(m.median) ? m.median.loss : null;
+  return labelled(m[h]) ? m[h].loss : null;
 }
 /** A head's test figures mean something only where it had labelled rows (`n`, when the engine sends it). */
 function labelled(h: { loss: number; n?: number } | undefined): boolean {
   return h?.n !== 0;
 }
 function accOf(m: TrainMetrics, h: Head): number | null {
-  if (h === 'total') return m.price.accuracy;
+  if (h === 'total') return labelled(m.price) ? m.price.accuracy : null;
   if (h === 'median') return null;
-  return m[h].accuracy;
+  return labelled(m[h]) ? m[h].accuracy : null;
 }
 
 export function TrainStage() {
@@ -103,7 +104,7 @@ export function TrainStage() {
         smoke-test fine-tuning on this machine).
       </p>
       <section className="cards">
-        <Metric label="training images (with a price)" value={fmtInt(d?.images)} />
+        <Metric label="training images (with a label)" value={fmtInt(d?.images)} />
         <Metric label={`test images (10%, split by ${d?.split === 'photo' ? 'photo' : 'listing'})`} value={fmtInt(d?.testImages)} />
         <Metric label="make/model classes" value={d ? `${d.makeModels.length} + Unknown` : '—'} />
         <Metric label="backend" value={d?.backend.name ?? '—'} testid="backend" />

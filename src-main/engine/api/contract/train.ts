@@ -3,13 +3,15 @@ import { z } from 'zod';
 interface Head {
   loss: number;
   accuracy: number;
+  /** Rows that had this head's label (0: no labels, the loss and accuracy mean nothing); absent in runs from before partial labels. */
+  n?: number;
 }
 
 /** Metrics of a training step or an evaluation (train/model.ts Metrics). */
 export interface TrainMetrics {
   loss: number;
   price: Head;
-  median: { loss: number; maeDollars: number };
+  median: { loss: number; maeDollars: number; n?: number };
   makeModel: Head;
   year: Head;
   samples: number;
