@@ -3,6 +3,7 @@ import { scrapeBench } from './scrape.bench.ts';
 import { dedupBench } from './dedup.bench.ts';
 import { predictBench } from './predict.bench.ts';
 import { filterBench } from './filter.bench.ts';
+import { featuresBench } from './features.bench.ts';
 import { trainBench } from './train.bench.ts';
 
 export interface Benchmark {
@@ -12,4 +13,4 @@ export interface Benchmark {
 }
 
 /** Every benchmark, in pipeline order; each stage adds its own. */
-export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench, filterBench, trainBench, predictBench];
+export const benchmarks: Benchmark[] = [storeBench, scrapeBench, dedupBench, featuresBench, filterBench, trainBench, predictBench];
