@@ -268,7 +268,7 @@ describe('carstudio features --runtime', () => {
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${pathToFileURL(path.join(import.meta.dirname, 'helpers', 'hide-onnxruntime.mjs')).href}`.trim(),
   };
 
-  it('--runtime onnx without onnxruntime-node is a clear error saying how to install it', async () => {
+  it('--runtime onnx without onnxruntime-node is a clear error saying how to install it; auto uses tfjs there', async () => {
     const ws = tmpWorkspace();
     await seedStoredImages(ws, 3);
     const dir = ws.dir;
@@ -279,6 +279,10 @@ describe('carstudio features --runtime', () => {
     expect(out).toContain('the onnx feature runtime needs onnxruntime-node');
     expect(out).toContain('ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install');
     expect(out).toContain('--runtime tfjs');
+    // auto (the default) falls back to tfjs without a word of error
+    const auto = await runCli(['features', '--workspace', dir], { env: withoutOrt });
+    expect(auto.code, auto.stderr).toBe(0);
+    expect((JSON.parse(auto.stdout.trim().split('\n').pop()!) as { backend: string; extracted: number }).backend).toMatch(/^tfjs (wasm|cpu|tensorflow)/);
     const bad = await runCli(['features', '--workspace', dir, '--runtime', 'gpu']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain("--runtime must be one of auto, onnx, tfjs, got 'gpu'");

@@ -112,9 +112,8 @@ export function registerFilter(program: Command): void {
     .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean; runtime: FeatureRuntime }) => {
       const engine = openEngine(opts);
       try {
-        const params: Record<string, unknown> = { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable' };
-        if (opts.runtime !== 'auto') params.runtime = opts.runtime;
-        const r = await runJob(engine, 'features', params);
+        // the runtime is part of the match: a plain `features` does not resume a failed --runtime onnx job
+        const r = await runJob(engine, 'features', { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable', runtime: opts.runtime });
         if (r.result) process.stdout.write(`${JSON.stringify(r.result)}\n`);
         process.exitCode = r.code;
       } finally {
