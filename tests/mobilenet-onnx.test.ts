@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type * as TF from '@tensorflow/tfjs';
 import onnxProto from 'onnx-proto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src-main/engine/ml/backend.ts';
@@ -13,6 +14,7 @@ import { decodeForModel } from '../src-main/engine/ml/decode.ts';
 import { kerasToOnnx, KerasConversionError } from '../src-main/engine/ml/keras-onnx.ts';
 import { loadMobilenetBackbone, readMobilenetArtifacts, MOBILENET_EXTRACTOR_NAME } from '../src-main/engine/ml/mobilenet.ts';
 import { loadMobilenetOnnx, type MobilenetOnnx } from '../src-main/engine/ml/mobilenet-onnx.ts';
+import { loadOrt } from '../src-main/engine/ml/ort.ts';
 import { extractFeatures, mobilenetExtractor } from '../src-main/engine/filter/extract.ts';
 import { openCache } from '../src-main/engine/filter/features.ts';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
@@ -116,6 +118,61 @@ describe('the Keras to ONNX converter', () => {
     // Conv1: the ZeroPadding2D ((0, 1), (0, 1)) before it became its pads [top, left, bottom, right]
     expect(attr(convs[0]!, 'pads').ints!.map(Number)).toEqual([0, 0, 1, 1]);
     expect(attr(convs[0]!, 'strides').ints!.map(Number)).toEqual([2, 2]);
+  });
+});
+
+describe.skipIf(!hasOrt)('the converter on a small Keras model with the options MobileNetV2 does not use', () => {
+  it("matches tfjs: 'same' stride-2 padding on odd and even sizes, depth multiplier 2, a BN it cannot fold, a Pad, a 'same' average pool, a spatial Flatten, Dense", async () => {
+    const { tf } = await initBackend('wasm');
+    type Sym = TF.SymbolicTensor;
+    const inp = tf.input({ shape: [9, 10, 3], name: 'img' });
+    const c1 = tf.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', useBias: true, name: 'c1' }).apply(inp) as Sym;
+    const bn1 = tf.layers.batchNormalization({ name: 'bn1' }).apply(c1) as Sym; // folded into c1 (with its bias)
+    const r1 = tf.layers.reLU({ maxValue: 6, name: 'r1' }).apply(bn1) as Sym;
+    const dw = tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2, useBias: true, name: 'dw1' }).apply(r1) as Sym;
+    const zp = tf.layers.zeroPadding2d({ padding: [[1, 2], [0, 1]], name: 'zp1' }).apply(dw) as Sym; // two consumers: a Pad node
+    const c2 = tf.layers.conv2d({ filters: 8, kernelSize: 2, padding: 'same', activation: 'relu', name: 'c2' }).apply(zp) as Sym;
+    const bn2 = tf.layers.batchNormalization({ name: 'bn2' }).apply(c2) as Sym; // after a relu: not folded
+    const c3 = tf.layers.conv2d({ filters: 8, kernelSize: 1, name: 'c3' }).apply(zp) as Sym;
+    const add = tf.layers.add({ name: 'add1' }).apply([bn2, c3]) as Sym;
+    const pool = tf.layers.averagePooling2d({ poolSize: 2, strides: 2, padding: 'same', name: 'pool' }).apply(add) as Sym;
+    const flat = tf.layers.flatten({ name: 'flat' }).apply(pool) as Sym;
+    const dense = tf.layers.dense({ units: 5, activation: 'relu', name: 'dense' }).apply(flat) as Sym;
+    const model = tf.model({ inputs: inp, outputs: dense });
+    for (const l of model.layers) {
+      const ws = l.getWeights();
+      // random weights; a batch norm's moving variance must be positive
+      l.setWeights(ws.map((w, i) => (l.name.startsWith('bn') && i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', 3) : tf.randomNormal(w.shape, 0, 0.5, 'float32', 7 + i))));
+    }
+    let artifacts: TF.io.ModelArtifacts | null = null;
+    await model.save(
+      tf.io.withSaveHandler(async (a) => {
+        artifacts = a;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
+    const x = tf.randomUniform([3, 9, 10, 3], 0, 1, 'float32', 5);
+    const xs = x.dataSync() as Float32Array;
+    const ort = await loadOrt();
+    const dir = tmpDir();
+    for (const [output, sym] of [['dense', dense], ['flat', flat], ['add1', add]] as const) {
+      const conv = kerasToOnnx(artifacts!, { output });
+      const file = path.join(dir, `${output}.onnx`);
+      fs.writeFileSync(file, conv.bytes);
+      const sess = await ort.InferenceSession.create(file);
+      const got = (await sess.run({ input: new ort.Tensor('float32', xs, [3, 9, 10, 3]) })).output!;
+      const want = tf.model({ inputs: inp, outputs: sym }).predict(x) as TF.Tensor;
+      expect([...got.dims]).toEqual(want.shape);
+      const w = want.dataSync();
+      let maxAbs = 0;
+      for (let i = 0; i < w.length; i++) maxAbs = Math.max(maxAbs, Math.abs(w[i]! - got.data[i]!));
+      expect(maxAbs, output).toBeLessThanOrEqual(1e-4);
+      expect(Math.max(...Array.from(w, Math.abs)), output).toBeGreaterThan(0.1); // not all zero
+      await sess.release?.();
+    }
+    const ops = onnxProto.onnx.ModelProto.decode(kerasToOnnx(artifacts!, { output: 'dense' }).bytes).graph!.node!.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'BatchNormalization')).toHaveLength(1);
+    expect(ops.filter((o) => o === 'Pad')).toHaveLength(1);
   });
 });
 

@@ -184,14 +184,14 @@ class GraphBuilder {
     return name;
   }
 
-  node(opType: string, inputs: string[], output: string, attrs: Record<string, number | number[]> = {}): string {
-    const attribute: P.IAttributeProto[] = Object.entries(attrs).map(([name, v]) =>
-      Array.isArray(v)
-        ? { name, type: onnx.AttributeProto.AttributeType.INTS, ints: v }
-        : Number.isInteger(v)
-          ? { name, type: onnx.AttributeProto.AttributeType.INT, i: v }
-          : { name, type: onnx.AttributeProto.AttributeType.FLOAT, f: v },
-    );
+  /** attrs: integers as numbers, integer lists as arrays, floats as { float: value } (ONNX checks the attribute's type). */
+  node(opType: string, inputs: string[], output: string, attrs: Record<string, number | number[] | { float: number }> = {}): string {
+    const attribute: P.IAttributeProto[] = Object.entries(attrs).map(([name, v]) => {
+      if (Array.isArray(v)) return { name, type: onnx.AttributeProto.AttributeType.INTS, ints: v };
+      if (typeof v === 'object') return { name, type: onnx.AttributeProto.AttributeType.FLOAT, f: v.float };
+      if (!Number.isInteger(v)) throw new KerasConversionError(`attribute ${name} of ${opType}: ${v} is not an integer`);
+      return { name, type: onnx.AttributeProto.AttributeType.INT, i: v };
+    });
     const out = this.unique(output);
     this.nodes.push({ opType, input: inputs, output: [out], name: out, attribute });
     return out;
@@ -456,7 +456,7 @@ export function kerasToOnnx(artifacts: TF.io.ModelArtifacts, opts: KerasToOnnxOp
               g.floats(`${layer.name}_one`, [c], new Float32Array(c).fill(1)),
             ],
             layer.name,
-            { epsilon: 0 },
+            { epsilon: { float: 0 } },
           );
           values.set(layer.name, { tensor: y, shape: x.shape });
         } else {
