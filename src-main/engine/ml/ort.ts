@@ -30,6 +30,8 @@ export interface OrtSessionOptions {
   interOpNumThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   executionMode?: 'sequential' | 'parallel';
+  /** Session configuration entries (onnxruntime_session_options_config_keys.h), e.g. { session: { intra_op: { allow_spinning: '0' } } }. */
+  extra?: Record<string, unknown>;
 }
 export interface OrtModule {
   Tensor: new (type: 'float32', data: Float32Array, dims: number[]) => OrtTensor;
