@@ -1,8 +1,16 @@
 import type { Command } from 'commander';
 import { findResumable, openEngine, runForeground, workspaceOption } from '../common.ts';
+import { FEATURE_RUNTIMES, type FeatureRuntime } from '../../engine/filter/extract.ts';
+import type { PredictJobResult } from '../../engine/predict/predict-job.ts';
+import { UserError } from '../../engine/workspace/errors.ts';
 import { resolveRun } from '../../engine/predict/runs.ts';
 import { readRecords } from '../../engine/predict/store.ts';
 import type { PredictParams } from '../../engine/predict/predict-kind.ts';
+
+function runtimeArg(v: string): FeatureRuntime {
+  if (!(FEATURE_RUNTIMES as readonly string[]).includes(v)) throw new UserError(`--runtime must be one of ${FEATURE_RUNTIMES.join(', ')}, got '${v}'`);
+  return v as FeatureRuntime;
+}
 
 export function registerPredict(program: Command): void {
   program
@@ -14,7 +22,13 @@ export function registerPredict(program: Command): void {
     .requiredOption('--input <folder>', 'folder of photos (JPEG, PNG, WebP, GIF, TIFF, AVIF; walked recursively)')
     .option('--fresh', 'predict every file again, even when this run already predicted it')
     .option('--json', 'print one JSON record per image (JSON Lines)')
-    .action(async (opts: { workspace?: string; run?: string; checkpoint?: string; input: string; fresh?: boolean; json?: boolean }) => {
+    .option(
+      '--runtime <runtime>',
+      "where a heads run's mobilenet_v2 runs: onnx (ONNX Runtime, needs onnxruntime-node), tfjs, or auto (ONNX Runtime when it loads, else tfjs); both give the same predictions. A fine-tuned run runs on tfjs",
+      runtimeArg,
+      'auto',
+    )
+    .action(async (opts: { workspace?: string; run?: string; checkpoint?: string; input: string; fresh?: boolean; json?: boolean; runtime: FeatureRuntime }) => {
       const engine = openEngine(opts);
       try {
         const r = resolveRun(engine.ws, opts.run, opts.checkpoint);
@@ -26,15 +40,23 @@ export function registerPredict(program: Command): void {
           reuse: !opts.fresh,
           batchSize: 16,
           maxPixels: 120_000_000,
+          runtime: opts.runtime,
         };
+        // the runtime is part of the match: a plain `predict` does not resume a failed --runtime onnx job
         const same = (p: unknown): boolean => {
           const q = p as Partial<PredictParams>;
-          return q.runId === params.runId && q.checkpoint === params.checkpoint && q.input === params.input && q.reuse === params.reuse;
+          return (
+            q.runId === params.runId && q.checkpoint === params.checkpoint && q.input === params.input && q.reuse === params.reuse && (q.runtime ?? 'auto') === params.runtime
+          );
         };
         const prev = findResumable(engine, 'predict', same);
         const job = prev ? engine.jobs.resume(prev.id) : engine.jobs.start('predict', params);
         const { code, job: final } = await runForeground(engine, job);
         const records = readRecords(engine.ws.dir, final.id);
+        // what this job predicted with (unknown when an earlier attempt of it predicted every file)
+        const result = final.result as Partial<PredictJobResult> | null;
+        const backend = result?.backend && result.backend !== 'none' ? result.backend : undefined;
+        const runtime = result?.runtime ?? undefined;
         for (const rec of records) {
           if (opts.json) {
             const p = rec.prediction;
@@ -52,6 +74,7 @@ export function registerPredict(program: Command): void {
                       makeModels: p.makeModels,
                       year: p.topYears[0]?.label ?? null,
                       topYears: p.topYears,
+                      ...(rec.reusedFrom ? { reusedFrom: rec.reusedFrom } : { backend, runtime }),
                     }
                   : { path: rec.path, run: r.run.id, checkpoint: r.checkpoint, error: rec.error },
               ) + '\n',
@@ -66,7 +89,9 @@ export function registerPredict(program: Command): void {
         }
         const predicted = records.filter((x) => x.prediction).length;
         const errors = records.length - predicted;
-        process.stderr.write(`predicted ${predicted}, errors ${errors}, total ${records.length}${final.state !== 'done' ? ` (job ${final.state})` : ''}\n`);
+        process.stderr.write(
+          `predicted ${predicted}, errors ${errors}, total ${records.length}${backend ? ` on ${backend}` : ''}${final.state !== 'done' ? ` (job ${final.state})` : ''}\n`,
+        );
         process.exitCode = code;
       } finally {
         await engine.close();

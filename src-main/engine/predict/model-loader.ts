@@ -1,11 +1,13 @@
 // Inference from a trained run: the run's config (label space, heads shape), one of its
-// checkpoints (best by default), and the backbone on the tf backend in use: for a `heads` run the
-// stock MobileNetV2 feature extractor (1280-d) with the trained heads on top; for a `finetune`
-// run the backbone named in config.json with its fine-tuned weights from the checkpoint.
+// checkpoints (best by default), and a backbone: for a `heads` run the stock MobileNetV2 feature
+// extractor (1280-d) on ONNX Runtime or tfjs (`runtime`, as for feature extraction; both give the
+// same features) with the trained heads on top on tfjs; for a `finetune` run the backbone named in
+// config.json with its fine-tuned weights from the checkpoint, on tfjs whatever the runtime.
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../ml/backend.ts';
 import { loadMobilenetBackbone, MOBILENET_FEATURE_DIM, type MobilenetBackbone } from '../ml/mobilenet.ts';
+import { FEATURE_RUNTIMES, ORT_RUNTIME_HELP, type FeatureRuntime } from '../filter/extract.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import { makeModelLabels } from '../train/labels.ts';
 import { tinyCnnBackbone, type Heads } from '../train/model.ts';
@@ -18,7 +20,12 @@ export interface Predictor {
   runDir: string;
   checkpoint: string;
   mode: 'heads' | 'finetune';
+  /** The tf backend the heads (and a finetune run's backbone) run on. */
   backend: BackendInfo;
+  /** Where the backbone runs: 'onnx' (ONNX Runtime) or 'tfjs'. */
+  runtime: 'onnx' | 'tfjs';
+  /** What predicts, for logs and results, e.g. 'onnxruntime cpu (2 threads)', 'tfjs wasm'. */
+  backendName: string;
   inputSize: number;
   /** Predicts from preprocessed inputs: n * S*S*3 float32 (decodeImage's layout). */
   predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]>;
@@ -40,30 +47,61 @@ export type FullMakeModels = number[][];
 const TOP_MAKE_MODELS = 5;
 const TOP_YEARS = 3;
 
+export interface LoadPredictorOptions {
+  checkpoint?: string;
+  backend?: BackendInfo;
+  /**
+   * Where a heads run's MobileNetV2 runs: 'auto' (the default; $CARSTUDIO_FEATURE_RUNTIME when
+   * set): ONNX Runtime when onnxruntime-node loads, else tfjs; 'onnx' fails with a UserError where
+   * it is not installed. A finetune run's backbone always runs on tfjs.
+   */
+  runtime?: FeatureRuntime;
+  /** ONNX Runtime's CPU threads (default: os.availableParallelism()). */
+  threads?: number;
+  log?(level: 'info' | 'warn', message: string): void;
+}
+
+/** The backbone of a heads run: embeds n * S*S*3 inputs into n rows of features. */
+interface HeadsBackbone {
+  runtime: 'onnx' | 'tfjs';
+  backendName: string;
+  inputSize: number;
+  /** On tfjs, inside the caller's tidy; on ONNX Runtime, features computed beforehand. */
+  embed(batch: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
 /**
  * Loads a run for inference. `checkpoint` is a name in the run folder (best, last, ...) or a path
  * to a .ckpt file; default best, else last.
  */
-export async function loadPredictor(runDir: string, opts: { checkpoint?: string; backend?: BackendInfo } = {}): Promise<Predictor> {
+export async function loadPredictor(runDir: string, opts: LoadPredictorOptions = {}): Promise<Predictor> {
   const cfg = await loadRunConfig(runDir);
   const backend = opts.backend ?? (await initBackend());
   const tf = backend.tf;
   const { file, name } = await checkpointFile(runDir, opts.checkpoint);
   const ckpt = await readCheckpoint<CheckpointMeta>(file);
   const heads = buildRunHeads(tf, cfg.config, cfg.space, cfg.featureDim);
-  let embed: (x: TF.Tensor4D) => TF.Tensor2D;
+  let embed: ((x: TF.Tensor4D) => TF.Tensor2D) | null = null;
+  let headsBackbone: HeadsBackbone | null = null;
   let inputSize: number;
   let disposeBackbone: () => void;
+  let runtime: 'onnx' | 'tfjs' = 'tfjs';
+  let backendName: string;
   try {
     restoreHeads(tf, heads, ckpt.tensors);
     if (cfg.config.mode === 'heads') {
       if (cfg.featureDim !== MOBILENET_FEATURE_DIM)
         throw new UserError(`run ${path.basename(runDir)} was trained on ${cfg.featureDim}-d features; prediction supports the ${MOBILENET_FEATURE_DIM}-d MobileNetV2 features`);
-      const mb: MobilenetBackbone = await loadMobilenetBackbone(tf);
-      embed = (x) => mb.model.predict(x) as TF.Tensor2D;
-      inputSize = mb.inputSize;
-      disposeBackbone = () => mb.dispose();
+      const hb = await loadHeadsBackbone(backend, opts);
+      headsBackbone = hb;
+      runtime = hb.runtime;
+      backendName = hb.backendName;
+      inputSize = hb.inputSize;
+      disposeBackbone = () => hb.dispose();
     } else {
+      backendName = `tfjs ${backend.name} (fine-tuned backbone from the checkpoint, on tfjs only)`;
+      if (opts.runtime === 'onnx') (opts.log ?? warnOnStderr)('info', `run ${path.basename(runDir)} is fine-tuned: its backbone runs on tfjs ${backend.name}, not ONNX Runtime`);
       const bb = await finetunedBackbone(tf, cfg);
       const weights = bb.model.weights.map((w, i) => {
         const t = ckpt.tensors.get(`backbone.w/${i}`);
@@ -93,7 +131,11 @@ export async function loadPredictor(runDir: string, opts: { checkpoint?: string;
   async function predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]> {
     if (n <= 0) return [];
     if (batch.length < n * per) throw new Error(`batch holds ${batch.length} floats, need ${n * per}`);
-    return predictions(n, full, () => embed(tf.tensor4d(batch.subarray(0, n * per), [n, inputSize, inputSize, 3])));
+    if (headsBackbone) {
+      const feats = await headsBackbone.embed(batch, n);
+      return predictFeatures(feats, n, full);
+    }
+    return predictions(n, full, () => embed!(tf.tensor4d(batch.subarray(0, n * per), [n, inputSize, inputSize, 3])));
   }
 
   async function predictFeatures(features: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]> {
@@ -146,6 +188,8 @@ export async function loadPredictor(runDir: string, opts: { checkpoint?: string;
     checkpoint: name,
     mode: cfg.config.mode,
     backend,
+    runtime,
+    backendName,
     inputSize,
     predictInputs,
     predictFeatures: cfg.config.mode === 'heads' ? predictFeatures : null,
@@ -161,6 +205,46 @@ export async function loadPredictor(runDir: string, opts: { checkpoint?: string;
       disposeBackbone();
     },
   };
+}
+
+function warnOnStderr(level: 'info' | 'warn', message: string): void {
+  process.stderr.write(`${level === 'warn' ? 'warning: ' : ''}${message}\n`);
+}
+
+/**
+ * A heads run's MobileNetV2 on the runtime asked for. The predictor owns it (its dispose releases
+ * the ONNX Runtime session or the tfjs model), so it is loaded here rather than taken from
+ * mobilenetExtractor's per-process cache, which other users of the process share; the choice of
+ * runtime, its fallback and its messages are mobilenetExtractor's.
+ */
+async function loadHeadsBackbone(backend: BackendInfo, opts: LoadPredictorOptions): Promise<HeadsBackbone> {
+  const env = process.env.CARSTUDIO_FEATURE_RUNTIME;
+  const asked = opts.runtime ?? 'auto';
+  const runtime: FeatureRuntime = asked === 'auto' && env && (FEATURE_RUNTIMES as readonly string[]).includes(env) ? (env as FeatureRuntime) : asked;
+  const log = opts.log ?? warnOnStderr;
+  if (runtime !== 'tfjs') {
+    const { loadMobilenetOnnx } = await import('../ml/mobilenet-onnx.ts');
+    const { OrtNotInstalled, ORT_INSTALL_STEPS } = await import('../ml/ort.ts');
+    try {
+      const m = await loadMobilenetOnnx({ threads: opts.threads, log });
+      return {
+        runtime: 'onnx',
+        backendName: m.backend,
+        inputSize: m.inputSize,
+        embed: (batch, n) => m.embed(batch, n),
+        dispose: () => void m.dispose().catch(() => undefined),
+      };
+    } catch (e) {
+      if (runtime === 'onnx') {
+        if (e instanceof OrtNotInstalled) throw new UserError(`${ORT_RUNTIME_HELP}${ORT_INSTALL_STEPS}; or use --runtime tfjs.`);
+        throw e;
+      }
+      if (!(e instanceof OrtNotInstalled))
+        log('warn', `ONNX Runtime could not run the MobileNetV2 (${(e instanceof Error ? e.message : String(e)).split('\n')[0]}); using tfjs instead`);
+    }
+  }
+  const mb: MobilenetBackbone = await loadMobilenetBackbone(backend.tf);
+  return { runtime: 'tfjs', backendName: `tfjs ${backend.name}`, inputSize: mb.inputSize, embed: (batch, n) => mb.embed(batch, n), dispose: () => mb.dispose() };
 }
 
 async function checkpointFile(runDir: string, checkpoint?: string): Promise<{ file: string; name: string }> {

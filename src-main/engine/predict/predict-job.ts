@@ -24,7 +24,10 @@ export interface PredictJobResult {
   /** Files in the folder without an image extension (not listed). */
   ignored: number;
   heicSupported: boolean;
+  /** What predicted (Predictor.backendName), 'none' when no file needed the model. */
   backend: string;
+  /** Where the backbone ran, null when no file needed the model. */
+  runtime: 'onnx' | 'tfjs' | null;
 }
 
 export default async function predictJob(ctx: JobContext<PredictParams>): Promise<PredictJobResult> {
@@ -59,10 +62,10 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   const report = (): void =>
     ctx.progress({ step: 'predict', done, total, message: `${predicted} predicted, ${errors} errors${reused ? `, ${reused} reused` : ''}` });
   report();
-  if (todo.length === 0) return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none' };
+  if (todo.length === 0) return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none', runtime: null };
 
-  const predictor = await loadPredictor(run.dir, { checkpoint });
-  ctx.log('info', `model ${run.id}/${checkpoint} (${predictor.mode}) on ${predictor.backend.name}`);
+  const predictor = await loadPredictor(run.dir, { checkpoint, runtime: p.runtime, log: (level, message) => ctx.log(level, message) });
+  ctx.log('info', `model ${run.id}/${checkpoint} (${predictor.mode}) on ${predictor.backendName} (runtime ${predictor.runtime}, asked ${p.runtime})`);
   const per = predictor.inputSize * predictor.inputSize * 3;
   const B = p.batchSize;
   const lookahead = Math.max(B * 2, os.availableParallelism?.() ?? os.cpus().length);
@@ -136,5 +139,5 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   } finally {
     predictor.dispose();
   }
-  return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: predictor.backend.name };
+  return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: predictor.backendName, runtime: predictor.runtime };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
+import { FEATURE_RUNTIMES } from '../filter/extract.ts';
 import { DEFAULT_MAX_PIXELS } from './decode-file.ts';
 
 export const predictParams = z.object({
@@ -13,6 +14,8 @@ export const predictParams = z.object({
   reuse: z.boolean().default(true),
   batchSize: z.number().int().min(1).max(64).default(16),
   maxPixels: z.number().int().positive().default(DEFAULT_MAX_PIXELS),
+  /** Where a heads run's MobileNetV2 runs: auto (ONNX Runtime when it loads, else tfjs), onnx, tfjs. */
+  runtime: z.enum(FEATURE_RUNTIMES).default('auto'),
 });
 export type PredictParams = z.infer<typeof predictParams>;
 
