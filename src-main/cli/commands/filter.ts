@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
-import { EXTRACTORS, openCache, type ExtractorName } from '../../engine/filter/features.ts';
+import { CROP_COUNTS, EXTRACTORS, featureSetName, openCache, type CropCount, type ExtractorName } from '../../engine/filter/features.ts';
 import { exportLabels, importLabelled, type ImportResult, type Label } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
 import { CLIP_DEFAULT_URL } from '../../engine/filter/clip.ts';
@@ -15,6 +15,13 @@ function extractorArg(v: string): ExtractorName {
   if (!(EXTRACTORS as readonly string[]).includes(v)) throw new UserError(`--extractor must be one of ${EXTRACTORS.join(', ')}, got '${v}'`);
   return v as ExtractorName;
 }
+
+function cropsArg(v: string): CropCount {
+  if (!/^\d+$/.test(v) || !(CROP_COUNTS as readonly number[]).includes(Number(v))) throw new UserError(`--crops must be one of ${CROP_COUNTS.join(', ')}, got '${v}'`);
+  return Number(v) as CropCount;
+}
+
+const CROPS_HELP = '1: the centre crop; 3: the mean of three square crops along the long side (cached as a feature set of its own, <extractor>.crops3)';
 
 function runtimeArg(v: string): FeatureRuntime {
   if (!(FEATURE_RUNTIMES as readonly string[]).includes(v)) throw new UserError(`--runtime must be one of ${FEATURE_RUNTIMES.join(', ')}, got '${v}'`);
@@ -109,11 +116,12 @@ export function registerFilter(program: Command): void {
       runtimeArg,
       'auto' as FeatureRuntime,
     )
-    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean; runtime: FeatureRuntime }) => {
+    .option('--crops <n>', CROPS_HELP, cropsArg, 1 as CropCount)
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean; runtime: FeatureRuntime; crops: CropCount }) => {
       const engine = openEngine(opts);
       try {
         // the runtime is part of the match: a plain `features` does not resume a failed --runtime onnx job
-        const r = await runJob(engine, 'features', { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable', runtime: opts.runtime });
+        const r = await runJob(engine, 'features', { extractor: opts.extractor, scope: opts.labelledOnly ? 'labelled' : 'usable', runtime: opts.runtime, crops: opts.crops });
         if (r.result) process.stdout.write(`${JSON.stringify(r.result)}\n`);
         process.exitCode = r.code;
       } finally {
@@ -125,14 +133,15 @@ export function registerFilter(program: Command): void {
     .description('write the feature matrix (features.npy, float32 [N, dim]) and its image ids (ids.npy, ids.txt) for numpy')
     .addOption(workspaceOption())
     .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--crops <n>', 'export the 1-crop or the 3-crop feature set', cropsArg, 1 as CropCount)
     .option('--format <fmt>', 'npy', 'npy')
     .requiredOption('--out <dir>', 'output folder')
     .action(async (_o: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<{ workspace?: string; extractor: ExtractorName; format: string; out: string }>();
+      const opts = cmd.optsWithGlobals<{ workspace?: string; extractor: ExtractorName; crops: CropCount; format: string; out: string }>();
       if (opts.format !== 'npy') throw new UserError(`--format must be npy, got '${opts.format}'`);
       const engine = openEngine(opts);
       try {
-        const cache = await openCache(engine.ws, opts.extractor);
+        const cache = await openCache(engine.ws, featureSetName(opts.extractor, opts.crops));
         fs.mkdirSync(opts.out, { recursive: true });
         const r = await cache.exportNpy(path.resolve(opts.out));
         process.stdout.write(`${r.rows} rows: ${r.files.join(', ')}\n`);
@@ -174,12 +183,13 @@ export function registerFilter(program: Command): void {
     .description('fit the RBF SVM with 10-fold cross-validation and choose the largest threshold with FNR under --max-fnr')
     .addOption(workspaceOption())
     .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--crops <n>', `${CROPS_HELP}; filter apply then scores with the same feature set`, cropsArg, 1 as CropCount)
     .option('--max-fnr <x>', 'largest false-negative rate allowed (good images thrown away)', numArg('--max-fnr', 0, 1), 0.01)
     .option('--json', 'print JSON')
-    .action(async (opts: { workspace?: string; extractor: ExtractorName; maxFnr: number; json?: boolean }) => {
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; crops: CropCount; maxFnr: number; json?: boolean }) => {
       const engine = openEngine(opts);
       try {
-        const job = engine.jobs.start('filter-fit', { extractor: opts.extractor, maxFnr: opts.maxFnr });
+        const job = engine.jobs.start('filter-fit', { extractor: opts.extractor, crops: opts.crops, maxFnr: opts.maxFnr });
         const { code, job: final } = await runForeground(engine, job);
         process.exitCode = code;
         if (final.state !== 'done') return;
@@ -202,7 +212,7 @@ export function registerFilter(program: Command): void {
     });
   filter
     .command('apply')
-    .description('score every usable image with the current filter; training then uses the kept ones')
+    .description('score every usable image with the current filter (on the feature set it was fitted on, e.g. 3-crop); training then uses the kept ones')
     .addOption(workspaceOption())
     .option('--json', 'print JSON')
     .action(async (opts: { workspace?: string; json?: boolean }) => {

@@ -1,7 +1,8 @@
 // Batch feature extraction: decode with sharp (libuv thread pool) while the previous batch runs
 // through the backbone on the main thread, so decoding and inference overlap. One bad image is
-// recorded and skipped, never fatal. Progress and throughput come back per batch.
-import { decodeRgb, writePreprocessed } from '../ml/decode.ts';
+// recorded and skipped, never fatal. Progress and throughput come back per batch. With 3 crops
+// each image goes through the model as three square crops whose embeddings are averaged.
+import { decodeCrops, decodeRgb, writePreprocessed, type CropCount } from '../ml/decode.ts';
 
 export interface ExtractInput {
   id: number;
@@ -56,6 +57,12 @@ export interface ExtractOptions {
   /** Expected number of inputs, for progress when `inputs` is an async iterable. */
   total?: number;
   signal?: AbortSignal;
+  /**
+   * 1 (default): one centre crop per image. 3: three square crops along the long side
+   * (decodeCrops), embedded together (a batch of B images is 3B model inputs); the row is the
+   * L2-normalised mean of their embeddings. A different feature set: never mix it with 1-crop rows.
+   */
+  crops?: CropCount;
   /** Keep every row in the result (default true). Jobs that write each batch to a cache pass false. */
   collect?: boolean;
   /** Called after each batch, awaited (so a cache write applies back-pressure). */
@@ -64,6 +71,7 @@ export interface ExtractOptions {
 }
 
 export interface ExtractResult {
+  /** The extractor's name, with `.crops3` appended for 3-crop features. */
   extractor: string;
   dim: number;
   ids: number[];
@@ -97,6 +105,8 @@ export async function extractFeatures(
   const size = ex.inputSize;
   const per = size * size * 3;
   const dim = ex.featureDim;
+  const crops = opts.crops ?? 1;
+  if (crops !== 1 && crops !== 3) throw new Error(`crops must be 1 or 3, got ${String(crops)}`);
 
   const iterator: AsyncIterator<ExtractInput> | Iterator<ExtractInput> =
     Symbol.asyncIterator in inputs
@@ -115,13 +125,14 @@ export async function extractFeatures(
   }
 
   async function decodeChunk(items: ExtractInput[]): Promise<Decoded> {
-    const settled = await Promise.allSettled(items.map((it) => decodeRgb(it.data, size)));
-    const buf = new Float32Array(items.length * per);
+    const settled = await Promise.allSettled(items.map((it) => (crops === 1 ? decodeRgb(it.data, size).then((rgb) => [rgb]) : decodeCrops(it.data, size))));
+    const buf = new Float32Array(items.length * crops * per);
     const ids: number[] = [];
     const failures: ExtractFailure[] = [];
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') {
-        writePreprocessed(s.value, buf, ids.length * per);
+        // an image's crops are consecutive model inputs
+        s.value.forEach((rgb, k) => writePreprocessed(rgb, buf, (ids.length * crops + k) * per));
         ids.push(items[i].id);
       } else {
         const reason = s.reason instanceof Error ? s.reason.message : String(s.reason);
@@ -178,11 +189,12 @@ export async function extractFeatures(
       let features: Float32Array = new Float32Array(0);
       if (cur.n > 0) {
         const i0 = performance.now();
-        features = await ex.embed(cur.buf, cur.n);
+        features = await ex.embed(cur.buf, cur.n * crops);
         inferMs += performance.now() - i0;
-        if (features.length !== cur.n * dim) {
-          throw new Error(`${ex.name} returned ${features.length} floats for ${cur.n} images of dim ${dim}`);
+        if (features.length !== cur.n * crops * dim) {
+          throw new Error(`${ex.name} returned ${features.length} floats for ${cur.n * crops} images of dim ${dim}`);
         }
+        if (crops > 1) features = averageCrops(features, cur.n, crops, dim);
       }
       done += cur.n;
       failed += cur.failures.length;
@@ -210,7 +222,7 @@ export async function extractFeatures(
     features.set(r, off);
     off += r.length;
   }
-  return { extractor: ex.name, dim, ids: allIds, features, failures: allFailures, stats: progress() };
+  return { extractor: crops === 1 ? ex.name : `${ex.name}.crops${crops}`, dim, ids: allIds, features, failures: allFailures, stats: progress() };
 }
 
 /** Where the MobileNetV2 backbone runs: ONNX Runtime, TensorFlow.js, or ONNX Runtime when it loads. */
@@ -280,6 +292,25 @@ async function loadMobilenet(runtime: FeatureRuntime, opts: MobilenetExtractorOp
 /** The nsfwjs MobileNetV2 backbone on the best runtime available (mobilenetExtractor with runtime 'auto'). */
 export function defaultExtractor(): Promise<FeatureExtractor & { backend: string }> {
   return mobilenetExtractor({ runtime: 'auto' });
+}
+
+/** n rows of dim from n*crops rows (each image's crops consecutive): the mean of each image's crops, L2-normalised. */
+export function averageCrops(rows: Float32Array, n: number, crops: number, dim: number): Float32Array {
+  const out = new Float32Array(n * dim);
+  const acc = new Float64Array(dim);
+  for (let i = 0; i < n; i++) {
+    acc.fill(0);
+    for (let k = 0; k < crops; k++) {
+      const off = (i * crops + k) * dim;
+      for (let d = 0; d < dim; d++) acc[d] += rows[off + d];
+    }
+    let ss = 0;
+    for (let d = 0; d < dim; d++) ss += acc[d] * acc[d];
+    // the mean's norm is the sum's norm / crops: normalising the sum normalises the mean
+    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    for (let d = 0; d < dim; d++) out[i * dim + d] = acc[d] * inv;
+  }
+  return out;
 }
 
 function abortError(signal: AbortSignal): Error {

@@ -1,5 +1,5 @@
 import type { JobContext } from '../jobs/types.ts';
-import { ensureFeatures } from './features.ts';
+import { ensureFeatures, featureSetName } from './features.ts';
 import type { FeaturesParams } from './filter-kinds.ts';
 
 /** Extracts features of the usable (or only the labelled) images missing from the cache. Resumable: the cache is the state. */
@@ -12,6 +12,7 @@ export default async function featuresJob(ctx: JobContext<FeaturesParams>): Prom
   )
     .pluck()
     .all() as number[];
+  const set = featureSetName(ctx.params.extractor, ctx.params.crops);
   const r = await ensureFeatures(
     {
       ws: ctx.workspace,
@@ -20,13 +21,15 @@ export default async function featuresJob(ctx: JobContext<FeaturesParams>): Prom
       log: (l, m) => ctx.log(l, m),
     },
     ids,
-    ctx.params.extractor,
-    ctx.params.runtime,
+    set,
+    { runtime: ctx.params.runtime },
   );
   await r.cache.close();
-  if (r.backend === null) ctx.log('info', `all ${ids.length} images already have ${ctx.params.extractor} features`);
+  if (r.backend === null) ctx.log('info', `all ${ids.length} images already have ${set} features`);
   return {
     extractor: ctx.params.extractor,
+    crops: ctx.params.crops,
+    featureSet: set,
     backend: r.backend,
     images: ids.length,
     extracted: r.extracted,

@@ -4,16 +4,43 @@ import { loadClipExtractor, CLIP_DIM } from './clip.ts';
 import { FeatureCache } from './feature-cache.ts';
 import { extractFeatures, mobilenetExtractor, type FeatureExtractor, type FeatureRuntime } from './extract.ts';
 import { MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
+import { CROP_COUNTS, type CropCount } from '../ml/decode.ts';
+import { UserError } from '../workspace/errors.ts';
 
 export const EXTRACTORS = ['mobilenet_v2', 'clip-vit-b16'] as const;
 export type ExtractorName = (typeof EXTRACTORS)[number];
+export { CROP_COUNTS, type CropCount };
 
-export function featureDir(ws: Workspace, extractor: ExtractorName): string {
-  return path.join(ws.dir, 'features', extractor);
+/**
+ * A cached feature set: an extractor's 1-crop features (named as the extractor) or its 3-crop
+ * averaged ones (`<extractor>.crops3`), each in its own cache folder under its own id.
+ */
+export type FeatureSetName = ExtractorName | `${ExtractorName}.crops3`;
+
+export function featureSetName(extractor: ExtractorName, crops: CropCount = 1): FeatureSetName {
+  return crops === 1 ? extractor : `${extractor}.crops3`;
 }
 
-export function openCache(ws: Workspace, extractor: ExtractorName, bufferRows = 2048): Promise<FeatureCache> {
-  return FeatureCache.open(featureDir(ws, extractor), extractor, dimOf(extractor), { bufferRows });
+/** The extractor and crop count of a feature set name (what filter_models.extractor holds). */
+export function parseFeatureSet(name: string): { extractor: ExtractorName; crops: CropCount } {
+  const m = /^(.*?)(?:\.crops(\d+))?$/.exec(name)!;
+  const crops = m[2] === undefined ? 1 : Number(m[2]);
+  if (!(EXTRACTORS as readonly string[]).includes(m[1]) || !(CROP_COUNTS as readonly number[]).includes(crops)) {
+    throw new UserError(`unknown feature set '${name}': expected one of ${EXTRACTORS.join(', ')}, optionally with .crops3`);
+  }
+  return { extractor: m[1] as ExtractorName, crops: crops as CropCount };
+}
+
+/** The cache folder of a feature set: features/<extractor> or features/<extractor>.crops3. */
+export function featureDir(ws: Workspace, set: FeatureSetName): string {
+  const { extractor, crops } = parseFeatureSet(set);
+  return path.join(ws.dir, 'features', featureSetName(extractor, crops));
+}
+
+export function openCache(ws: Workspace, set: FeatureSetName, bufferRows = 2048): Promise<FeatureCache> {
+  const { extractor, crops } = parseFeatureSet(set);
+  const name = featureSetName(extractor, crops);
+  return FeatureCache.open(featureDir(ws, name), name, dimOf(extractor), { bufferRows });
 }
 
 function dimOf(extractor: ExtractorName): number {
@@ -40,6 +67,13 @@ export interface EnsureFeaturesContext {
   log(level: 'info' | 'warn', message: string): void;
 }
 
+export interface EnsureFeaturesOptions {
+  /** Where mobilenet_v2 runs (default 'auto'). */
+  runtime?: FeatureRuntime;
+  /** 3: the 3-crop feature set (as `<extractor>.crops3` names it). Default: the set's own count. */
+  crops?: CropCount;
+}
+
 export interface EnsureFeaturesResult {
   cache: FeatureCache;
   extracted: number;
@@ -53,15 +87,24 @@ export interface EnsureFeaturesResult {
 
 /**
  * Makes sure the cache holds features of every image in `imageIds` (extracting the missing
- * ones, decode overlapped with inference). Undecodable images are reported and skipped.
+ * ones, decode overlapped with inference). Undecodable images are reported and skipped. `set` is
+ * an extractor or feature set name (`mobilenet_v2.crops3`); `opts.crops` 3 picks the 3-crop set of
+ * an extractor. The 4th argument may also be just the runtime.
  */
 export async function ensureFeatures(
   c: EnsureFeaturesContext,
   imageIds: readonly number[],
-  extractor: ExtractorName,
-  runtime: FeatureRuntime = 'auto',
+  set: FeatureSetName,
+  opts: FeatureRuntime | EnsureFeaturesOptions = {},
 ): Promise<EnsureFeaturesResult> {
-  const cache = await openCache(c.ws, extractor);
+  const o: EnsureFeaturesOptions = typeof opts === 'string' ? { runtime: opts } : opts;
+  const parsed = parseFeatureSet(set);
+  if (o.crops !== undefined && parsed.crops !== 1 && o.crops !== parsed.crops) throw new Error(`feature set ${set} with crops ${o.crops}`);
+  const extractor = parsed.extractor;
+  const crops = o.crops ?? parsed.crops;
+  const runtime = o.runtime ?? 'auto';
+  const name = featureSetName(extractor, crops);
+  const cache = await openCache(c.ws, name);
   const missing = imageIds.filter((id) => !cache.has(id));
   if (missing.length === 0) return { cache, extracted: 0, failed: 0, failures: [], imagesPerSecond: null, backend: null };
   const keyOf = c.ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
@@ -72,7 +115,7 @@ export async function ensureFeatures(
     await cache.close();
     throw e;
   }
-  c.log('info', `extracting ${extractor} features of ${missing.length} images on ${ex.backend}`);
+  c.log('info', `extracting ${name} features of ${missing.length} images on ${ex.backend}`);
   let failed = 0;
   const failures: Array<{ imageId: number; error: string }> = [];
   const inputs = missing.map((id) => ({ id, data: c.ws.store.pathFor(keyOf.get(id) as string) }));
@@ -82,6 +125,7 @@ export async function ensureFeatures(
       inputs,
       {
         batchSize: 16,
+        crops,
         signal: c.signal,
         collect: false,
         onBatch: async (batch, p) => {

@@ -5,15 +5,18 @@ import { CLIP_DEFAULT_URL } from './clip.ts';
 import { FEATURE_RUNTIMES } from './extract.ts';
 
 const extractor = z.enum(EXTRACTORS).default('mobilenet_v2');
+/** 1: the centre crop; 3: the mean of three crops along the long side (a feature set of its own). */
+const crops = z.union([z.literal(1), z.literal(3)]).default(1);
 
 export const featuresParams = z.object({
   extractor,
   scope: z.enum(['usable', 'labelled']).default('usable'),
   /** Where mobilenet_v2 runs: ONNX Runtime, tfjs, or ONNX Runtime when it loads (the cache is the same). */
   runtime: z.enum(FEATURE_RUNTIMES).default('auto'),
+  crops,
 });
 export type FeaturesParams = z.infer<typeof featuresParams>;
-export const filterFitParams = z.object({ extractor, maxFnr: z.number().min(0).max(1).default(0.01), folds: z.number().int().min(2).max(50).default(10) });
+export const filterFitParams = z.object({ extractor, crops, maxFnr: z.number().min(0).max(1).default(0.01), folds: z.number().int().min(2).max(50).default(10) });
 export type FilterFitParams = z.infer<typeof filterFitParams>;
 export const filterApplyParams = z.object({});
 export type FilterApplyParams = z.infer<typeof filterApplyParams>;
@@ -27,7 +30,7 @@ export type WeightsParams = z.infer<typeof weightsParams>;
 
 defineJobKind<FeaturesParams>({
   kind: 'features',
-  title: (p) => `Features (${p.extractor}, ${p.scope} images)`,
+  title: (p) => `Features (${p.extractor}${p.crops === 3 ? ', 3 crops' : ''}, ${p.scope} images)`,
   params: featuresParams,
   module: new URL('./features-job.ts', import.meta.url).href,
   exclusive: true,
@@ -35,7 +38,7 @@ defineJobKind<FeaturesParams>({
 });
 defineJobKind<FilterFitParams>({
   kind: 'filter-fit',
-  title: (p) => `Fit junk filter (FNR <= ${(100 * p.maxFnr).toFixed(1)}%)`,
+  title: (p) => `Fit junk filter (${p.crops === 3 ? '3-crop features, ' : ''}FNR <= ${(100 * p.maxFnr).toFixed(1)}%)`,
   params: filterFitParams,
   module: new URL('./fit-job.ts', import.meta.url).href,
   exclusive: true,

@@ -1,6 +1,6 @@
 import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
-import { ensureFeatures } from './features.ts';
+import { ensureFeatures, featureSetName } from './features.ts';
 import { SvmClassifier, crossValDecision } from './svm.ts';
 import { chooseThreshold, thresholdTable } from './threshold.ts';
 import type { FilterFitParams } from './filter-kinds.ts';
@@ -15,10 +15,12 @@ export default async function fitJob(ctx: JobContext<FilterFitParams>): Promise<
   const good = rows.filter((r) => r.label === 'good').length;
   const bad = rows.length - good;
   if (good < 5 || bad < 5) throw new UserError(`need at least 5 good and 5 bad labels to fit the filter (have ${good} good, ${bad} bad)`);
+  // the model records its feature set (e.g. mobilenet_v2.crops3), so apply scores with the same features
+  const set = featureSetName(ctx.params.extractor, ctx.params.crops);
   const { cache } = await ensureFeatures(
     { ws, signal: ctx.signal, progress: (d, t, m) => ctx.progress({ step: 'features', done: d, total: t, message: m }), log: (l, m) => ctx.log(l, m) },
     rows.map((r) => r.id),
-    ctx.params.extractor,
+    set,
   );
   const { ids, data } = await cache.read(rows.map((r) => r.id));
   await cache.close();
@@ -36,10 +38,10 @@ export default async function fitJob(ctx: JobContext<FilterFitParams>): Promise<
     .prepare(
       `INSERT INTO filter_models (extractor, model, threshold, max_fnr, labelled_good, labelled_bad, cv, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     )
-    .get(ctx.params.extractor, model.serialize(), chosen.threshold, ctx.params.maxFnr, good, bad, JSON.stringify({ imageIds: ids, labels: y, scores: Array.from(cv) }), Date.now()) as {
+    .get(set, model.serialize(), chosen.threshold, ctx.params.maxFnr, good, bad, JSON.stringify({ imageIds: ids, labels: y, scores: Array.from(cv) }), Date.now()) as {
     id: number;
   };
   ctx.log('info', `threshold ${chosen.threshold.toFixed(4)}: CV FNR ${(100 * chosen.falseNegativeRate).toFixed(2)}%, bad removed ${(100 * chosen.badRemoved).toFixed(1)}%`);
   ctx.progress({ step: 'fit', done: 1, total: 1 });
-  return { modelId: info.id, labelledGood: good, labelledBad: bad, threshold: chosen.threshold, cvFalseNegativeRate: chosen.falseNegativeRate, cvBadRemoved: chosen.badRemoved, cvAccuracy: chosen.accuracy };
+  return { modelId: info.id, featureSet: set, labelledGood: good, labelledBad: bad, threshold: chosen.threshold, cvFalseNegativeRate: chosen.falseNegativeRate, cvBadRemoved: chosen.badRemoved, cvAccuracy: chosen.accuracy };
 }
