@@ -10,6 +10,7 @@
 // flipped when the first label libsvm saw is 0 (always the case here: see fit).
 import { mulberry32 } from '../util/random.ts';
 import { createRequire } from 'node:module';
+import { createSvmScorer, type SvmScorer, type SvmScorerOptions } from './svm-scorer.ts';
 
 /** A row-major matrix of rows x cols. */
 export interface FeatureMatrix {
@@ -220,6 +221,15 @@ export class SvmClassifier {
       out[i] = this.sign * (sum - this.rho);
     }
     return out;
+  }
+
+  /**
+   * A batched scorer for many rows (ONNX Runtime when onnxruntime-node loads, else cache-blocked
+   * JS; both float64, within 1e-6 relative of decisionValues). Build it once, reuse it over
+   * batches, close it at the end.
+   */
+  scorer(opts?: SvmScorerOptions): Promise<SvmScorer> {
+    return createSvmScorer(this, opts);
   }
 
   /** 1 where the decision value is > 0 (libsvm's rule), else 0. */

@@ -172,7 +172,8 @@ function padAxis(size: number, kernel: number, stride: number, dilation: number,
   fail(layer, `padding '${mode}' is not supported`);
 }
 
-class GraphBuilder {
+/** Collects the nodes and initializers of an ONNX graph under unique names. */
+export class GraphBuilder {
   nodes: P.INodeProto[] = [];
   initializers: P.ITensorProto[] = [];
   private used = new Set<string>();
@@ -214,7 +215,7 @@ class GraphBuilder {
 }
 
 /** ONNX raw_data is little-endian; so is every machine Node runs on today, but say so. */
-function littleEndian(bytes: Uint8Array, width: number): Uint8Array {
+export function littleEndian(bytes: Uint8Array, width: number): Uint8Array {
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) return bytes;
   const out = new Uint8Array(bytes.length);
   for (let i = 0; i < bytes.length; i += width) for (let j = 0; j < width; j++) out[i + j] = bytes[i + width - 1 - j]!;
