@@ -22,14 +22,20 @@ export default async function applyJob(ctx: JobContext<FilterApplyParams>): Prom
   );
   const put = ws.db.prepare(`INSERT INTO filter_scores (image_id, model_id, score) VALUES (?, ?, ?) ON CONFLICT (image_id) DO UPDATE SET model_id = excluded.model_id, score = excluded.score`);
   let scored = 0;
-  for (let i = 0; i < todo.length && !ctx.signal.aborted; i += BATCH) {
-    const { ids, data } = await cache.read(todo.slice(i, i + BATCH));
-    const scores = clf.decisionValues({ data, rows: ids.length, cols: cache.dim });
-    ws.db.transaction(() => ids.forEach((id, k) => put.run(id, m.id, scores[k])))();
-    scored += ids.length;
-    ctx.progress({ step: 'score', done: scored, total: todo.length });
+  const scorer = await clf.scorer({ onFallback: (why, level) => ctx.log(level, `SVM scoring falls back to JS: ${why}`) });
+  try {
+    if (todo.length) ctx.log('info', `scoring ${todo.length} images with ${scorer.backend}`);
+    for (let i = 0; i < todo.length && !ctx.signal.aborted; i += BATCH) {
+      const { ids, data } = await cache.read(todo.slice(i, i + BATCH));
+      const scores = await scorer.score(data, ids.length);
+      ws.db.transaction(() => ids.forEach((id, k) => put.run(id, m.id, scores[k])))();
+      scored += ids.length;
+      ctx.progress({ step: 'score', done: scored, total: todo.length });
+    }
+  } finally {
+    await scorer.close();
+    await cache.close();
   }
-  await cache.close();
   if (ctx.signal.aborted) return null;
   ws.db.prepare(`INSERT INTO meta (key, value) VALUES ('filter.applied_model', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(m.id));
   const kept = ws.db.prepare(`SELECT COUNT(*) FROM filter_scores WHERE model_id = ? AND score >= ?`).pluck().get(m.id, m.threshold) as number;

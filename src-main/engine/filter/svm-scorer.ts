@@ -37,8 +37,8 @@ export interface SvmScorerOptions {
   threads?: number;
   /** Rows per ONNX Runtime run (default 4096); bounds the rows x support-vectors intermediate. */
   chunkRows?: number;
-  /** Told why ONNX Runtime is not used when 'auto' falls back to JS. */
-  onFallback?(reason: string): void;
+  /** Told why ONNX Runtime is not used when 'auto' falls back to JS ('warn' when it is installed but fails). */
+  onFallback?(reason: string, level: 'info' | 'warn'): void;
 }
 
 export interface SvmScorer {
@@ -295,8 +295,8 @@ export async function createSvmScorer(model: RbfSvmModel, opts: SvmScorerOptions
   try {
     return await onnxSvmScorer(model, opts);
   } catch (e) {
-    const why = e instanceof OrtNotInstalled ? 'onnxruntime-node is not installed' : `ONNX Runtime failed: ${(e as Error).message.split('\n')[0]}`;
-    opts.onFallback?.(why);
+    if (e instanceof OrtNotInstalled) opts.onFallback?.('onnxruntime-node is not installed', 'info');
+    else opts.onFallback?.(`ONNX Runtime failed: ${(e as Error).message.split('\n')[0]}`, 'warn');
     return jsSvmScorer(model);
   }
 }
