@@ -22,18 +22,18 @@ export default async function applyJob(ctx: JobContext<FilterApplyParams>): Prom
   );
   const put = ws.db.prepare(`INSERT INTO filter_scores (image_id, model_id, score) VALUES (?, ?, ?) ON CONFLICT (image_id) DO UPDATE SET model_id = excluded.model_id, score = excluded.score`);
   let scored = 0;
-  const scorer = await clf.scorer({ onFallback: (why, level) => ctx.log(level, `SVM scoring falls back to JS: ${why}`) });
+  const scorer = todo.length ? await clf.scorer({ onFallback: (why, level) => ctx.log(level, `SVM scoring falls back to JS: ${why}`) }) : null;
   try {
-    if (todo.length) ctx.log('info', `scoring ${todo.length} images with ${scorer.backend}`);
+    if (scorer) ctx.log('info', `scoring ${todo.length} images with ${scorer.backend}`);
     for (let i = 0; i < todo.length && !ctx.signal.aborted; i += BATCH) {
       const { ids, data } = await cache.read(todo.slice(i, i + BATCH));
-      const scores = await scorer.score(data, ids.length);
+      const scores = await scorer!.score(data, ids.length);
       ws.db.transaction(() => ids.forEach((id, k) => put.run(id, m.id, scores[k])))();
       scored += ids.length;
       ctx.progress({ step: 'score', done: scored, total: todo.length });
     }
   } finally {
-    await scorer.close();
+    await scorer?.close();
     await cache.close();
   }
   if (ctx.signal.aborted) return null;
