@@ -121,7 +121,8 @@ describe('tiny-cnn finetune run killed and resumed (real processes, cpu backend)
     // resume: no --force, --steps or --backbone needed, the run keeps its own
     const resumed = await runCli(['train', '--workspace', dir, '--resume', '1'], { timeoutMs: 600_000 });
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toContain(`run 1: done at step ${STEPS} (resumed from step ${ckptStep}, tiny-cnn-64px-16ch, cpu backend)`);
+    // the resumed run keeps the split it was started with (by listing, the default)
+    expect(resumed.stdout).toContain(`run 1: done at step ${STEPS} (resumed from step ${ckptStep}, tiny-cnn-64px-16ch, cpu backend, split by listing);`);
     const tResumed = Date.now();
 
     const run = (JSON.parse((await runCli(['runs', '--workspace', dir, '--json'])).stdout) as RunInfo[])[0]!;
