@@ -8,13 +8,19 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * Starting these first lets the short files fill in beside them.
  */
 const SLOW_FIRST = [
-  'train-job.test.ts', // 264 s
-  'scrape-job.test.ts', // 154 s
-  'filter-job.test.ts', // 138 s
-  'e2e-train.test.ts', // 112 s
-  'e2e-filter-train.test.ts', // 106 s
-  'cli-hardening.test.ts', // 97 s
-  'train-finetune-kill.test.ts', // 95 s
+  // durations of a fresh-clone CI run with other work on the machine
+  'train-job.test.ts', // 181 s
+  'scrape-job.test.ts', // 171 s
+  'e2e-train.test.ts', // 127 s
+  'train-finetune-kill.test.ts', // 115 s
+  'predict.test.ts', // 114 s
+  'cli-hardening.test.ts', // 102 s
+  'eval.test.ts', // 97 s
+  'jobs.test.ts', // 93 s
+  'e2e-filter-train.test.ts', // 86 s
+  'predict-hardening.test.ts', // 80 s
+  'e2e-evaluate-ui.test.ts', // 69 s
+  'filter-job.test.ts', // 66 s
 ];
 
 export default class SlowFirstSequencer extends BaseSequencer {
