@@ -3,24 +3,14 @@
 // and on a real-sized random model (1,000 support vectors x 1,280 dims), including rows equal to
 // a support vector (where ||x||^2 + ||sv||^2 - 2 x·sv cancels) and batch sizes that are not
 // multiples of the blocks.
-import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SvmClassifier, type FeatureMatrix } from '../src-main/engine/filter/svm.ts';
 import type { SvmScorer } from '../src-main/engine/filter/svm-scorer.ts';
 import { mulberry32 } from '../src-main/engine/util/random.ts';
 import { hasOrt } from './helpers/onnx.ts';
+import { svmFixture } from './helpers/svm-fixture.ts';
 
-interface FixtureCase {
-  name: string;
-  rows: number;
-  cols: number;
-  X: number[];
-  y: number[];
-  Xtest: number[];
-  testRows: number;
-}
-const fixture = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, 'fixtures', 'svm-sklearn.json'), 'utf8')) as { cases: FixtureCase[] };
+const fixture = svmFixture();
 
 if (!hasOrt) console.log('filter-svm-batch: the ONNX Runtime half is skipped: onnxruntime-node is not installed');
 const backends: Array<'js' | 'onnx'> = hasOrt ? ['js', 'onnx'] : ['js'];

@@ -6,31 +6,13 @@
 // 48 x 64 non-negative sparse "pooled CNN"-like rows whose first label is 1 (the case where
 // libsvm's label order and scikit-learn's differ). It stores X, y, held-out rows, sklearn's
 // gamma, n_support_ and decision_function outputs, so this test needs no Python.
-import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SvmClassifier, crossValDecision, scaleGamma, stratifiedFolds, type FeatureMatrix } from '../src-main/engine/filter/svm.ts';
 import { chooseThreshold, thresholdTable } from '../src-main/engine/filter/threshold.ts';
+import { svmFixture } from './helpers/svm-fixture.ts';
 
-interface FixtureCase {
-  name: string;
-  rows: number;
-  cols: number;
-  X: number[];
-  y: number[];
-  Xtest: number[];
-  testRows: number;
-  gamma: number;
-  nSupport: [number, number];
-  decisionTrain: number[];
-  decisionTest: number[];
-  predictTrain: number[];
-}
 
-const fixture = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, 'fixtures', 'svm-sklearn.json'), 'utf8')) as {
-  sklearn: string;
-  cases: FixtureCase[];
-};
+const fixture = svmFixture();
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
