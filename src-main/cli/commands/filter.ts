@@ -10,6 +10,8 @@ import { FEATURE_RUNTIMES, type FeatureRuntime } from '../../engine/filter/extra
 import type { WeightsResult } from '../../engine/filter/weights-job.ts';
 import { createOption, findResumable, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import type { Engine } from '../../engine/engine.ts';
+import { applyDevice, deviceOption } from '../device-option.ts';
+import type { OrtDevice } from '../../engine/ml/ort.ts';
 
 function extractorArg(v: string): ExtractorName {
   if (!(EXTRACTORS as readonly string[]).includes(v)) throw new UserError(`--extractor must be one of ${EXTRACTORS.join(', ')}, got '${v}'`);
@@ -117,7 +119,9 @@ export function registerFilter(program: Command): void {
       'auto' as FeatureRuntime,
     )
     .option('--crops <n>', CROPS_HELP, cropsArg, 1 as CropCount)
-    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean; runtime: FeatureRuntime; crops: CropCount }) => {
+    .addOption(deviceOption())
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; labelledOnly?: boolean; runtime: FeatureRuntime; crops: CropCount; device?: OrtDevice }) => {
+      applyDevice(opts.device);
       const engine = openEngine(opts);
       try {
         // the runtime is part of the match: a plain `features` does not resume a failed --runtime onnx job

@@ -6,6 +6,8 @@ import { UserError } from '../../engine/workspace/errors.ts';
 import { resolveRun } from '../../engine/predict/runs.ts';
 import { readRecords } from '../../engine/predict/store.ts';
 import type { PredictParams } from '../../engine/predict/predict-kind.ts';
+import { applyDevice, deviceOption } from '../device-option.ts';
+import type { OrtDevice } from '../../engine/ml/ort.ts';
 
 function runtimeArg(v: string): FeatureRuntime {
   if (!(FEATURE_RUNTIMES as readonly string[]).includes(v)) throw new UserError(`--runtime must be one of ${FEATURE_RUNTIMES.join(', ')}, got '${v}'`);
@@ -28,7 +30,9 @@ export function registerPredict(program: Command): void {
       runtimeArg,
       'auto',
     )
-    .action(async (opts: { workspace?: string; run?: string; checkpoint?: string; input: string; fresh?: boolean; json?: boolean; runtime: FeatureRuntime }) => {
+    .addOption(deviceOption())
+    .action(async (opts: { workspace?: string; run?: string; checkpoint?: string; input: string; fresh?: boolean; json?: boolean; runtime: FeatureRuntime; device?: OrtDevice }) => {
+      applyDevice(opts.device);
       const engine = openEngine(opts);
       try {
         const r = resolveRun(engine.ws, opts.run, opts.checkpoint);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { UserError } from '../workspace/errors.ts';
 import { kindOf, onnxFileProblem } from '../ml/onnx-file.ts';
 import type { FeatureExtractor } from './extract.ts';
-import { loadOrt, ortAvailable, ortHasCuda, OrtNotInstalled, ORT_INSTALL_STEPS, type OrtModule, type OrtSession, type OrtTensor } from '../ml/ort.ts';
+import { createOrtSession, loadOrt, ortAvailable, OrtNotInstalled, ORT_INSTALL_STEPS, type OrtModule, type OrtSession, type OrtTensor } from '../ml/ort.ts';
 
 export { ortAvailable };
 
@@ -228,7 +228,7 @@ export async function checkClipWeights(file: string): Promise<string | null> {
   const ort = await importOrt();
   let sess: OrtSession;
   try {
-    sess = await ort.InferenceSession.create(file, { executionProviders: ['cpu'] });
+    sess = (await createOrtSession(ort, file, { device: 'cpu' })).session;
   } catch (e) {
     return `ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`;
   }
@@ -245,8 +245,9 @@ export async function checkClipWeights(file: string): Promise<string | null> {
 
 /**
  * Loads the CLIP image encoder: the weights first (so a missing file is reported even where
- * ONNX Runtime is absent too), then onnxruntime-node, on CUDA where its provider is installed and
- * works, else on the CPU. Embeddings are L2-normalised, as CLIP compares them.
+ * ONNX Runtime is absent too), then onnxruntime-node, on the device asked for (createOrtSession:
+ * CUDA when asked or when its provider is installed and loads, else the CPU). Embeddings are
+ * L2-normalised, as CLIP compares them.
  */
 export async function loadClipExtractor(workspaceDir: string): Promise<FeatureExtractor & { backend: string }> {
   const weights = clipWeightsPath(workspaceDir);
@@ -259,24 +260,16 @@ export async function loadClipExtractor(workspaceDir: string): Promise<FeatureEx
   // a FIFO or device there would block ONNX Runtime's read for ever; a text file is refused at once
   const structural = onnxFileProblem(weights);
   if (structural) throw new UserError(`${weights}: ${clipNotReadyHelp(workspaceDir, { runtime: true, weights: true, problem: structural })}`);
-  let session: OrtSession | null = null;
-  let backend = 'onnxruntime-node (cuda)';
-  if (ortHasCuda()) {
-    try {
-      session = await ort.InferenceSession.create(weights, { executionProviders: ['cuda', 'cpu'] });
-    } catch {
-      session = null; // no usable GPU or CUDA runtime: the CPU below
-    }
-  }
-  if (!session) {
-    backend = 'onnxruntime-node (cpu)';
-    try {
-      session = await ort.InferenceSession.create(weights, { executionProviders: ['cpu'] });
-    } catch (e) {
-      const reason = `ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`;
-      recordClipVerdict(workspaceDir, reason);
-      throw new UserError(`${weights}: ${clipNotReadyHelp(workspaceDir, { runtime: true, weights: true, problem: reason })}`);
-    }
+  let session: OrtSession;
+  let backend: string;
+  try {
+    const opened = await createOrtSession(ort, weights);
+    session = opened.session;
+    backend = `onnxruntime-node (${opened.provider})`;
+  } catch (e) {
+    const reason = `ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`;
+    recordClipVerdict(workspaceDir, reason);
+    throw new UserError(`${weights}: ${clipNotReadyHelp(workspaceDir, { runtime: true, weights: true, problem: reason })}`);
   }
   const sess = session;
   let names: { input: string; output: string };

@@ -250,7 +250,7 @@ export function mobilenetExtractor(opts: MobilenetExtractorOptions = {}): Promis
   const env = process.env.CARSTUDIO_FEATURE_RUNTIME;
   const runtime: FeatureRuntime =
     (opts.runtime ?? 'auto') === 'auto' && env && (FEATURE_RUNTIMES as readonly string[]).includes(env) ? (env as FeatureRuntime) : (opts.runtime ?? 'auto');
-  const key = `${runtime}:${opts.threads ?? ''}`;
+  const key = `${runtime}:${opts.threads ?? ''}:${process.env.CARSTUDIO_ORT_DEVICE ?? ''}`;
   let p = loaded.get(key);
   if (!p) {
     p = loadMobilenet(runtime, opts);

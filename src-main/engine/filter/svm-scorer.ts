@@ -9,11 +9,10 @@
 // The expansion loses digits when x is close to a support vector (catastrophic cancellation), so
 // the squared distance is clamped at 0; for an exact match the kernel is then 1 within ~1e-13.
 // SvmClassifier.decisionValues, which sums the differences directly, stays the reference.
-import os from 'node:os';
 import onnxProto from 'onnx-proto';
 import type { onnx as P } from 'onnx-proto';
 import { GraphBuilder, littleEndian, ONNX_IR_VERSION, ONNX_OPSET } from '../ml/keras-onnx.ts';
-import { loadOrt, OrtNotInstalled, type OrtSessionOptions } from '../ml/ort.ts';
+import { createOrtSession, loadOrt, OrtNotInstalled, type OrtDevice, type OrtSessionOptions } from '../ml/ort.ts';
 
 const { onnx } = onnxProto;
 
@@ -39,6 +38,10 @@ export interface SvmScorerOptions {
   chunkRows?: number;
   /** Told why ONNX Runtime is not used when 'auto' falls back to JS ('warn' when it is installed but fails). */
   onFallback?(reason: string, level: 'info' | 'warn'): void;
+  /** Where ONNX Runtime runs (default: $CARSTUDIO_ORT_DEVICE, else auto); see createOrtSession in ort.ts. */
+  device?: OrtDevice;
+  /** Where the line saying that CUDA failed goes (default stderr). */
+  log?(level: 'info' | 'warn', message: string): void;
 }
 
 export interface SvmScorer {
@@ -229,55 +232,47 @@ interface OrtF64Session {
 }
 interface OrtF64Module {
   Tensor: new (type: 'float64', data: Float64Array, dims: number[]) => OrtF64Tensor;
-  InferenceSession: { create(model: Uint8Array, opts?: OrtSessionOptions): Promise<OrtF64Session> };
+  InferenceSession: { create(model: string | Uint8Array, opts?: OrtSessionOptions): Promise<OrtF64Session> };
 }
 
-/** The ONNX Runtime backend (CPU). Throws OrtNotInstalled when onnxruntime-node is absent. */
+/** The ONNX Runtime backend (on the device asked for, see createOrtSession). Throws OrtNotInstalled when onnxruntime-node is absent. */
 export async function onnxSvmScorer(model: RbfSvmModel, opts: SvmScorerOptions = {}): Promise<SvmScorer> {
   const ort = (await loadOrt()) as unknown as OrtF64Module;
-  const threads = Math.max(1, Math.floor(opts.threads ?? (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length)));
   const chunk = Math.max(1, Math.floor(opts.chunkRows ?? 4096));
   const d = model.dim;
-  const session = await ort.InferenceSession.create(svmOnnxModel(model), {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    // No spin-waiting between runs: reading the next batch and writing scores run beside it.
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  });
-  async function run(x: Float64Array, n: number): Promise<Float64Array> {
+  async function run(session: OrtF64Session, x: Float64Array, n: number): Promise<Float64Array> {
     const res = await session.run({ X: new ort.Tensor('float64', x, [n, d]) });
     const t = res.decision;
     if (!t || !(t.data instanceof Float64Array) || t.data.length !== n) throw new Error(`the SVM graph returned ${t?.data.length ?? 'nothing'} values for ${n} rows`);
     return t.data;
   }
-  try {
-    // Check the session once against the reference on a support vector (the cancellation case)
+  const { session, backend } = await createOrtSession(ort, svmOnnxModel(model), {
+    device: opts.device,
+    threads: opts.threads,
+    log: opts.log,
+    // Checks the session once against the reference on a support vector (the cancellation case)
     // and a zero row.
-    const probe = new Float64Array(2 * d);
-    if (model.dualCoef.length > 0) probe.set(model.supportVectors.subarray(0, d));
-    const want = model.decisionValues({ data: probe, rows: 2, cols: d });
-    const got = await run(probe, 2);
-    for (let i = 0; i < 2; i++) {
-      if (!(Math.abs(got[i] - want[i]) <= Math.max(1e-9, 1e-6 * Math.abs(want[i])))) {
-        throw new Error(`ONNX Runtime's decision value ${got[i]} differs from the reference ${want[i]}`);
+    async check(s) {
+      const probe = new Float64Array(2 * d);
+      if (model.dualCoef.length > 0) probe.set(model.supportVectors.subarray(0, d));
+      const want = model.decisionValues({ data: probe, rows: 2, cols: d });
+      const got = await run(s, probe, 2);
+      for (let i = 0; i < 2; i++) {
+        if (!(Math.abs(got[i] - want[i]) <= Math.max(1e-9, 1e-6 * Math.abs(want[i])))) {
+          throw new Error(`ONNX Runtime's decision value ${got[i]} differs from the reference ${want[i]}`);
+        }
       }
-    }
-  } catch (e) {
-    await session.release?.();
-    throw e;
-  }
+    },
+  });
   return {
-    backend: `onnxruntime cpu (${threads} thread${threads === 1 ? '' : 's'})`,
+    backend,
     async score(X, rows) {
       checkInput(model, X, rows);
       const out = new Float64Array(rows);
       for (let r0 = 0; r0 < rows; r0 += chunk) {
         const n = Math.min(chunk, rows - r0);
         const src = X.subarray(r0 * d, (r0 + n) * d);
-        out.set(await run(src instanceof Float64Array ? src : Float64Array.from(src), n), r0);
+        out.set(await run(session, src instanceof Float64Array ? src : Float64Array.from(src), n), r0);
       }
       return out;
     },

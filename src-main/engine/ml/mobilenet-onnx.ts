@@ -11,7 +11,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { kerasToOnnx, KERAS_ONNX_CONVERTER_VERSION, ONNX_OPSET } from './keras-onnx.ts';
 import { MOBILENET_CUT_LAYER, MOBILENET_EXTRACTOR_NAME, MOBILENET_FEATURE_DIM, MOBILENET_INPUT_SIZE, readMobilenetArtifacts } from './mobilenet.ts';
-import { loadOrt, ortHasCuda, type OrtModule, type OrtSession, type OrtTensor } from './ort.ts';
+import { createOrtSession, loadOrt, type OrtDevice, type OrtModule, type OrtSession, type OrtTensor } from './ort.ts';
 
 /** Where converted models are cached: $CARSTUDIO_MODEL_CACHE, else the platform's per-user cache folder. */
 export function modelCacheDir(): string {
@@ -125,26 +125,26 @@ export interface MobilenetOnnxOptions {
   /** The model cache folder (default modelCacheDir()). */
   cacheDir?: string;
   log?: OnnxLog;
-  /** Try ONNX Runtime's CUDA provider when it is installed (default true). */
-  cuda?: boolean;
+  /** Where it runs (default: $CARSTUDIO_ORT_DEVICE, else auto); see createOrtSession in ort.ts. */
+  device?: OrtDevice;
 }
 
 /**
- * Loads the backbone on ONNX Runtime: CUDA when its provider is installed and starts, else the
- * CPU. Throws OrtNotInstalled (from ort.ts) when onnxruntime-node is absent.
+ * Loads the backbone on ONNX Runtime, on the device asked for (createOrtSession: CUDA when asked
+ * or when its provider is installed and starts, else the CPU). Throws OrtNotInstalled (from
+ * ort.ts) when onnxruntime-node is absent.
  */
 export async function loadMobilenetOnnx(opts: MobilenetOnnxOptions = {}): Promise<MobilenetOnnx> {
   const ort = await loadOrt();
   const log = opts.log ?? defaultLog;
-  const threads = Math.max(1, Math.floor(opts.threads ?? (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length)));
   let model = await ensureMobilenetOnnx({ dir: opts.cacheDir, log });
   let opened: { session: OrtSession; backend: string };
   try {
-    opened = await openSession(ort, model.file, threads, opts.cuda !== false);
+    opened = await openSession(ort, model.file, opts, log);
   } catch (e) {
     if (model.built) throw e;
     model = await ensureMobilenetOnnx({ dir: opts.cacheDir, log, rebuild: `ONNX Runtime cannot load or run it: ${firstLine(e)}` });
-    opened = await openSession(ort, model.file, threads, opts.cuda !== false);
+    opened = await openSession(ort, model.file, opts, log);
   }
   const { session, backend } = opened;
   const S = MOBILENET_INPUT_SIZE;
@@ -170,38 +170,21 @@ export async function loadMobilenetOnnx(opts: MobilenetOnnxOptions = {}): Promis
 }
 
 /** Creates the session and runs it once on a batch of two black images (the warm-up, and the check). */
-async function openSession(ort: OrtModule, file: string, threads: number, cuda: boolean): Promise<{ session: OrtSession; backend: string }> {
-  // No spin-waiting between ops: image decoding (sharp's threads) runs beside every forward pass,
-  // and spinning threads take the cores it needs (measured: 1.2-2x the images/s on a busy 2-core machine).
-  const common = {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  } as const;
-  const attempts: Array<{ providers: string[]; backend: string }> = [];
-  if (cuda && ortHasCuda()) attempts.push({ providers: ['cuda', 'cpu'], backend: 'onnxruntime cuda' });
-  attempts.push({ providers: ['cpu'], backend: `onnxruntime cpu (${threads} thread${threads === 1 ? '' : 's'})` });
-  let lastError: unknown = null;
-  for (const a of attempts) {
-    let session: OrtSession | null = null;
-    try {
-      session = await ort.InferenceSession.create(file, { ...common, executionProviders: a.providers });
-      const S = MOBILENET_INPUT_SIZE;
+async function openSession(ort: OrtModule, file: string, opts: MobilenetOnnxOptions, log: OnnxLog): Promise<{ session: OrtSession; backend: string }> {
+  const S = MOBILENET_INPUT_SIZE;
+  return createOrtSession(ort, file, {
+    device: opts.device,
+    threads: opts.threads,
+    log,
+    async check(session) {
       const res: Record<string, OrtTensor> = await session.run({ input: new ort.Tensor('float32', new Float32Array(2 * S * S * 3), [2, S, S, 3]) });
       const t = res.features;
       if (!t || t.dims.length !== 2 || t.dims[0] !== 2 || t.dims[1] !== MOBILENET_FEATURE_DIM) {
         throw new Error(`its output is [${t?.dims.join(', ') ?? ''}], expected [2, ${MOBILENET_FEATURE_DIM}]`);
       }
       if (!t.data.every(Number.isFinite)) throw new Error('its output is not finite on a black image');
-      return { session, backend: a.backend };
-    } catch (e) {
-      lastError = e;
-      await session?.release?.().catch(() => undefined);
-    }
-  }
-  throw lastError instanceof Error ? lastError : new Error(String(lastError));
+    },
+  });
 }
 
 function firstLine(e: unknown): string {
