@@ -6,6 +6,26 @@ import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
 export const LIVE = new Set(['running', 'cancelling', 'queued']);
 
 /**
+ * A job's title, state badge and progress bar (indeterminate while it is going without a total):
+ * the top of the Jobs panel's cards and of a stage's job progress.
+ */
+export function JobBar({ job, pct, going }: { job: JobInfo; pct: number | null; going: boolean }) {
+  return (
+    <>
+      <div className="job-head">
+        <span className="job-title">
+          #{job.id} {job.title}
+        </span>
+        <span className={`badge badge-${job.state}`}>{job.state}</span>
+      </div>
+      <div className="progress" role="progressbar" aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
+        <div className={`progress-bar ${pct == null && going ? 'indeterminate' : ''}`} style={{ width: `${pct ?? (going ? 30 : 0)}%` }} />
+      </div>
+    </>
+  );
+}
+
+/**
  * A job's live progress in a stage's panel: title and state, a progress bar, count / total with
  * rate and ETA while it runs, its message or error, and Stop / Resume. The test ids are
  * `<testid>-job`, `-progress`, `-rate`, `-eta`, `-message`, `-stop` and `-resume` (the scrape
@@ -17,15 +37,7 @@ export function JobProgress({ job, testid, unit }: { job: JobInfo; testid: strin
   const pct = job.total ? Math.min(100, (100 * job.done) / job.total) : null;
   return (
     <div className="scrape-job" data-testid={`${testid}-job`} data-state={job.state} data-job={job.id}>
-      <div className="job-head">
-        <span className="job-title">
-          #{job.id} {job.title}
-        </span>
-        <span className={`badge badge-${job.state}`}>{job.state}</span>
-      </div>
-      <div className="progress" role="progressbar" aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
-        <div className={`progress-bar ${pct == null && live ? 'indeterminate' : ''}`} style={{ width: `${pct ?? (live ? 30 : 0)}%` }} />
-      </div>
+      <JobBar job={job} pct={pct} going={live} />
       <div className="job-meta">
         <span data-testid={`${testid}-progress`} data-done={job.done} data-total={job.total ?? ''}>
           {fmtInt(job.done)}

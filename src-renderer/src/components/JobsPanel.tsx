@@ -2,13 +2,13 @@ import { useEffect, useState } from 'react';
 import type { JobInfo, JobLogEntry } from '../../../src-main/engine/api/contract/index.ts';
 import { useCall, useEvent, useJobs } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
+import { JobBar, LIVE } from './JobProgress.tsx';
 
-const ACTIVE = new Set(['running', 'cancelling', 'queued']);
 
 export function JobsPanel() {
   const jobs = useJobs();
-  const active = jobs.filter((j) => ACTIVE.has(j.state));
-  const recent = jobs.filter((j) => !ACTIVE.has(j.state)).slice(0, 12);
+  const active = jobs.filter((j) => LIVE.has(j.state));
+  const recent = jobs.filter((j) => !LIVE.has(j.state)).slice(0, 12);
   return (
     <aside className="jobs-panel" aria-label="Jobs" data-testid="jobs-panel">
       <h2>
@@ -33,15 +33,7 @@ function JobCard({ job }: { job: JobInfo }) {
   const running = job.state === 'running' || job.state === 'cancelling';
   return (
     <div className={`job job-${job.state}`} data-testid={`job-${job.id}`} data-state={job.state}>
-      <div className="job-head">
-        <span className="job-title">
-          #{job.id} {job.title}
-        </span>
-        <span className={`badge badge-${job.state}`}>{job.state}</span>
-      </div>
-      <div className="progress" role="progressbar" aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
-        <div className={`progress-bar ${pct == null && running ? 'indeterminate' : ''}`} style={{ width: `${pct ?? (running ? 30 : 0)}%` }} />
-      </div>
+      <JobBar job={job} pct={pct} going={running} />
       <div className="job-meta">
         <span>
           {job.step ? `${job.step}: ` : ''}
