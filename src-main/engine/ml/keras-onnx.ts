@@ -24,8 +24,13 @@ export const ONNX_OPSET = 13;
 export const ONNX_IR_VERSION = 7;
 
 export interface KerasToOnnxOptions {
-  /** The layer whose output is the graph's output. */
+  /** The layer whose output is the graph's output (with `pool`, the last of the pooled layers). */
   output: string;
+  /**
+   * Instead of `output` itself: the spatial outputs of these layers, each pooled over H and W by
+   * its mean and its max, concatenated into one [N, sum of 2C] output (mean of a layer, then max).
+   */
+  pool?: string[];
   /** Graph input and output names (default 'input' and 'output'). */
   inputName?: string;
   outputName?: string;
@@ -109,15 +114,23 @@ function halfToFloat(h: number): number {
 
 /**
  * Decodes the weight buffer as tfjs does (io.decodeWeights): float32 stored as is, uint8/uint16
- * affine-quantized weights as q * scale + min, float16 as half floats.
+ * affine-quantized weights as q * scale + min, float16 as half floats; with allowInt32, int32
+ * constants as floats.
  */
-export function decodeKerasWeights(specs: readonly TF.io.WeightsManifestEntry[], data: ArrayBuffer): Map<string, Weight> {
+export function decodeKerasWeights(specs: readonly TF.io.WeightsManifestEntry[], data: ArrayBuffer, opts: { allowInt32?: boolean } = {}): Map<string, Weight> {
   const out = new Map<string, Weight>();
   let offset = 0;
   for (const spec of specs) {
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const q = spec.quantization;
     let values: Float32Array;
+    if (spec.dtype === 'int32' && opts.allowInt32 && !q) {
+      // a graph model's small integer constants (axes, sizes), kept as floats
+      values = Float32Array.from(new Int32Array(data.slice(offset, offset + 4 * n)));
+      offset += 4 * n;
+      out.set(spec.name, { shape: [...spec.shape], data: values });
+      continue;
+    }
     if (spec.dtype !== 'float32') throw new KerasConversionError(`weight ${spec.name} is ${spec.dtype}; only float32 weights are supported`);
     if (!q) {
       if (offset % 4 !== 0) values = new Float32Array(data.slice(offset, offset + 4 * n));
@@ -261,11 +274,12 @@ export function kerasToOnnx(artifacts: TF.io.ModelArtifacts, opts: KerasToOnnxOp
   const weights = decodeKerasWeights(artifacts.weightSpecs, artifacts.weightData);
   const byName = new Map(layers.map((l) => [l.name, l]));
   const inputsOf = new Map(layers.map((l) => [l.name, inboundNames(l)]));
-  if (!byName.has(opts.output)) throw new KerasConversionError(`the model has no layer ${opts.output}`);
+  const targets = opts.pool?.length ? opts.pool : [opts.output];
+  for (const t of targets) if (!byName.has(t)) throw new KerasConversionError(`the model has no layer ${t}`);
 
   // The layers the output depends on, and who consumes each of them among those.
   const needed = new Set<string>();
-  const stack = [opts.output];
+  const stack = [...targets];
   while (stack.length) {
     const n = stack.pop()!;
     if (needed.has(n)) continue;
@@ -280,7 +294,7 @@ export function kerasToOnnx(artifacts: TF.io.ModelArtifacts, opts: KerasToOnnxOp
   }
   const soleConsumer = (name: string): KerasLayer | null => {
     const c = consumers.get(name) ?? [];
-    return c.length === 1 && name !== opts.output ? c[0]! : null;
+    return c.length === 1 && !targets.includes(name) ? c[0]! : null;
   };
 
   const weight = (layer: KerasLayer, key: string, shape?: number[]): Weight => {
@@ -556,7 +570,21 @@ export function kerasToOnnx(artifacts: TF.io.ModelArtifacts, opts: KerasToOnnxOp
     }
   }
 
-  const out = values.get(opts.output);
+  let out = values.get(opts.output);
+  if (opts.pool?.length) {
+    const parts: string[] = [];
+    let dim = 0;
+    for (const t of opts.pool) {
+      const v = values.get(t);
+      if (!v || v.shape.length !== 3) throw new KerasConversionError(`layer ${t} has no spatial output to pool`);
+      for (const op of ['ReduceMean', 'ReduceMax']) {
+        const r = g.node(op, [v.tensor], `${t}_${op === 'ReduceMean' ? 'mean' : 'max'}`, { axes: [2, 3], keepdims: 0 });
+        parts.push(r);
+        dim += v.shape[2]!;
+      }
+    }
+    out = { tensor: g.node('Concat', parts, 'pooled', { axis: 1 }), shape: [dim] };
+  }
   if (!inputShape || !out) throw new KerasConversionError(`layer ${opts.output} does not depend on the model's input`);
   let final = out.tensor;
   if (out.shape.length === 3) final = g.node('Transpose', [final], `${opts.output}_nhwc`, { perm: [0, 2, 3, 1] });
