@@ -18,6 +18,13 @@ export interface FeatureExtractor {
   /** What runs it, for logs (e.g. 'onnxruntime cpu (2 threads)', 'tfjs wasm'). */
   backend?: string;
   embed(batch: Float32Array, n: number): Promise<Float32Array>;
+  /**
+   * For extractors that read a photo their own way (several views or sizes, e.g. car-v1): decodes
+   * one input into `inputFloats` floats laid out as embed expects. Without it each input is
+   * decodeRgb'd at inputSize and scaled by writePreprocessed.
+   */
+  decodeInput?(data: Buffer | string): Promise<Float32Array>;
+  inputFloats?: number;
 }
 
 export interface ExtractFailure {
@@ -103,10 +110,12 @@ export async function extractFeatures(
   const collect = opts.collect ?? true;
   const total = opts.total ?? (Array.isArray(inputs) ? inputs.length : null);
   const size = ex.inputSize;
-  const per = size * size * 3;
+  const own = ex.decodeInput?.bind(ex);
+  const per = own ? ex.inputFloats! : size * size * 3;
   const dim = ex.featureDim;
   const crops = opts.crops ?? 1;
   if (crops !== 1 && crops !== 3) throw new Error(`crops must be 1 or 3, got ${String(crops)}`);
+  if (own && crops !== 1) throw new Error(`${ex.name} reads each photo whole; it has no 3-crop features`);
 
   const iterator: AsyncIterator<ExtractInput> | Iterator<ExtractInput> =
     Symbol.asyncIterator in inputs
@@ -125,10 +134,20 @@ export async function extractFeatures(
   }
 
   async function decodeChunk(items: ExtractInput[]): Promise<Decoded> {
-    const settled = await Promise.allSettled(items.map((it) => (crops === 1 ? decodeRgb(it.data, size).then((rgb) => [rgb]) : decodeCrops(it.data, size))));
     const buf = new Float32Array(items.length * crops * per);
     const ids: number[] = [];
     const failures: ExtractFailure[] = [];
+    if (own) {
+      const decoded = await Promise.allSettled(items.map((it) => own(it.data)));
+      decoded.forEach((s, i) => {
+        if (s.status === 'fulfilled') {
+          buf.set(s.value, ids.length * per);
+          ids.push(items[i].id);
+        } else failures.push({ id: items[i].id, error: s.reason instanceof Error ? s.reason.message : String(s.reason) });
+      });
+      return { ids, buf, n: ids.length, failures };
+    }
+    const settled = await Promise.allSettled(items.map((it) => (crops === 1 ? decodeRgb(it.data, size).then((rgb) => [rgb]) : decodeCrops(it.data, size))));
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') {
         // an image's crops are consecutive model inputs
@@ -234,6 +253,8 @@ export interface MobilenetExtractorOptions {
   runtime?: FeatureRuntime;
   /** ONNX Runtime's CPU threads (default: os.availableParallelism()). */
   threads?: number;
+  /** flatten_1 (default, 1280-d) or the pooled blocks 10/13/16 (1984-d, L2-normalised). */
+  variant?: 'flatten_1' | 'blocks';
   log?(level: 'info' | 'warn', message: string): void;
 }
 
@@ -250,7 +271,7 @@ export function mobilenetExtractor(opts: MobilenetExtractorOptions = {}): Promis
   const env = process.env.CARSTUDIO_FEATURE_RUNTIME;
   const runtime: FeatureRuntime =
     (opts.runtime ?? 'auto') === 'auto' && env && (FEATURE_RUNTIMES as readonly string[]).includes(env) ? (env as FeatureRuntime) : (opts.runtime ?? 'auto');
-  const key = `${runtime}:${opts.threads ?? ''}:${process.env.CARSTUDIO_ORT_DEVICE ?? ''}`;
+  const key = `${opts.variant ?? 'flatten_1'}:${runtime}:${opts.threads ?? ''}:${process.env.CARSTUDIO_ORT_DEVICE ?? ''}`;
   let p = loaded.get(key);
   if (!p) {
     p = loadMobilenet(runtime, opts);
@@ -267,7 +288,7 @@ async function loadMobilenet(runtime: FeatureRuntime, opts: MobilenetExtractorOp
     const { loadMobilenetOnnx } = await import('../ml/mobilenet-onnx.ts');
     const { OrtNotInstalled, ORT_INSTALL_STEPS } = await import('../ml/ort.ts');
     try {
-      return await loadMobilenetOnnx({ threads: opts.threads, log: opts.log });
+      return await loadMobilenetOnnx({ threads: opts.threads, log: opts.log, variant: opts.variant });
     } catch (e) {
       if (runtime === 'onnx') {
         const { UserError } = await import('../workspace/errors.ts');
@@ -283,9 +304,9 @@ async function loadMobilenet(runtime: FeatureRuntime, opts: MobilenetExtractorOp
     }
   }
   const { initBackend } = await import('../ml/backend.ts');
-  const { loadMobilenetBackbone } = await import('../ml/mobilenet.ts');
+  const { loadMobilenetBackbone, loadMobilenetBlocks } = await import('../ml/mobilenet.ts');
   const info = await initBackend('auto');
-  const backbone = await loadMobilenetBackbone(info.tf);
+  const backbone = opts.variant === 'blocks' ? await loadMobilenetBlocks(info.tf) : await loadMobilenetBackbone(info.tf);
   return Object.assign(backbone, { backend: `tfjs ${info.name}` });
 }
 

@@ -3,12 +3,42 @@ import type { Workspace } from '../workspace/workspace.ts';
 import { loadClipExtractor, CLIP_DIM } from './clip.ts';
 import { FeatureCache } from './feature-cache.ts';
 import { extractFeatures, mobilenetExtractor, type FeatureExtractor, type FeatureRuntime } from './extract.ts';
-import { MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
+import { MOBILENET_BLOCKS_DIM, MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
+import { CAR_V1_DIM, carV1Extractor } from './car-features.ts';
 import { CROP_COUNTS, type CropCount } from '../ml/decode.ts';
 import { UserError } from '../workspace/errors.ts';
 
-export const EXTRACTORS = ['mobilenet_v2', 'clip-vit-b16'] as const;
+export const EXTRACTORS = ['car-v1', 'mobilenet_v2-blocks', 'mobilenet_v2', 'clip-vit-b16'] as const;
 export type ExtractorName = (typeof EXTRACTORS)[number];
+/** The best extractor measured on ../shared/data (README, "Features"): the filter's default. */
+export const DEFAULT_EXTRACTOR: ExtractorName = 'car-v1';
+
+/** What each extractor is and what it is good for, with the figures measured on ../shared/data (bench filter). */
+export const EXTRACTOR_INFO: Record<ExtractorName, { dim: number; summary: string; offline: boolean }> = {
+  'car-v1': {
+    dim: CAR_V1_DIM,
+    offline: true,
+    summary: 'MobileNetV2 blocks 10/13/16 (mean+max) + a COCO car detector (box, score, area, edges). Junk filter: best offline (about 77% of bad photos removed at 1% of good lost); draws the car box.',
+  },
+  'mobilenet_v2-blocks': {
+    dim: MOBILENET_BLOCKS_DIM,
+    offline: true,
+    summary: 'MobileNetV2 blocks 10/13/16 pooled by mean and max, without the detector. Nearly as good a filter as car-v1; make/model a little better than mobilenet_v2.',
+  },
+  mobilenet_v2: {
+    dim: MOBILENET_FEATURE_DIM,
+    offline: true,
+    summary: 'The bundled MobileNetV2 cut at flatten_1 (upper blocks tuned to another task). The original feature set; about 60% of bad photos removed at 1% of good lost.',
+  },
+  'clip-vit-b16': {
+    dim: CLIP_DIM,
+    offline: false,
+    summary: "The original's CLIP ViT-B/16 image features: the recommended download where there is internet (filter weights job).",
+  },
+};
+
+/** Extractors that read each photo whole and have no 3-crop feature set. */
+export const WHOLE_PHOTO_EXTRACTORS: readonly ExtractorName[] = ['car-v1'];
 export { CROP_COUNTS, type CropCount };
 
 /**
@@ -28,6 +58,7 @@ export function parseFeatureSet(name: string): { extractor: ExtractorName; crops
   if (!(EXTRACTORS as readonly string[]).includes(m[1]) || !(CROP_COUNTS as readonly number[]).includes(crops)) {
     throw new UserError(`unknown feature set '${name}': expected one of ${EXTRACTORS.join(', ')}, optionally with .crops3`);
   }
+  if (crops !== 1 && WHOLE_PHOTO_EXTRACTORS.includes(m[1] as ExtractorName)) throw new UserError(`${m[1]} reads each photo whole and has no 3-crop features; use --crops 1`);
   return { extractor: m[1] as ExtractorName, crops: crops as CropCount };
 }
 
@@ -43,13 +74,14 @@ export function openCache(ws: Workspace, set: FeatureSetName, bufferRows = 2048)
   return FeatureCache.open(featureDir(ws, name), name, dimOf(extractor), { bufferRows });
 }
 
-function dimOf(extractor: ExtractorName): number {
-  return extractor === 'mobilenet_v2' ? MOBILENET_FEATURE_DIM : CLIP_DIM;
+/** Values per feature row of an extractor. */
+export function dimOf(extractor: ExtractorName): number {
+  return EXTRACTOR_INFO[extractor].dim;
 }
 
 /**
- * The extractor's model on the best backend (or the runtime asked for, mobilenet_v2 only), and
- * that backend's name (shown to the user).
+ * The extractor's model on the best backend (or the runtime asked for; the MobileNetV2-based
+ * ones), and that backend's name (shown to the user).
  */
 export async function loadExtractor(
   extractor: ExtractorName,
@@ -57,7 +89,10 @@ export async function loadExtractor(
   opts: { runtime?: FeatureRuntime; log?(level: 'info' | 'warn', message: string): void } = {},
 ): Promise<FeatureExtractor & { backend: string }> {
   if (extractor === 'clip-vit-b16') return loadClipExtractor(workspaceDir);
-  return mobilenetExtractor({ runtime: opts.runtime ?? 'auto', log: opts.log });
+  if (extractor === 'mobilenet_v2') return mobilenetExtractor({ runtime: opts.runtime ?? 'auto', log: opts.log });
+  const blocks = await mobilenetExtractor({ runtime: opts.runtime ?? 'auto', log: opts.log, variant: 'blocks' });
+  if (extractor === 'mobilenet_v2-blocks') return Object.assign(Object.create(blocks) as typeof blocks, { name: 'mobilenet_v2-blocks' });
+  return carV1Extractor(blocks, { runtime: opts.runtime ?? 'auto', log: opts.log });
 }
 
 export interface EnsureFeaturesContext {

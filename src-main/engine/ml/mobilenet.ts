@@ -16,15 +16,61 @@ export const MOBILENET_FEATURE_DIM = 1280;
 export const MOBILENET_CUT_LAYER = 'flatten_1';
 /** Name under which features from this backbone are cached. */
 export const MOBILENET_EXTRACTOR_NAME = 'nsfwjs-mobilenet_v2/flatten_1';
+/**
+ * The blocks pooled by the `mobilenet_v2-blocks` features: block 10's output (96 channels, still
+ * ImageNet weights), block 13's expansion (576) and block 16's output (320), each by its mean and
+ * its max over the image: 1984 values, L2-normalised as one vector.
+ */
+export const MOBILENET_BLOCK_LAYERS = ['block_10_project_BN', 'block_13_expand_relu', 'block_16_project_BN'] as const;
+export const MOBILENET_BLOCKS_DIM = 2 * (96 + 576 + 320);
+export const MOBILENET_BLOCKS_NAME = 'nsfwjs-mobilenet_v2/blocks10-13-16-meanmax';
+
+/** Scales each row of n x dim to unit length in place (a zero row stays zero). */
+export function l2NormaliseRows(rows: Float32Array, n: number, dim: number): Float32Array {
+  for (let i = 0; i < n; i++) {
+    let ss = 0;
+    for (let d = 0; d < dim; d++) ss += rows[i * dim + d]! * rows[i * dim + d]!;
+    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    for (let d = 0; d < dim; d++) rows[i * dim + d]! *= inv;
+  }
+  return rows;
+}
+
+/**
+ * The pooled-blocks features on the current tf backend (the tfjs fallback of the ONNX graph):
+ * the same layers, pooled by mean and max, L2-normalised.
+ */
+export async function loadMobilenetBlocks(tf: TfModule): Promise<MobilenetBackbone> {
+  const full = await tf.loadLayersModel(tf.io.fromMemory(readMobilenetArtifacts()));
+  const outs = MOBILENET_BLOCK_LAYERS.map((n) => full.getLayer(n).output as TF.SymbolicTensor);
+  const model = tf.model({ inputs: full.inputs, outputs: outs });
+  const S = MOBILENET_INPUT_SIZE;
+  const per = S * S * 3;
+  async function embed(batch: Float32Array, n: number): Promise<Float32Array> {
+    if (n <= 0) return new Float32Array(0);
+    const view = batch.length === n * per ? batch : batch.subarray(0, n * per);
+    const pooled = tf.tidy(() => {
+      const ys = model.predict(tf.tensor4d(view, [n, S, S, 3])) as TF.Tensor[];
+      return tf.concat(ys.flatMap((y) => [tf.mean(y, [1, 2]), tf.max(y, [1, 2])]), 1);
+    });
+    try {
+      return l2NormaliseRows(Float32Array.from((await pooled.data()) as Float32Array), n, MOBILENET_BLOCKS_DIM);
+    } finally {
+      pooled.dispose();
+    }
+  }
+  await embed(new Float32Array(per), 1);
+  return { model, full, name: MOBILENET_BLOCKS_NAME, inputSize: S, featureDim: MOBILENET_BLOCKS_DIM, embed, dispose: () => full.dispose() };
+}
 
 export interface MobilenetBackbone {
-  /** The backbone, input [N,224,224,3] RGB in [0,1] (see decodeForModel), output [N,1280]. */
+  /** The backbone, input [N,224,224,3] RGB in [0,1] (see decodeForModel), output [N, featureDim] (1280 at flatten_1). */
   model: TF.LayersModel;
   /** The whole nsfwjs model (backbone + its 5-class head), for layer inspection or fine-tuning. */
   full: TF.LayersModel;
   name: string;
   inputSize: 224;
-  featureDim: 1280;
+  featureDim: number;
   /** batch: N*224*224*3 float32 NHWC, already preprocessed (pixel / 255). Returns N*1280. */
   embed(batch: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;
