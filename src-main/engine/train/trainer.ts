@@ -209,6 +209,13 @@ export interface RunConfigFile {
   testFraction?: number;
   /** Per head (runs from before partial labels have none). */
   heads?: Record<HeadName, HeadPlan>;
+  /** The feature extractor a heads-mode run trained on (runs from before it was recorded: mobilenet_v2). */
+  extractor?: string;
+}
+
+/** The feature extractor a run's heads read ('mobilenet_v2' for runs from before it was recorded). */
+export function runExtractor(file: Pick<RunConfigFile, 'extractor'>): string {
+  return file.extractor ?? 'mobilenet_v2';
 }
 
 /** The split a run was trained with ('photo' for runs from before it was recorded). */
