@@ -201,7 +201,9 @@ async function loadTfjs(): Promise<CarDetector> {
   const tf = info.tf;
   const model = await tf.loadGraphModel(tf.io.fromMemory(readDetectorArtifacts()));
   const S = DETECTOR_INPUT_SIZE;
-  const G = S / STRIDE;
+  // the graph's resize targets are fixed for its own 512 px input: scale the input up to it
+  const NATIVE = 512;
+  const G = NATIVE / STRIDE;
   const keep = tf.tensor1d([...DETECTOR_CLASSES], 'int32');
   return {
     name: DETECTOR_NAME,
@@ -209,9 +211,8 @@ async function loadTfjs(): Promise<CarDetector> {
     backend: `tfjs ${info.name}`,
     async detect(batch, n) {
       const out: Detection[][] = [];
-      // the graph's placeholder is [1, 512, 512, 3] but its convolutions take any size
       for (let i = 0; i < n; i++) {
-        const x = tf.tensor4d(batch.subarray(i * S * S * 3, (i + 1) * S * S * 3), [1, S, S, 3]);
+        const x = tf.tidy(() => tf.image.resizeBilinear(tf.tensor4d(batch.subarray(i * S * S * 3, (i + 1) * S * S * 3), [1, S, S, 3]), [NATIVE, NATIVE]));
         const [kp, wh] = model.execute(x, OUTPUTS) as TF.Tensor[];
         const kept = tf.gather(kp!, keep, 3);
         const heat = (await kept.data()) as Float32Array;
