@@ -14,6 +14,12 @@ function runtimeArg(v: string): FeatureRuntime {
   return v as FeatureRuntime;
 }
 
+/** A car box (fractions of the photo) as percentages: x1-x2 across, y1-y2 down. */
+function boxText(b: { x1: number; y1: number; x2: number; y2: number }): string {
+  const pc = (v: number) => `${Math.round(100 * v)}%`;
+  return `x ${pc(b.x1)}-${pc(b.x2)}, y ${pc(b.y1)}-${pc(b.y2)}`;
+}
+
 export function registerPredict(program: Command): void {
   program
     .command('predict')
@@ -78,6 +84,7 @@ export function registerPredict(program: Command): void {
                       makeModels: p.makeModels,
                       year: p.topYears[0]?.label ?? null,
                       topYears: p.topYears,
+                      car: p.car,
                       ...(rec.reusedFrom ? { reusedFrom: rec.reusedFrom } : { backend, runtime }),
                     }
                   : { path: rec.path, run: r.run.id, checkpoint: r.checkpoint, error: rec.error },
@@ -86,15 +93,19 @@ export function registerPredict(program: Command): void {
           } else if (rec.prediction) {
             const p = rec.prediction;
             const top = p.makeModels[0];
+            const car = p.car;
+            // one line per image: where the car is, or the warning that there is none
+            const where = !car ? '' : car.hasCar && car.box ? `\tcar ${(100 * car.score).toFixed(0)}% at ${boxText(car.box)}` : '\tno car found in this photo: the prediction is unreliable';
             process.stdout.write(
-              `${rec.rel}\t$${Math.round(p.medianPrice).toLocaleString('en-US')}\t${top.label} ${(100 * top.p).toFixed(0)}%\t${p.topYears[0].label}\n`,
+              `${rec.rel}\t$${Math.round(p.medianPrice).toLocaleString('en-US')}\t${top.label} ${(100 * top.p).toFixed(0)}%\t${p.topYears[0].label}${where}\n`,
             );
           } else process.stdout.write(`${rec.rel}\terror: ${rec.error}\n`);
         }
         const predicted = records.filter((x) => x.prediction).length;
         const errors = records.length - predicted;
+        const noCar = records.filter((x) => x.prediction?.car && !x.prediction.car.hasCar).length;
         process.stderr.write(
-          `predicted ${predicted}, errors ${errors}, total ${records.length}${backend ? ` on ${backend}` : ''}${final.state !== 'done' ? ` (job ${final.state})` : ''}\n`,
+          `predicted ${predicted}, errors ${errors}, total ${records.length}${backend ? ` on ${backend}` : ''}${final.state !== 'done' ? ` (job ${final.state})` : ''}${noCar ? `; no car found in ${noCar} photo${noCar === 1 ? '' : 's'}` : ''}\n`,
         );
         process.exitCode = code;
       } finally {

@@ -58,6 +58,11 @@ export async function walkImages(root: string): Promise<{ files: string[]; ignor
 export interface DecodedImage {
   /** 224*224*3 float32, RGB in [0, 1]. */
   input: Float32Array;
+  /**
+   * With `detectorSize`: the whole photo squashed to detectorSize x detectorSize, RGB 0-255 as
+   * floats (the car detector's input, as car-features.ts decodeForDetector makes it).
+   */
+  det?: Float32Array;
   /** Oriented size of the original. */
   width: number;
   height: number;
@@ -67,6 +72,8 @@ export interface DecodedImage {
 export interface DecodeOptions {
   size?: number;
   maxPixels?: number;
+  /** Also decode the car detector's view of the whole photo at this size (DecodedImage.det). */
+  detectorSize?: number;
 }
 
 /** Reads a file (or takes bytes) and checks what can be said before decoding. */
@@ -118,15 +125,29 @@ export async function decodeImage(input: string | Buffer, opts: DecodeOptions = 
   const { width, height, format } = await probeImage(buf, maxPixels);
   let data: Buffer;
   let info: sharp.OutputInfo;
+  let det: Float32Array | undefined;
   try {
     // failOn 'truncated': a photo cut short is an error; harmless warnings (odd EXIF) are not.
-    ({ data, info } = await sharp(buf, { failOn: 'truncated', limitInputPixels: maxPixels, animated: false })
+    const model = sharp(buf, { failOn: 'truncated', limitInputPixels: maxPixels, animated: false })
       .rotate()
       .resize(size, size, { fit: 'cover', position: 'centre' })
       .toColourspace('srgb')
       .removeAlpha()
       .raw()
-      .toBuffer({ resolveWithObject: true }));
+      .toBuffer({ resolveWithObject: true });
+    const D = opts.detectorSize;
+    const view = D
+      ? sharp(buf, { failOn: 'truncated', limitInputPixels: maxPixels, animated: false })
+          .rotate()
+          .resize(D, D, { fit: 'fill' })
+          .toColourspace('srgb')
+          .removeAlpha()
+          .raw()
+          .toBuffer({ resolveWithObject: true })
+      : null;
+    const [m, v] = await Promise.all([model, view]);
+    ({ data, info } = m);
+    if (v && D) det = detectorFloats(v.data, v.info.channels, D);
   } catch (e) {
     const msg = firstLine((e as Error).message);
     const cut = truncationHint(buf, format);
@@ -136,7 +157,16 @@ export async function decodeImage(input: string | Buffer, opts: DecodeOptions = 
     throw new ImageFileError(`does not decode: ${msg}`);
   }
   if (info.width !== size || info.height !== size) throw new ImageFileError(`decoded to ${info.width}x${info.height}, expected ${size}x${size}`);
-  return { input: toModelInput(data, info.channels, size), width, height, bytes: buf.length };
+  return { input: toModelInput(data, info.channels, size), ...(det ? { det } : {}), width, height, bytes: buf.length };
+}
+
+/** Interleaved pixels with 1-4 channels (size x size) to the detector's RGB 0-255 floats. */
+export function detectorFloats(data: Buffer, channels: number, size: number): Float32Array {
+  const out = new Float32Array(size * size * 3);
+  for (let i = 0; i < size * size; i++) {
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = data[i * channels + (channels < 3 ? 0 : c)]!;
+  }
+  return out;
 }
 
 /** Interleaved pixels with 1-4 channels (size x size) to the model's 3-channel float input. */

@@ -1,20 +1,32 @@
 // Inference from a trained run: the run's config (label space, heads shape), one of its
-// checkpoints (best by default), and a backbone: for a `heads` run the stock MobileNetV2 feature
-// extractor (1280-d) on ONNX Runtime or tfjs (`runtime`, as for feature extraction; both give the
-// same features) with the trained heads on top on tfjs; for a `finetune` run the backbone named in
-// config.json with its fine-tuned weights from the checkpoint, on tfjs whatever the runtime.
+// checkpoints (best by default), and a backbone: for a `heads` run the feature extractor it was
+// trained on (config.json `extractor`; mobilenet_v2, the 1280-d MobileNetV2, for runs from before
+// it was recorded) on ONNX Runtime or tfjs (`runtime`, as for feature extraction) with the trained
+// heads on top on tfjs; for a `finetune` run the backbone named in config.json with its fine-tuned
+// weights from the checkpoint, on tfjs whatever the runtime. Every photo predicted also says where
+// the car is (Prediction.car): a car-v1 run reads it from the photo's feature row, any other run
+// runs the COCO car detector on the photo beside the model, batched.
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../ml/backend.ts';
 import { loadMobilenetBackbone, MOBILENET_FEATURE_DIM, type MobilenetBackbone } from '../ml/mobilenet.ts';
-import { FEATURE_RUNTIMES, ORT_RUNTIME_HELP, type FeatureRuntime } from '../filter/extract.ts';
+import { FEATURE_RUNTIMES, ORT_RUNTIME_HELP, type FeatureExtractor, type FeatureRuntime } from '../filter/extract.ts';
+import { dimOf, EXTRACTORS, loadExtractor, type ExtractorName } from '../filter/features.ts';
+import { carInDetections, carInRow, CAR_V1_DIM, type CarInPhoto } from '../filter/car-features.ts';
+import { DETECTOR_INPUT_SIZE, loadCarDetector, type CarDetector } from '../ml/car-detector.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import { makeModelLabels } from '../train/labels.ts';
 import { tinyCnnBackbone, type Heads } from '../train/model.ts';
-import { buildRunHeads, loadRunConfig, type CheckpointMeta, type RunConfigFile } from '../train/trainer.ts';
+import { buildRunHeads, loadRunConfig, runExtractor, type CheckpointMeta, type RunConfigFile } from '../train/trainer.ts';
 import { UserError } from '../workspace/errors.ts';
-import type { MakeModelProb, Prediction, Prob } from '../api/contract/predict.ts';
-import { decodeImage, type DecodeOptions } from './decode-file.ts';
+import type { MakeModelProb, PredictCar, Prediction, Prob } from '../api/contract/predict.ts';
+import { decodeImage, type DecodedImage, type DecodeOptions } from './decode-file.ts';
+
+/** One photo decoded for Predictor.predictPhotos (Predictor.decodePhoto). */
+export interface DecodedPhoto extends DecodedImage {
+  /** The model's input: inputFloats floats. */
+  input: Float32Array;
+}
 
 export interface Predictor {
   runDir: string;
@@ -27,11 +39,29 @@ export interface Predictor {
   /** What predicts, for logs and results, e.g. 'onnxruntime cpu (2 threads)', 'tfjs wasm'. */
   backendName: string;
   inputSize: number;
-  /** Predicts from preprocessed inputs: n * S*S*3 float32 (decodeImage's layout). */
-  predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]>;
+  /** A heads run's feature extractor (config.json; mobilenet_v2 for older runs), null for finetune. */
+  extractor: ExtractorName | null;
   /**
-   * A `heads` run only (null for finetune): predicts from n rows of the stock MobileNetV2
-   * features (n * 1280 float32), e.g. the workspace's feature cache, without running the backbone.
+   * Floats per model input: S*S*3 (decodeImage's layout), or for a car-v1 run S*S*3 followed by
+   * the detector's view of the photo (DETECTOR_INPUT_SIZE^2*3, RGB 0-255; `detectorView`).
+   */
+  inputFloats: number;
+  /** The model input carries the detector's view after the S*S*3 input (car-v1 runs). */
+  detectorView: boolean;
+  /**
+   * Predicts from preprocessed inputs: n * inputFloats float32. The car (Prediction.car) is known
+   * for car-v1 runs only (from the features); use predictPhotos for whole photos.
+   */
+  predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]>;
+  /** Decodes one photo (file or bytes) for predictPhotos; throws ImageFileError with the reason. */
+  decodePhoto(input: string | Buffer, opts?: Omit<DecodeOptions, 'size' | 'detectorSize'>): Promise<DecodedPhoto>;
+  /** Predicts decoded photos, each with where the car is (the detector runs once for the batch). */
+  predictPhotos(photos: readonly DecodedPhoto[], full?: FullMakeModels): Promise<Prediction[]>;
+  /** What finds the car: 'features' (car-v1 rows), the detector's backend, or 'none' (it could not load). */
+  carSource: string;
+  /**
+   * A `heads` run only (null for finetune): predicts from n rows of the run's features
+   * (n * featureDim float32), e.g. the workspace's feature cache, without running the backbone.
    */
   predictFeatures: ((features: Float32Array, n: number, full?: FullMakeModels) => Promise<Prediction[]>) | null;
   /** Make/model labels in class order (the order of FullMakeModels rows). */
@@ -56,16 +86,19 @@ export interface LoadPredictorOptions {
    * it is not installed. A finetune run's backbone always runs on tfjs.
    */
   runtime?: FeatureRuntime;
+  /** The workspace the run belongs to (where clip-vit-b16 finds its weights); default: the run folder's grandparent. */
+  workspaceDir?: string;
   /** ONNX Runtime's CPU threads (default: os.availableParallelism()). */
   threads?: number;
   log?(level: 'info' | 'warn', message: string): void;
 }
 
-/** The backbone of a heads run: embeds n * S*S*3 inputs into n rows of features. */
+/** The backbone of a heads run: embeds n * inputFloats inputs into n rows of features. */
 interface HeadsBackbone {
   runtime: 'onnx' | 'tfjs';
   backendName: string;
   inputSize: number;
+  inputFloats: number;
   /** On tfjs, inside the caller's tidy; on ONNX Runtime, features computed beforehand. */
   embed(batch: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;
@@ -88,13 +121,15 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
   let disposeBackbone: () => void;
   let runtime: 'onnx' | 'tfjs' = 'tfjs';
   let backendName: string;
+  let extractor: ExtractorName | null = null;
+  let inputFloats = 0;
   try {
     restoreHeads(tf, heads, ckpt.tensors);
     if (cfg.config.mode === 'heads') {
-      if (cfg.featureDim !== MOBILENET_FEATURE_DIM)
-        throw new UserError(`run ${path.basename(runDir)} was trained on ${cfg.featureDim}-d features; prediction supports the ${MOBILENET_FEATURE_DIM}-d MobileNetV2 features`);
-      const hb = await loadHeadsBackbone(backend, opts);
+      extractor = headsExtractor(runDir, cfg);
+      const hb = extractor === 'mobilenet_v2' ? await loadHeadsBackbone(backend, opts) : await loadOtherBackbone(extractor, runDir, opts);
       headsBackbone = hb;
+      inputFloats = hb.inputFloats;
       runtime = hb.runtime;
       backendName = hb.backendName;
       inputSize = hb.inputSize;
@@ -118,6 +153,23 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     heads.dispose();
     throw e;
   }
+  const per = inputSize * inputSize * 3;
+  if (!inputFloats) inputFloats = per;
+  const detectorView = extractor === 'car-v1';
+  const log = opts.log ?? warnOnStderr;
+  // The detector for runs whose features do not say where the car is; a detector that cannot
+  // load leaves the car unknown (null), never the prediction undone.
+  let detector: CarDetector | null = null;
+  let carSource = 'features';
+  if (!detectorView) {
+    try {
+      detector = await loadCarDetector({ runtime: opts.runtime === 'tfjs' ? 'tfjs' : 'auto', threads: opts.threads, log });
+      carSource = detector.backend;
+    } catch (e) {
+      carSource = 'none';
+      log('warn', `the car detector could not be loaded (${(e instanceof Error ? e.message : String(e)).split('\n')[0]}); predictions will not say where the car is`);
+    }
+  }
 
   const labels = {
     price: cfg.space.priceBins,
@@ -126,11 +178,10 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     years: cfg.space.years,
     scale: cfg.space.medianPriceScale,
   };
-  const per = inputSize * inputSize * 3;
 
   async function predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]> {
     if (n <= 0) return [];
-    if (batch.length < n * per) throw new Error(`batch holds ${batch.length} floats, need ${n * per}`);
+    if (batch.length < n * inputFloats) throw new Error(`batch holds ${batch.length} floats, need ${n * inputFloats}`);
     if (headsBackbone) {
       const feats = await headsBackbone.embed(batch, n);
       return predictFeatures(feats, n, full);
@@ -142,11 +193,40 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     if (n <= 0) return [];
     const dim = cfg.featureDim;
     if (features.length < n * dim) throw new Error(`features hold ${features.length} floats, need ${n * dim}`);
-    return predictions(n, full, () => tf.tensor2d(features.subarray(0, n * dim), [n, dim]));
+    const cars = extractor === 'car-v1' ? Array.from({ length: n }, (_, i) => carOf(carInRow(features, i * dim))) : null;
+    return predictions(n, full, () => tf.tensor2d(features.subarray(0, n * dim), [n, dim]), cars);
   }
 
-  /** The heads on the features `feats` makes (inside a tidy), as Predictions. */
-  async function predictions(n: number, full: FullMakeModels | undefined, feats: () => TF.Tensor2D): Promise<Prediction[]> {
+  async function decodePhoto(input: string | Buffer, dopts: Omit<DecodeOptions, 'size' | 'detectorSize'> = {}): Promise<DecodedPhoto> {
+    const d = await decodeImage(input, { ...dopts, size: inputSize, detectorSize: detectorView || detector ? DETECTOR_INPUT_SIZE : undefined });
+    if (!detectorView) return d;
+    const joined = new Float32Array(inputFloats);
+    joined.set(d.input, 0);
+    joined.set(d.det!, per);
+    return { ...d, input: joined, det: undefined };
+  }
+
+  async function predictPhotos(photos: readonly DecodedPhoto[], full?: FullMakeModels): Promise<Prediction[]> {
+    const n = photos.length;
+    if (n === 0) return [];
+    const batch = new Float32Array(n * inputFloats);
+    photos.forEach((ph, i) => batch.set(ph.input, i * inputFloats));
+    const preds = await predictInputs(batch, n, full);
+    if (detector) {
+      const D = DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3;
+      const views = new Float32Array(n * D);
+      photos.forEach((ph, i) => {
+        if (!ph.det) throw new Error('decodePhoto made this photo without the detector view');
+        views.set(ph.det, i * D);
+      });
+      const dets = await detector.detect(views, n);
+      preds.forEach((p, i) => (p.car = carOf(carInDetections(dets[i] ?? []))));
+    }
+    return preds;
+  }
+
+  /** The heads on the features `feats` makes (inside a tidy), as Predictions (`cars` per image when known). */
+  async function predictions(n: number, full: FullMakeModels | undefined, feats: () => TF.Tensor2D, cars: PredictCar[] | null = null): Promise<Prediction[]> {
     const outs = tf.tidy(() => {
       const o = heads.forward(feats(), false);
       return [tf.softmax(o.price), o.median, tf.softmax(o.makeModel), tf.softmax(o.year)] as TF.Tensor[];
@@ -175,6 +255,7 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
           makeModels,
           years,
           topYears: topK(yp, TOP_YEARS).map((j) => years[j]),
+          car: cars?.[i] ?? null,
         });
       }
       return result;
@@ -191,14 +272,18 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     runtime,
     backendName,
     inputSize,
+    extractor,
+    inputFloats,
+    detectorView,
+    carSource,
     predictInputs,
+    decodePhoto,
+    predictPhotos,
     predictFeatures: cfg.config.mode === 'heads' ? predictFeatures : null,
     makeModelLabels: labels.makeModel,
     async predictBatch(images, dopts = {}) {
-      const decoded = await Promise.all(images.map((im) => decodeImage(im, { ...dopts, size: inputSize })));
-      const batch = new Float32Array(decoded.length * per);
-      decoded.forEach((d, i) => batch.set(d.input, i * per));
-      return predictInputs(batch, decoded.length);
+      const decoded = await Promise.all(images.map((im) => decodePhoto(im, { maxPixels: dopts.maxPixels })));
+      return predictPhotos(decoded);
     },
     dispose() {
       heads.dispose();
@@ -231,6 +316,7 @@ async function loadHeadsBackbone(backend: BackendInfo, opts: LoadPredictorOption
         runtime: 'onnx',
         backendName: m.backend,
         inputSize: m.inputSize,
+        inputFloats: m.inputSize * m.inputSize * 3,
         embed: (batch, n) => m.embed(batch, n),
         dispose: () => void m.dispose().catch(() => undefined),
       };
@@ -244,7 +330,55 @@ async function loadHeadsBackbone(backend: BackendInfo, opts: LoadPredictorOption
     }
   }
   const mb: MobilenetBackbone = await loadMobilenetBackbone(backend.tf);
-  return { runtime: 'tfjs', backendName: `tfjs ${backend.name}`, inputSize: mb.inputSize, embed: (batch, n) => mb.embed(batch, n), dispose: () => mb.dispose() };
+  return { runtime: 'tfjs', backendName: `tfjs ${backend.name}`, inputSize: mb.inputSize, inputFloats: mb.inputSize * mb.inputSize * 3, embed: (batch, n) => mb.embed(batch, n), dispose: () => mb.dispose() };
+}
+
+/** The extractor a heads run's features came from, checked against the run's feature size. */
+function headsExtractor(runDir: string, cfg: RunConfigFile): ExtractorName {
+  const name = runExtractor(cfg);
+  const run = path.basename(runDir);
+  if (!(EXTRACTORS as readonly string[]).includes(name))
+    throw new UserError(`run ${run} was trained on '${name}' features, which this CarStudio does not know (it knows ${EXTRACTORS.join(', ')})`);
+  const ex = name as ExtractorName;
+  if (cfg.featureDim !== dimOf(ex))
+    throw new UserError(`run ${run} says it was trained on ${ex} features, but its model takes ${cfg.featureDim} values per photo and ${ex} gives ${dimOf(ex)}; the run's config.json does not match its model`);
+  return ex;
+}
+
+/**
+ * A heads run's extractor other than mobilenet_v2 (car-v1, mobilenet_v2-blocks, clip-vit-b16),
+ * as feature extraction loads it: the same features the run was trained on. Those models are
+ * shared by the process (filter/extract.ts caches them), so the predictor does not dispose them.
+ */
+async function loadOtherBackbone(name: ExtractorName, runDir: string, opts: LoadPredictorOptions): Promise<HeadsBackbone> {
+  const wsDir = opts.workspaceDir ?? path.dirname(path.dirname(path.resolve(runDir)));
+  const ex: FeatureExtractor & { backend: string } = await loadExtractor(name, wsDir, { runtime: opts.runtime ?? 'auto', log: opts.log ?? warnOnStderr });
+  if (ex.featureDim !== dimOf(name)) throw new Error(`${name} gives ${ex.featureDim} values per photo, expected ${dimOf(name)}`);
+  const S = ex.inputSize;
+  const inputFloats = ex.decodeInput ? ex.inputFloats! : S * S * 3;
+  if (name === 'car-v1' && (ex.featureDim !== CAR_V1_DIM || inputFloats !== S * S * 3 + DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3))
+    throw new Error(`car-v1 takes ${inputFloats} floats per photo; prediction lays out ${S}px + ${DETECTOR_INPUT_SIZE}px views`);
+  if (name !== 'car-v1' && ex.decodeInput) throw new Error(`${name} reads photos its own way; prediction does not know its input layout`);
+  return {
+    runtime: /onnx/i.test(ex.backend) ? 'onnx' : 'tfjs',
+    backendName: ex.backend,
+    inputSize: S,
+    inputFloats,
+    embed: (batch, n) => ex.embed(batch, n),
+    dispose: () => undefined,
+  };
+}
+
+/** The contract's car from car-features' (rounded: it is stored with every prediction). */
+function carOf(c: CarInPhoto): PredictCar {
+  const r = (v: number) => Math.round(v * 1e4) / 1e4;
+  return {
+    score: r(c.score),
+    box: c.box ? { x1: r(c.box.x1), y1: r(c.box.y1), x2: r(c.box.x2), y2: r(c.box.y2) } : null,
+    hasCar: c.hasCar,
+    vehicles: c.vehicles,
+    areaShare: r(c.areaShare),
+  };
 }
 
 async function checkpointFile(runDir: string, checkpoint?: string): Promise<{ file: string; name: string }> {

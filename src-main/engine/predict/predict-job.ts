@@ -8,13 +8,13 @@ import path from 'node:path';
 import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
 import type { PredictRecord } from '../api/contract/predict.ts';
-import { decodeImage, heicSupported, ImageFileError, walkImages, type DecodedImage } from './decode-file.ts';
-import { loadPredictor } from './model-loader.ts';
+import { heicSupported, ImageFileError, walkImages } from './decode-file.ts';
+import { loadPredictor, type DecodedPhoto } from './model-loader.ts';
 import type { PredictParams } from './predict-kind.ts';
 import { resolveRun } from './runs.ts';
 import { appendRecords, readRecords, reusableRecords, trimPartialLine, writeSetMeta } from './store.ts';
 
-type Prepared = { kind: 'ready'; record: PredictRecord } | { kind: 'decoded'; record: PredictRecord; decoded: DecodedImage };
+type Prepared = { kind: 'ready'; record: PredictRecord } | { kind: 'decoded'; record: PredictRecord; decoded: DecodedPhoto };
 
 export interface PredictJobResult {
   files: number;
@@ -28,6 +28,10 @@ export interface PredictJobResult {
   backend: string;
   /** Where the backbone ran, null when no file needed the model. */
   runtime: 'onnx' | 'tfjs' | null;
+  /** Predicted photos in which no car was found (their predictions are unreliable). */
+  noCar?: number;
+  /** What found the cars: 'features' (a car-v1 run), the detector's backend, 'none'; null when no file needed the model. */
+  carSource?: string | null;
 }
 
 export default async function predictJob(ctx: JobContext<PredictParams>): Promise<PredictJobResult> {
@@ -62,11 +66,14 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   const report = (): void =>
     ctx.progress({ step: 'predict', done, total, message: `${predicted} predicted, ${errors} errors${reused ? `, ${reused} reused` : ''}` });
   report();
-  if (todo.length === 0) return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none', runtime: null };
+  const noCarOf = (): number => readRecords(wsDir, ctx.jobId).filter((r) => r.prediction?.car && !r.prediction.car.hasCar).length;
+  if (todo.length === 0) return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none', runtime: null, noCar: noCarOf(), carSource: null };
 
   const predictor = await loadPredictor(run.dir, { checkpoint, runtime: p.runtime, log: (level, message) => ctx.log(level, message) });
-  ctx.log('info', `model ${run.id}/${checkpoint} (${predictor.mode}) on ${predictor.backendName} (runtime ${predictor.runtime}, asked ${p.runtime})`);
-  const per = predictor.inputSize * predictor.inputSize * 3;
+  ctx.log(
+    'info',
+    `model ${run.id}/${checkpoint} (${predictor.mode}${predictor.extractor ? `, ${predictor.extractor} features` : ''}) on ${predictor.backendName} (runtime ${predictor.runtime}, asked ${p.runtime}); car box from ${predictor.carSource}`,
+  );
   const B = p.batchSize;
   const lookahead = Math.max(B * 2, os.availableParallelism?.() ?? os.cpus().length);
 
@@ -80,7 +87,7 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
         const { jobId, ...rec } = prev;
         return { kind: 'ready', record: { ...rec, rel, reusedFrom: rec.reusedFrom ?? jobId } };
       }
-      const decoded = await decodeImage(file, { size: predictor.inputSize, maxPixels: p.maxPixels });
+      const decoded = await predictor.decodePhoto(file, { maxPixels: p.maxPixels });
       return { kind: 'decoded', decoded, record: { path: file, rel, bytes: decoded.bytes, mtimeMs: st.mtimeMs, width: decoded.width, height: decoded.height } };
     } catch (e) {
       const reason = e instanceof ImageFileError ? e.message : `unexpected error: ${(e as Error).message}`;
@@ -93,15 +100,17 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   const launch = (): void => {
     while (pending.length < lookahead && next < todo.length) pending.push(prepare(todo[next++]));
   };
-  let batch: Array<{ record: PredictRecord; decoded: DecodedImage }> = [];
+  let batch: Array<{ record: PredictRecord; decoded: DecodedPhoto }> = [];
   let out: PredictRecord[] = [];
-  const buffer = new Float32Array(B * per);
+  let noCarLogged = 0;
 
   const flush = async (): Promise<void> => {
     if (batch.length) {
-      batch.forEach((b, i) => buffer.set(b.decoded.input, i * per));
-      const preds = await predictor.predictInputs(buffer, batch.length);
-      batch.forEach((b, i) => out.push({ ...b.record, prediction: preds[i] }));
+      const preds = await predictor.predictPhotos(batch.map((b) => b.decoded));
+      batch.forEach((b, i) => {
+        out.push({ ...b.record, prediction: preds[i] });
+        if (preds[i]!.car && !preds[i]!.car!.hasCar && noCarLogged++ < 20) ctx.log('warn', `${b.record.rel}: no car found in this photo; its prediction is unreliable`);
+      });
       predicted += batch.length;
       done += batch.length;
       batch = [];
@@ -139,5 +148,5 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   } finally {
     predictor.dispose();
   }
-  return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: predictor.backendName, runtime: predictor.runtime };
+  return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: predictor.backendName, runtime: predictor.runtime, noCar: noCarOf(), carSource: predictor.carSource };
 }

@@ -11,7 +11,8 @@ import type { CompareItem, CropPan, CropStep, Prediction, PredictRecord } from '
 import { PREDICT_UPLOAD_MAX_BYTES } from '../api/contract/predict.ts';
 import type { ReadablePath } from '../api/path-policy.ts';
 import { UserError } from '../workspace/errors.ts';
-import { decodeImage, DEFAULT_MAX_PIXELS, ImageFileError, probeImage, readImageBytes, thumbnailDataUrl, toModelInput } from './decode-file.ts';
+import { DEFAULT_MAX_PIXELS, detectorFloats, ImageFileError, probeImage, readImageBytes, thumbnailDataUrl, toModelInput } from './decode-file.ts';
+import { DETECTOR_INPUT_SIZE } from '../ml/car-detector.ts';
 import { loadPredictor, type Predictor } from './model-loader.ts';
 
 /** A run and checkpoint resolved by the engine (predict/runs.ts resolveRun). */
@@ -77,8 +78,8 @@ export async function predictOne(
   const predictor = await predictorFor(ref);
   const base = { path: label, rel: path.basename(label), runId: ref.runId, checkpoint: ref.checkpoint };
   try {
-    const d = await decodeImage(input, { size: predictor.inputSize });
-    const [prediction] = await predictor.predictInputs(d.input, 1);
+    const d = await predictor.decodePhoto(input);
+    const [prediction] = await predictor.predictPhotos([d]);
     const mtimeMs = typeof input === 'string' ? fs.statSync(input).mtimeMs : undefined;
     return { ...base, bytes: d.bytes, mtimeMs, width: d.width, height: d.height, prediction };
   } catch (e) {
@@ -110,7 +111,14 @@ export function cropRects(width: number, height: number, steps: number): Array<{
  * shorter side is at most twice the model's input: a 24 MP photo costs about 1 MB of pixels, not
  * 72 MB, whatever its size. Crops are cut from that, at the rects' positions scaled down.
  */
-async function cropInputs(buf: Buffer, width: number, height: number, rects: Array<{ left: number; top: number; size: number }>, S: number): Promise<Float32Array> {
+async function cropInputs(
+  buf: Buffer,
+  width: number,
+  height: number,
+  rects: Array<{ left: number; top: number; size: number }>,
+  S: number,
+  detectorView: boolean,
+): Promise<Float32Array> {
   const shorter = Math.min(width, height);
   const side = Math.min(shorter, 2 * S);
   const scale = side / shorter;
@@ -123,18 +131,21 @@ async function cropInputs(buf: Buffer, width: number, height: number, rects: Arr
     .removeAlpha()
     .raw()
     .toBuffer({ resolveWithObject: true });
-  const per = S * S * 3;
+  // a car-v1 run's input also holds the detector's view of the photo (here: of the crop)
+  const D = DETECTOR_INPUT_SIZE;
+  const per = S * S * 3 + (detectorView ? D * D * 3 : 0);
   const batch = new Float32Array(rects.length * per);
   for (let i = 0; i < rects.length; i++) {
     const r = rects[i];
     const left = Math.min(Math.round(r.left * scale), w - side);
     const top = Math.min(Math.round(r.top * scale), h - side);
-    const { data, info } = await sharp(raw.data, { raw: { width: raw.info.width, height: raw.info.height, channels: raw.info.channels } })
-      .extract({ left, top, width: side, height: side })
-      .resize(S, S, { fit: 'cover', position: 'centre' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const crop = () => sharp(raw.data, { raw: { width: raw.info.width, height: raw.info.height, channels: raw.info.channels } }).extract({ left, top, width: side, height: side });
+    const { data, info } = await crop().resize(S, S, { fit: 'cover', position: 'centre' }).raw().toBuffer({ resolveWithObject: true });
     batch.set(toModelInput(data, info.channels, S), i * per);
+    if (detectorView) {
+      const v = await crop().resize(D, D, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+      batch.set(detectorFloats(v.data, v.info.channels, D), i * per + S * S * 3);
+    }
   }
   return batch;
 }
@@ -151,11 +162,11 @@ export async function cropPan(ref: ModelRef, p: { file: ReadablePath; steps: num
     buf = await readImageBytes(p.file.real);
     ({ width, height } = await probeImage(buf, DEFAULT_MAX_PIXELS));
     rects = cropRects(width, height, p.steps);
-    batch = await cropInputs(buf, width, height, rects, S);
+    batch = await cropInputs(buf, width, height, rects, S, predictor.detectorView);
   } catch (e) {
     throw new UserError(`${p.file.given}: ${e instanceof ImageFileError ? e.message : `does not decode: ${(e as Error).message.split('\n')[0]}`}`);
   }
-  const per = S * S * 3;
+  const per = predictor.inputFloats;
   const preds: Prediction[] = [];
   const full: number[][] = [];
   for (let i = 0; i < rects.length; i += 16) {

@@ -80,7 +80,10 @@ export function readRecords(workspaceDir: string, jobId: number): PredictRecord[
     for (const line of text.slice(0, end).split('\n')) {
       if (!line) continue;
       try {
-        records.push(JSON.parse(line) as PredictRecord);
+        const rec = JSON.parse(line) as PredictRecord;
+        // predictions stored before the car box was recorded: the car is not known
+        if (rec.prediction && rec.prediction.car === undefined) rec.prediction.car = null;
+        records.push(rec);
       } catch {
         /* a torn line (a crash mid-write) */
       }
@@ -160,17 +163,20 @@ export function resultsPage(workspaceDir: string, jobId: number, q: PageQuery): 
   };
 }
 
-/** Earlier predictions of the same run and checkpoint, by path, for files unchanged since. */
+/**
+ * Earlier predictions of the same run and checkpoint, by path, for files unchanged since; only
+ * those that say where the car is (older ones are predicted again, to find it).
+ */
 export function reusableRecords(workspaceDir: string, runId: string, checkpoint: string, exceptJob: number): Map<string, PredictRecord & { jobId: number }> {
   const out = new Map<string, PredictRecord & { jobId: number }>();
   for (const m of listSetMetas(workspaceDir).reverse()) {
     if (m.jobId === exceptJob || m.runId !== runId || m.checkpoint !== checkpoint) continue;
-    for (const r of readRecords(workspaceDir, m.jobId)) if (r.prediction) out.set(r.path, { ...r, jobId: m.jobId });
+    for (const r of readRecords(workspaceDir, m.jobId)) if (r.prediction?.car) out.set(r.path, { ...r, jobId: m.jobId });
   }
   return out;
 }
 
-const CSV_HEAD = ['path', 'rel', 'width', 'height', 'median_price', 'price_bin_top', 'price_bin_top_p', 'make_model_1', 'p1', 'make_model_2', 'p2', 'make_model_3', 'p3', 'year_top', 'year_p', 'error'];
+const CSV_HEAD = ['path', 'rel', 'width', 'height', 'median_price', 'price_bin_top', 'price_bin_top_p', 'make_model_1', 'p1', 'make_model_2', 'p2', 'make_model_3', 'p3', 'year_top', 'year_p', 'has_car', 'car_score', 'car_x1', 'car_y1', 'car_x2', 'car_y2', 'error'];
 
 export function exportSet(workspaceDir: string, jobId: number, format: 'csv' | 'json'): { filename: string; mime: string; content: string } {
   const meta = readSetMeta(workspaceDir, jobId);
@@ -182,8 +188,11 @@ export function exportSet(workspaceDir: string, jobId: number, format: 'csv' | '
     const p = r.prediction;
     const topBin = p ? p.priceBins.reduce((a, b) => (b.p > a.p ? b : a)) : null;
     const mm = (i: number) => [p?.makeModels[i]?.label ?? '', p?.makeModels[i] ? p.makeModels[i].p.toFixed(6) : ''];
+    const car = p?.car ?? null;
+    const b = car?.box ?? null;
+    const carCells = [car ? (car.hasCar ? 'yes' : 'no') : '', car ? car.score.toFixed(4) : '', ...(b ? [b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(4)) : ['', '', '', ''])];
     lines.push(
-      [r.path, r.rel, r.width ?? '', r.height ?? '', p ? p.medianPrice.toFixed(2) : '', topBin?.label ?? '', topBin ? topBin.p.toFixed(6) : '', ...mm(0), ...mm(1), ...mm(2), p?.topYears[0]?.label ?? '', p?.topYears[0] ? p.topYears[0].p.toFixed(6) : '', r.error ?? '']
+      [r.path, r.rel, r.width ?? '', r.height ?? '', p ? p.medianPrice.toFixed(2) : '', topBin?.label ?? '', topBin ? topBin.p.toFixed(6) : '', ...mm(0), ...mm(1), ...mm(2), p?.topYears[0]?.label ?? '', p?.topYears[0] ? p.topYears[0].p.toFixed(6) : '', ...carCells, r.error ?? '']
         .map(csvCell)
         .join(','),
     );

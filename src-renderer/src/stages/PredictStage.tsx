@@ -3,7 +3,7 @@ import { api } from '../api/client.ts';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtPct, fmtPrice, fmtRate } from '../format.ts';
 import { BarChart } from '../components/charts.tsx';
-import type { CompareItem, CropPan, Prediction, PredictRecord } from '../../../src-main/engine/api/contract/index.ts';
+import type { CompareItem, CropPan, Prediction, PredictCar, PredictRecord } from '../../../src-main/engine/api/contract/index.ts';
 
 type Sort = 'path' | 'price' | 'makeConfidence';
 type Rec = PredictRecord & { index?: number };
@@ -27,7 +27,60 @@ function Thumb({ path, size = 240 }: { path: string; size?: number }) {
       live = false;
     };
   }, [path, size]);
-  return url ? <img className="predict-thumb" src={url} alt="" /> : <div className="predict-thumb predict-thumb-empty" />;
+  return url ? <img className="predict-thumb" src={url} alt="" style={{ aspectRatio: '4 / 3', objectFit: 'cover' }} /> : <div className="predict-thumb predict-thumb-empty" />;
+}
+
+/** The thumbnails' box: 4:3, the photo cropped to fill it (object-fit: cover), as styles.css draws .predict-thumb. */
+const THUMB_ASPECT = 4 / 3;
+
+/**
+ * The car box (fractions of the photo) in fractions of a `boxAspect` frame that shows a photo of
+ * `photoAspect` centred with object-fit: cover (the photo's overflow cut off), clipped to the frame;
+ * null when nothing of it is in view.
+ */
+function coverBox(b: { x1: number; y1: number; x2: number; y2: number }, photoAspect: number, boxAspect: number): { left: number; top: number; width: number; height: number } | null {
+  // the displayed photo's size in frame units: it fills one side and overflows the other
+  const sx = photoAspect > boxAspect ? photoAspect / boxAspect : 1;
+  const sy = photoAspect > boxAspect ? 1 : boxAspect / photoAspect;
+  const ox = (1 - sx) / 2;
+  const oy = (1 - sy) / 2;
+  const c = (v: number) => Math.min(1, Math.max(0, v));
+  const x1 = c(ox + b.x1 * sx);
+  const x2 = c(ox + b.x2 * sx);
+  const y1 = c(oy + b.y1 * sy);
+  const y2 = c(oy + b.y2 * sy);
+  if (x2 - x1 <= 0 || y2 - y1 <= 0) return null;
+  return { left: x1, top: y1, width: x2 - x1, height: y2 - y1 };
+}
+
+/**
+ * A photo's thumbnail with the detected car's box drawn over it (and its score), or the warning
+ * that no car was found. `width`/`height`: the photo's oriented size (the record's).
+ */
+function CarPhoto({ car, width, height, children }: { car: PredictCar | null | undefined; width?: number; height?: number; children: React.ReactNode }) {
+  const aspect = width && height ? width / height : THUMB_ASPECT;
+  const r = car?.box && car.hasCar ? coverBox(car.box, aspect, THUMB_ASPECT) : null;
+  const pc = (v: number) => `${(v * 100).toFixed(2)}%`;
+  return (
+    <div className="predict-photo" style={{ position: 'relative' }} data-testid="predict-photo" data-has-car={car ? String(car.hasCar) : 'unknown'}>
+      {children}
+      {r && car && (
+        <div
+          className="predict-car-box"
+          data-testid="predict-car-box"
+          title={`car ${Math.round(car.score * 100)}%${car.vehicles > 1 ? ` (${car.vehicles} vehicles in view)` : ''}`}
+          style={{ position: 'absolute', left: pc(r.left), top: pc(r.top), width: pc(r.width), height: pc(r.height), border: '2px solid #22c55e', boxShadow: '0 0 0 1px rgba(0,0,0,.45)', boxSizing: 'border-box', pointerEvents: 'none' }}
+        >
+          <span style={{ position: 'absolute', left: 0, top: 0, background: '#22c55e', color: '#052e16', fontSize: 10, fontWeight: 600, padding: '0 3px', lineHeight: '14px' }}>car {Math.round(car.score * 100)}%</span>
+        </div>
+      )}
+      {car && !car.hasCar && (
+        <div className="predict-no-car" data-testid="predict-no-car" role="note" style={{ position: 'absolute', left: 0, right: 0, bottom: 0, background: 'rgba(180,83,9,.92)', color: '#fff', fontSize: 11, fontWeight: 600, padding: '3px 6px' }}>
+          No car found in this photo — the prediction is unreliable
+        </div>
+      )}
+    </div>
+  );
 }
 
 function PriceBars({ p, testid }: { p: Prediction; testid?: string }) {
@@ -38,7 +91,13 @@ function Card({ r, onOpen, selected, onSelect }: { r: Rec; onOpen: () => void; s
   const p = r.prediction;
   return (
     <div className={`predict-card${r.error ? ' predict-card-error' : ''}`} data-testid="predict-card" data-path={r.path}>
-      {p ? <Thumb path={r.path} /> : <div className="predict-thumb predict-thumb-empty" />}
+      {p ? (
+        <CarPhoto car={p.car} width={r.width} height={r.height}>
+          <Thumb path={r.path} />
+        </CarPhoto>
+      ) : (
+        <div className="predict-thumb predict-thumb-empty" />
+      )}
       <div className="predict-card-body">
         <div className="predict-name" title={r.path}>
           <label>
@@ -85,10 +144,19 @@ function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () 
         <button onClick={onClose}>Close</button>
       </div>
       <div className="predict-detail-grid">
-        <Thumb path={r.path} size={480} />
+        <CarPhoto car={p.car} width={r.width} height={r.height}>
+          <Thumb path={r.path} size={480} />
+        </CarPhoto>
         <div>
           <p>
             Median price <b data-testid="predict-detail-median">{fmtPrice(p.medianPrice)}</b> · {r.width}×{r.height}
+          </p>
+          <p className="small" data-testid="predict-detail-car">
+            {!p.car
+              ? 'Where the car is was not recorded for this prediction.'
+              : p.car.hasCar
+                ? `Car found (${fmtPct(p.car.score, 0)} sure), covering ${fmtPct(p.car.areaShare, 0)} of the photo${p.car.vehicles > 1 ? `; ${p.car.vehicles} vehicles in view` : ''}.`
+                : 'No car found in this photo — the prediction is unreliable.'}
           </p>
           <h4>Price range</h4>
           <PriceBars p={p} testid="predict-detail-price" />
@@ -371,7 +439,9 @@ export function PredictStage() {
           <div className="predict-grid" data-testid="predict-uploads">
             {uploads.map((u, i) => (
               <div key={i} className="predict-card">
-                <img className="predict-thumb" src={u.path} alt="" />
+                <CarPhoto car={u.prediction?.car} width={u.width} height={u.height}>
+                  <img className="predict-thumb" src={u.path} alt="" style={{ aspectRatio: '4 / 3', objectFit: 'cover' }} />
+                </CarPhoto>
                 <div className="predict-card-body">
                   <div className="predict-name">{u.rel}</div>
                   {u.prediction ? (

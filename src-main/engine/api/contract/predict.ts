@@ -13,6 +13,23 @@ export interface MakeModelProb extends Prob {
   model: string;
 }
 
+/**
+ * Where the car is in a photo, as the COCO car detector saw it (car-v1 runs: from the photo's
+ * feature row; other runs: the detector run beside the model).
+ */
+export interface PredictCar {
+  /** The main car's score (0 when no vehicle was found). */
+  score: number;
+  /** Its box in [0, 1] of the photo's (EXIF-oriented) width and height; null when no vehicle was found. */
+  box: { x1: number; y1: number; x2: number; y2: number } | null;
+  /** False when no vehicle is sure enough: the prediction is then of a photo without a car, and unreliable. */
+  hasCar: boolean;
+  /** Vehicles in view. */
+  vehicles: number;
+  /** Share of the photo the box covers. */
+  areaShare: number;
+}
+
 /** What a run's model says about one image. */
 export interface Prediction {
   /** The ten price bins, in bin order; the probabilities sum to 1. */
@@ -25,6 +42,11 @@ export interface Prediction {
   years: Prob[];
   /** The three most probable years. */
   topYears: Prob[];
+  /**
+   * Where the car is in the photo; null where it is not known (predictions stored before it was
+   * recorded, a crop of a photo, or the detector could not be loaded).
+   */
+  car: PredictCar | null;
 }
 
 /** One file of a predicted folder: its prediction or why it has none. */
