@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { SHARED_DATA, tmpDir } from './helpers/workspace.ts';
-import { startServe, type Served } from './helpers/processes.ts';
+import { api, startServe, type Served } from './helpers/processes.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 import { buildHeadsRun } from './helpers/predict-run.ts';
 
@@ -12,8 +12,9 @@ import { buildHeadsRun } from './helpers/predict-run.ts';
 const PROGRESS = { timeout: 0 };
 
 const GOOD = path.join(SHARED_DATA, 'listing-photos', 'good');
-const ok = hasChromium() && fs.existsSync(GOOD);
-if (!ok) console.log(`skipping the Predict stage UI test: needs Chromium at ${CHROMIUM} and ${GOOD}`);
+const BAD = path.join(SHARED_DATA, 'listing-photos', 'bad');
+const ok = hasChromium() && fs.existsSync(GOOD) && fs.existsSync(BAD);
+if (!ok) console.log(`skipping the Predict stage UI test: needs Chromium at ${CHROMIUM}, ${GOOD} and ${BAD}`);
 
 /**
  * The Predict stage against a real `carstudio serve`: a run trained here, a folder of real photos
@@ -38,6 +39,9 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
     const files = fs.readdirSync(GOOD).filter((f) => f.endsWith('.jpg')).sort().filter((_, i) => i % 12 === 0).slice(0, 40);
     files.forEach((f, i) => fs.copyFileSync(path.join(GOOD, f), path.join(folder, i % 4 ? '' : 'sub', f)));
     fs.writeFileSync(path.join(folder, 'broken.jpg'), 'not a photo');
+    // an interior shot: no car in it, so its card says the prediction is unreliable
+    const interior = fs.readdirSync(BAD).filter((f) => f.startsWith('interior__') && f.endsWith('.jpg')).sort()[0]!;
+    fs.copyFileSync(path.join(BAD, interior), path.join(folder, interior));
     wide = path.join(folder, files[1]!);
     browser = await launchChromium();
   }, 300_000);
@@ -71,13 +75,51 @@ describe.runIf(ok)('Predict stage in Chromium', () => {
       rate: document.querySelector('[data-testid="predict-rate"]')?.textContent,
     })`)) as { cards: number; state: string; done: number; rate: string };
     await page.locator('[data-testid="predict-progress"][data-state="done"]').waitFor(PROGRESS);
-    expect(await progress.getAttribute('data-total')).toBe('41');
-    await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length === 41`);
-    console.log(`grid while running: ${seenWhileRunning.cards} cards at ${seenWhileRunning.done}/41 (state ${seenWhileRunning.state}, rate ${seenWhileRunning.rate})`);
-    expect(seenWhileRunning.cards).toBeLessThan(41);
-    await page.getByTestId('predict-counts').filter({ hasText: '40 predicted, 1 errors, 41 files' }).waitFor();
+    expect(await progress.getAttribute('data-total')).toBe('42');
+    await page.waitForFunction(`document.querySelectorAll('[data-testid="predict-card"]').length === 42`);
+    console.log(`grid while running: ${seenWhileRunning.cards} cards at ${seenWhileRunning.done}/42 (state ${seenWhileRunning.state}, rate ${seenWhileRunning.rate})`);
+    expect(seenWhileRunning.cards).toBeLessThan(42);
+    await page.getByTestId('predict-counts').filter({ hasText: '41 predicted, 1 errors, 42 files' }).waitFor();
     await page.getByTestId('predict-error').filter({ hasText: 'not an image' }).waitFor();
-    await progress.filter({ hasText: '40 predicted, 1 errors' }).waitFor();
+    await progress.filter({ hasText: '41 predicted, 1 errors' }).waitFor();
+
+    // the detected car's box is drawn over the thumbnail of a photo with a car, where the car is
+    // in the displayed (4:3, cropped to fill) thumbnail
+    const withCar = page.locator('[data-testid="predict-photo"][data-has-car="true"]').first();
+    await withCar.locator('img').waitFor();
+    await withCar.getByTestId('predict-car-box').waitFor();
+    type Box = { left: number; top: number; width: number; height: number };
+    type El = { getBoundingClientRect(): Box; querySelector(s: string): El; closest(s: string): El; getAttribute(n: string): string };
+    const geo = await withCar.evaluate((node) => {
+      const el = node as unknown as El;
+      const r = (e: El) => {
+        const b = e.getBoundingClientRect();
+        return { x: b.left, y: b.top, w: b.width, h: b.height };
+      };
+      return { img: r(el.querySelector('img')), box: r(el.querySelector('[data-testid="predict-car-box"]')), path: el.closest('[data-testid="predict-card"]').getAttribute('data-path') };
+    });
+    const sets = (await api(served, 'predict.sets', {})) as Array<{ jobId: number }>;
+    const pageOf = (await api(served, 'predict.results', { jobId: sets[0]!.jobId, limit: 100 })) as { items: Array<{ path: string; width: number; height: number; prediction?: { car: { box: { x1: number; y1: number; x2: number; y2: number } } } }> };
+    const rec = pageOf.items.find((it) => it.path === geo.path)!;
+    const b = rec.prediction!.car.box;
+    // object-fit: cover of a w:h photo in a 4:3 box: it fills one side, the other is cut evenly
+    const a = rec.width / rec.height;
+    const sx = a > 4 / 3 ? a / (4 / 3) : 1;
+    const sy = a > 4 / 3 ? 1 : 4 / 3 / a;
+    const at = (v: number, s: number) => Math.min(1, Math.max(0, (1 - s) / 2 + v * s));
+    expect(geo.img.h).toBeCloseTo((geo.img.w * 3) / 4, 0);
+    expect(Math.abs(geo.box.x - (geo.img.x + at(b.x1, sx) * geo.img.w))).toBeLessThan(2);
+    expect(Math.abs(geo.box.y - (geo.img.y + at(b.y1, sy) * geo.img.h))).toBeLessThan(2);
+    expect(Math.abs(geo.box.x + geo.box.w - (geo.img.x + at(b.x2, sx) * geo.img.w))).toBeLessThan(2);
+    expect(Math.abs(geo.box.y + geo.box.h - (geo.img.y + at(b.y2, sy) * geo.img.h))).toBeLessThan(2);
+    expect(await withCar.getByTestId('predict-car-box').textContent()).toMatch(/^car \d+%$/);
+    // the interior's card: no box, and the warning
+    const noCar = page.locator('[data-testid="predict-card"][data-path*="interior__"]');
+    await noCar.getByTestId('predict-no-car').filter({ hasText: 'No car found in this photo — the prediction is unreliable' }).waitFor();
+    expect(await noCar.getByTestId('predict-car-box').count()).toBe(0);
+    // listing photos of whole cars: most thumbnails carry a box
+    expect(await page.getByTestId('predict-car-box').count()).toBeGreaterThan(20);
+    await page.getByTestId('predict-grid').screenshot({ path: artifactPath('e2e-predict-car-boxes.png') });
 
     // sort by predicted price, descending
     await page.getByTestId('predict-sort').selectOption('price');
