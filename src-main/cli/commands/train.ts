@@ -7,12 +7,14 @@ import type { Engine } from '../../engine/engine.ts';
 import type { JobInfo, RunInfo } from '../../engine/api/contract/index.ts';
 import type { HeadName, HeadPlan } from '../../engine/train/trainer.ts';
 import { formatDuration, formatRate } from '../../engine/jobs/progress.ts';
+import { DEFAULT_EXTRACTOR, EXTRACTOR_INFO, EXTRACTORS, type ExtractorName } from '../../engine/filter/features.ts';
 import { intArg, numArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 
 interface TrainOpts {
   workspace?: string;
   mode: 'heads' | 'finetune';
   backbone?: BackboneKind;
+  extractor?: ExtractorName;
   steps?: number;
   batchSize: number;
   lr?: number;
@@ -63,15 +65,25 @@ export function registerTrain(program: Command): void {
     .command('train')
     .description('train the multi-task price model (price range, median price, make/model, year) on the workspace')
     .addOption(workspaceOption())
-    .option('--mode <mode>', 'heads (on cached MobileNetV2 features; fast on any CPU) or finetune (whole network; needs tfjs-node)', (v: string) => {
+    .option('--mode <mode>', 'heads (on cached features of --extractor; fast on any CPU) or finetune (whole network; needs tfjs-node)', (v: string) => {
       if (v !== 'heads' && v !== 'finetune') throw new UserError(`--mode must be heads or finetune, got '${v}'`);
       return v;
     }, 'heads')
     .option(
       '--backbone <name>',
-      "finetune: mobilenet_v2 (pretrained; the default) or tiny-cnn (a small CNN trained from scratch at 64 px: a smoke test of fine-tuning on this machine, not a price model); heads mode always uses mobilenet_v2 features; a resumed run keeps its own",
+      "finetune: mobilenet_v2 (pretrained; the default) or tiny-cnn (a small CNN trained from scratch at 64 px: a smoke test of fine-tuning on this machine, not a price model); heads mode trains on --extractor features instead; a resumed run keeps its own",
       (v: string) => {
         if (!(BACKBONE_KINDS as readonly string[]).includes(v)) throw new UserError(`--backbone must be ${BACKBONE_KINDS.join(' or ')}, got '${v}'`);
+        return v;
+      },
+    )
+    .option(
+      '--extractor <name>',
+      `heads: the features the heads train on, cached per extractor under features/<name> (the missing ones are extracted first): ${EXTRACTORS.map(
+        (e) => `${e}${e === DEFAULT_EXTRACTOR ? ' (default)' : ''}${EXTRACTOR_INFO[e].offline ? '' : ' (needs its weights downloaded: carstudio filter weights)'}`,
+      ).join(', ')}; a resumed run keeps its own`,
+      (v: string) => {
+        if (!(EXTRACTORS as readonly string[]).includes(v)) throw new UserError(`--extractor must be one of ${EXTRACTORS.join(', ')}, got '${v}'`);
         return v;
       },
     )
@@ -101,7 +113,10 @@ export function registerTrain(program: Command): void {
     .action(async (opts: TrainOpts) => {
       parseLossWeights(opts.lossWeights);
       if (opts.backbone === 'tiny-cnn' && opts.mode === 'heads' && opts.resume === undefined) {
-        throw new UserError('--backbone tiny-cnn needs --mode finetune: the tiny CNN is trained from scratch on images, and heads mode trains on cached mobilenet_v2 features');
+        throw new UserError('--backbone tiny-cnn needs --mode finetune: the tiny CNN is trained from scratch on images, and heads mode trains on cached features of an extractor');
+      }
+      if (opts.extractor && opts.mode === 'finetune' && opts.resume === undefined) {
+        throw new UserError(`--extractor applies to --mode heads (the heads train on cached features); finetune trains the ${opts.backbone ?? 'mobilenet_v2'} backbone on the photos themselves`);
       }
       const engine = openEngine(opts);
       try {
@@ -110,6 +125,7 @@ export function registerTrain(program: Command): void {
         const params: Partial<TrainParams> = {
           mode: opts.mode,
           backbone: opts.backbone,
+          extractor: opts.extractor,
           steps,
           batchSize: opts.batchSize,
           lr: opts.lr,
@@ -165,11 +181,11 @@ export function registerTrain(program: Command): void {
         const list = listRuns(engine.ws);
         if (opts.json) return printJson(list);
         if (!list.length) return void process.stdout.write('no runs yet: carstudio train --workspace DIR\n');
-        process.stdout.write('run  mode      backbone      loss weights    state        step        test price acc  baseline  price CE  make CE  year CE  MAE\n');
+        process.stdout.write('run  mode      backbone      features             loss weights    state        step        test price acc  baseline  price CE  make CE  year CE  MAE\n');
         for (const r of list) {
           const t = r.lastTest;
           process.stdout.write(
-            `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.backbone.padEnd(13)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(12)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
+            `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.backbone.padEnd(13)} ${(r.extractor ?? '(pixels)').padEnd(20)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(12)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
           );
         }
       } finally {

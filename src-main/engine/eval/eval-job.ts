@@ -1,14 +1,16 @@
 // The evaluation of a training run, as a job: the run's test split (or a manifest's rows) scored
 // per head by the run's checkpoint, beside two baselines on the same rows (the training set's
-// class frequencies, and k nearest training rows on the stock MobileNetV2 features), with
-// calibration and the classes confused. Steps:
+// class frequencies, and k nearest training rows on the run's features), with
+// calibration and the classes confused. Both the kNN and a heads run's model read the features of
+// the run's own extractor (config.json `extractor`; mobilenet_v2 for runs from before it was
+// recorded, and for the kNN of a finetune run). Steps:
 //
 //   openRun          the run's config, checkpoint and which heads it trained
 //   scoredRows       the rows to score with their labels: the test split again (the run's own
 //                    split kind), or a manifest read like import reads it
 //   trainingFeatures the training split's features and labels (the baselines' data)
-//   modelOutputs     the checkpoint's probabilities per head (features for a heads run, decoded
-//                    images for a finetune run)
+//   modelOutputs     the checkpoint's probabilities per head (the heads on the features for a
+//                    heads run, without loading a backbone; decoded images for a finetune run)
 //   baselines        majority (class frequencies) and kNN matrices
 //   scoreHeads       EvalReport.heads from the matrices (metrics.ts)
 //   the report       runs/<id>/eval/<report id>/report.json + report.html
@@ -17,7 +19,9 @@ import path from 'node:path';
 import type { EvalReport } from '../api/contract/eval.ts';
 import type { Prediction } from '../api/contract/predict.ts';
 import type { JobContext } from '../jobs/types.ts';
-import { ensureFeatures, loadExtractor } from '../filter/features.ts';
+import { dimOf, ensureFeatures, EXTRACTORS, loadExtractor, type ExtractorName } from '../filter/features.ts';
+import { initBackend } from '../ml/backend.ts';
+import { readCheckpoint } from '../train/checkpoint.ts';
 import { extractFeatures } from '../filter/extract.ts';
 import { parseManifest } from '../import/manifest.ts';
 import { groupRows, imageRef, imagesRootOf, missingFileReason, parseInteger, parseNumber } from '../import/import-job.ts';
@@ -25,7 +29,7 @@ import { loadPredictor, type Predictor } from '../predict/model-loader.ts';
 import { decodeImage } from '../predict/decode-file.ts';
 import { trainingSet } from '../train/dataset.ts';
 import { encodeColumns, makeModelLabels, numMakeModelClasses, splitRows, yearValues, type LabelColumns, type LabelRow, type LabelSpace } from '../train/labels.ts';
-import { HEAD_NAMES, loadRunConfig, runSplit, runTestFraction, type RunConfigFile } from '../train/trainer.ts';
+import { buildRunHeads, HEAD_NAMES, loadRunConfig, runExtractor, runSplit, runTestFraction, type CheckpointMeta, type RunConfigFile } from '../train/trainer.ts';
 import { runDirOf } from '../train/train-job.ts';
 import { UserError } from '../workspace/errors.ts';
 import { checkValues, readValueRanges } from '../workspace/value-ranges.ts';
@@ -35,7 +39,6 @@ import { evalReportsDir, newReportId } from './eval-store.ts';
 import { knnPredict } from './knn.ts';
 import { makeModelHeadScores, medianOf, priceHeadScores, priorProbs, yearHeadScores, type Matrix } from './metrics.ts';
 import { writeReport } from './report-html.ts';
-import { MOBILENET_FEATURE_DIM } from '../ml/mobilenet.ts';
 
 type Progress = (step: string, done: number, total: number | null, message?: string) => void;
 
@@ -47,7 +50,10 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
   const log = (level: 'info' | 'warn', m: string): void => ctx.log(level, m);
 
   const run = await openRun(ws, p.runId, p.checkpoint);
-  log('info', `run ${run.id} (${run.name}), ${run.checkpoint} checkpoint at step ${run.step}, ${run.cfg.config.mode} mode`);
+  log(
+    'info',
+    `run ${run.id} (${run.name}), ${run.checkpoint} checkpoint at step ${run.step}, ${run.cfg.config.mode} mode; ${run.extractor} features (${dimOf(run.extractor)}-d) for ${run.cfg.config.mode === 'heads' ? 'the model and ' : ''}the kNN`,
+  );
   const { rows } = trainingSet(ws.db);
   const split = splitRows(rows, runSplit(run.cfg), runTestFraction(run.cfg));
   const keyOf = ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
@@ -57,13 +63,16 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
   if (scored.rows.length === 0) throw new UserError(p.manifest ? `no row of ${p.manifest} can be scored` : `run ${run.id}'s test split is empty`);
   log('info', `${scored.rows.length} rows to score (${p.manifest ? `manifest ${p.manifest}` : `the test split, by ${runSplit(run.cfg)}`}); ${split.train.length} training rows for the baselines`);
 
-  const feats = await features(ctx, split.train, scored.rows, progress, log);
+  const feats = await features(ctx, run.extractor, split.train, scored.rows, progress, log);
   if (!feats) return cancelled(ctx);
   const kept = scored.rows.filter((_, i) => feats.scoredOk[i]);
   const labels = encodeColumns(run.cfg.space, kept);
   const prices = Float64Array.from(kept, (r) => (r.price == null ? Number.NaN : r.price));
 
-  const predictor = await loadPredictor(run.dir, { checkpoint: run.checkpoint });
+  if (run.cfg.config.mode === 'heads' && feats.dim !== run.cfg.featureDim) {
+    throw new UserError(`run ${run.id} was trained on ${run.cfg.featureDim}-d features, but its extractor ${run.extractor} gives ${feats.dim}-d rows; its config.json does not describe it`);
+  }
+  const predictor = run.cfg.config.mode === 'heads' ? await loadFeatureHeads(run) : await loadPredictor(run.dir, { checkpoint: run.checkpoint });
   let model: HeadMatrices | null;
   try {
     model = await modelOutputs(predictor, run.cfg.space, kept, feats.scored, ctx.signal, progress);
@@ -86,6 +95,7 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
     rows: kept.length,
     trainRows: feats.trainRows.length,
     knnK: p.k,
+    features: { extractor: run.extractor, dim: feats.dim },
     seconds: 0,
     createdAt: new Date().toISOString(),
     heads: scoreHeads(run.cfg.space, labels, prices, model, base),
@@ -114,6 +124,8 @@ interface OpenRun {
   cfg: RunConfigFile;
   checkpoint: 'best' | 'last';
   step: number;
+  /** The features the run's heads (heads mode) and the kNN read. */
+  extractor: ExtractorName;
 }
 
 async function openRun(ws: Workspace, runId: number, checkpoint: 'best' | 'last'): Promise<OpenRun> {
@@ -130,7 +142,10 @@ async function openRun(ws: Workspace, runId: number, checkpoint: 'best' | 'last'
     );
   }
   const summary = readSummaryStep(dir, checkpoint);
-  return { id: row.id, name: row.name, dir, cfg, checkpoint, step: summary };
+  const extractor = runExtractor(cfg);
+  if (!(EXTRACTORS as readonly string[]).includes(extractor))
+    throw new UserError(`run ${runId}'s config.json names an unknown feature extractor '${extractor}' (known: ${EXTRACTORS.join(', ')})`);
+  return { id: row.id, name: row.name, dir, cfg, checkpoint, step: summary, extractor: extractor as ExtractorName };
 }
 
 /** The step of a checkpoint, from the run's summary (best) or last step; 0 when unknown. */
@@ -216,11 +231,12 @@ interface Features {
 }
 
 /**
- * The stock MobileNetV2 features of the training rows and the scored rows: from the workspace's
- * cache (extracting the missing ones into it), or extracted from a manifest's files.
+ * The `extractor` features of the training rows and the scored rows: from the workspace's cache
+ * (extracting the missing ones into it), or extracted from a manifest's files.
  */
 async function features(
   ctx: JobContext<EvalParams>,
+  extractor: ExtractorName,
   trainRows: LabelRow[],
   scoredRows: ScoredRow[],
   progress: Progress,
@@ -229,9 +245,9 @@ async function features(
   const ws = ctx.workspace;
   const ids = [...trainRows.map((r) => r.imageId), ...scoredRows.filter((r) => r.file === null).map((r) => r.imageId)];
   const { cache } = await ensureFeatures(
-    { ws, signal: ctx.signal, progress: (d, t, m) => progress('features', d, t, m), log },
+    { ws, signal: ctx.signal, progress: (d, t, m) => progress('features', d, t, m ? `${extractor} features: ${m}` : m), log },
     ids,
-    'mobilenet_v2',
+    extractor,
   );
   try {
     if (ctx.signal.aborted) return null;
@@ -257,13 +273,13 @@ async function features(
       c.rows.forEach((r, i) => parts.set(r.imageId, c.x.subarray(i * dim, (i + 1) * dim)));
     }
     if (files.length) {
-      const ex = await loadExtractor('mobilenet_v2', ws.dir);
-      log('info', `extracting features of ${files.length} manifest images on ${ex.backend}`);
+      const ex = await loadExtractor(extractor, ws.dir, { log });
+      log('info', `extracting ${extractor} features of ${files.length} manifest images on ${ex.backend}`);
       const res = await extractFeatures(
         files.map((r) => ({ id: r.imageId, data: r.file! })),
         {
           signal: ctx.signal,
-          onBatch: (_b, pr) => progress('features', pr.done + pr.failed, files.length, `${pr.imagesPerSecond.toFixed(1)} images/s on ${ex.backend}`),
+          onBatch: (_b, pr) => progress('features', pr.done + pr.failed, files.length, `${extractor} features: ${pr.imagesPerSecond.toFixed(1)} images/s on ${ex.backend}`),
           onError: (f) => log('warn', `${files.find((r) => r.imageId === f.id)?.file}: skipped: ${f.error}`),
         },
         ex,
@@ -288,6 +304,79 @@ async function features(
 
 // ---------- the model ----------
 
+/** What scores the rows: a Predictor (finetune run) or the heads alone (heads run). */
+type Scorer = Pick<Predictor, 'mode' | 'backend' | 'inputSize' | 'predictInputs' | 'predictFeatures' | 'dispose'>;
+
+/**
+ * A heads run's heads from its checkpoint, on the tf backend, predicting from rows of its features
+ * (the cache's, or a manifest's extracted above): no backbone nor detector is loaded, since the
+ * features are already there.
+ */
+async function loadFeatureHeads(run: OpenRun): Promise<Scorer> {
+  const backend = await initBackend();
+  const tf = backend.tf;
+  const ckpt = await readCheckpoint<CheckpointMeta>(path.join(run.dir, `${run.checkpoint}.ckpt`));
+  const heads = buildRunHeads(tf, run.cfg.config, run.cfg.space, run.cfg.featureDim);
+  try {
+    tf.tidy(() => {
+      for (const [k, v] of heads.vars) {
+        const t = ckpt.tensors.get(`heads/${k}`);
+        if (!t) throw new UserError(`checkpoint ${run.checkpoint}.ckpt of run ${run.id} lacks heads/${k}`);
+        if (t.shape.length !== v.shape.length || t.shape.some((d, i) => d !== v.shape[i]))
+          throw new UserError(`checkpoint ${run.checkpoint}.ckpt of run ${run.id}: heads/${k} has shape [${t.shape}], the run's model [${v.shape}]`);
+        v.assign(tf.tensor(t.data, t.shape));
+      }
+    });
+  } catch (e) {
+    heads.dispose();
+    throw e;
+  }
+  const space = run.cfg.space;
+  const dim = run.cfg.featureDim;
+  const normalise = (p: Float32Array): number[] => {
+    let s = 0;
+    for (let i = 0; i < p.length; i++) s += p[i];
+    return Array.from(p, (v) => v / s);
+  };
+  return {
+    mode: 'heads',
+    backend,
+    inputSize: 0,
+    predictInputs: () => Promise.reject(new Error('a heads run is scored from its features')),
+    async predictFeatures(feats: Float32Array, n: number, full?: number[][]): Promise<Prediction[]> {
+      if (feats.length < n * dim) throw new Error(`features hold ${feats.length} floats, need ${n * dim}`);
+      const outs = tf.tidy(() => {
+        const o = heads.forward(tf.tensor2d(feats.subarray(0, n * dim), [n, dim]), false);
+        return [tf.softmax(o.price), o.median, tf.softmax(o.makeModel), tf.softmax(o.year)];
+      });
+      try {
+        const [price, median, mm, year] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+        const np = space.priceBins.length;
+        const nm = numMakeModelClasses(space);
+        const ny = space.years.length;
+        const res: Prediction[] = [];
+        for (let i = 0; i < n; i++) {
+          full?.push(normalise(mm.subarray(i * nm, (i + 1) * nm)));
+          const pb = normalise(price.subarray(i * np, (i + 1) * np));
+          const yp = normalise(year.subarray(i * ny, (i + 1) * ny));
+          res.push({
+            priceBins: pb.map((p, j) => ({ label: space.priceBins[j], p })),
+            medianPrice: Math.round(median[i] * space.medianPriceScale * 100) / 100,
+            makeModels: [],
+            years: yp.map((p, j) => ({ label: space.years[j], p })),
+            topYears: [],
+            car: null,
+          });
+        }
+        return res;
+      } finally {
+        outs.forEach((t) => t.dispose());
+      }
+    },
+    dispose: () => heads.dispose(),
+  };
+}
+
 interface HeadMatrices {
   price: Matrix;
   /** Median-price predictions in dollars. */
@@ -298,7 +387,7 @@ interface HeadMatrices {
 
 /** The checkpoint's probabilities: from the features (heads run) or from decoded images (finetune run). */
 async function modelOutputs(
-  predictor: Predictor,
+  predictor: Scorer,
   space: LabelSpace,
   rows: ScoredRow[],
   feats: Float32Array,
@@ -306,6 +395,7 @@ async function modelOutputs(
   progress: Progress,
 ): Promise<HeadMatrices | null> {
   const n = rows.length;
+  const dim = n ? feats.length / n : 0;
   const B = 64;
   const preds: Prediction[] = [];
   const full: number[][] = [];
@@ -313,7 +403,7 @@ async function modelOutputs(
     if (signal.aborted) return null;
     const m = Math.min(B, n - s);
     if (predictor.predictFeatures) {
-      preds.push(...(await predictor.predictFeatures(feats.subarray(s * MOBILENET_FEATURE_DIM, (s + m) * MOBILENET_FEATURE_DIM), m, full)));
+      preds.push(...(await predictor.predictFeatures(feats.subarray(s * dim, (s + m) * dim), m, full)));
     } else {
       preds.push(...(await predictImages(predictor, rows.slice(s, s + m), full)));
     }
@@ -333,7 +423,7 @@ async function modelOutputs(
 }
 
 /** A finetune run sees pixels: the workspace's stored image or the manifest's file, decoded at its input size. */
-async function predictImages(predictor: Predictor, rows: ScoredRow[], full: number[][]): Promise<Prediction[]> {
+async function predictImages(predictor: Scorer, rows: ScoredRow[], full: number[][]): Promise<Prediction[]> {
   const per = predictor.inputSize * predictor.inputSize * 3;
   const batch = new Float32Array(rows.length * per);
   for (let i = 0; i < rows.length; i++) {
@@ -437,7 +527,7 @@ function scoreHeads(space: LabelSpace, labels: LabelColumns, prices: Float64Arra
 /** One line of the headline figures, model vs majority vs kNN. */
 export function headline(r: EvalReport): string {
   const pct = (x: number | undefined | null): string => (x == null ? '--' : `${(100 * x).toFixed(1)}%`);
-  const parts: string[] = [`${r.rows} rows`];
+  const parts: string[] = [`${r.rows} rows`, `${r.features?.extractor ?? 'mobilenet_v2'} features`];
   const h = r.heads;
   if (h.price) parts.push(`price bin top-1 ${pct(h.price.model.top1)} (majority ${pct(h.price.majority.top1)}, kNN ${pct(h.price.knn?.top1)})`);
   if (h.makeModel) {

@@ -5,6 +5,8 @@ import { UserError } from '../workspace/errors.ts';
 import { isAlive } from '../util/process-alive.ts';
 import type { RunInfo, RunMetricPoint } from '../api/contract/train.ts';
 import type { TrainParams } from './train-kind.ts';
+import { DEFAULT_EXTRACTOR } from '../filter/features.ts';
+import { RUN_FILES, runExtractor, type RunConfigFile } from './trainer.ts';
 
 interface RunRow {
   id: number;
@@ -52,13 +54,30 @@ function stateOf(r: RunRow): RunInfo['state'] {
 
 const parse = <T>(s: string | null): T | null => (s ? (JSON.parse(s) as T) : null);
 
+/**
+ * The features a heads run trained on: its config.json's record (mobilenet_v2 for runs from
+ * before it was recorded), else, before its config exists (a run still preparing), the extractor
+ * its parameters name; null for a finetune run, which trains the backbone on pixels.
+ */
+function extractorOf(r: RunRow, params: { extractor?: string }, dir: string): string | null {
+  if (r.mode !== 'heads') return null;
+  try {
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8')) as Pick<RunConfigFile, 'extractor'>;
+    return cfg.extractor ?? params.extractor ?? runExtractor(cfg);
+  } catch {
+    return params.extractor ?? 'mobilenet_v2';
+  }
+}
+
 function toInfo(r: RunRow, wsDir: string): RunInfo {
-  const params = JSON.parse(r.params) as { lossWeights?: string; backbone?: RunInfo['backbone'] };
+  const params = JSON.parse(r.params) as { lossWeights?: string; backbone?: RunInfo['backbone']; extractor?: string };
+  const dir = path.join(wsDir, 'runs', String(r.id));
   return {
     id: r.id,
     name: r.name,
     mode: r.mode,
     backbone: params.backbone ?? 'mobilenet_v2',
+    extractor: extractorOf(r, params, dir),
     lossWeights: params.lossWeights ?? 'default',
     params,
     state: stateOf(r),
@@ -70,7 +89,7 @@ function toInfo(r: RunRow, wsDir: string): RunInfo {
     best: parse(r.best),
     baseline: parse(r.baseline),
     error: r.error,
-    dir: path.join(wsDir, 'runs', String(r.id)),
+    dir,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -118,6 +137,7 @@ export function deleteRun(ws: Workspace, id: number, isRunning: (jobId: number) 
 const SAME_RUN_KEYS = [
   'mode',
   'backbone',
+  'extractor',
   'batchSize',
   'lr',
   'lossWeights',
@@ -142,9 +162,15 @@ const OLD_RUN_DEFAULTS = { split: 'photo', testFraction: 0.1, topMakeModels: 512
  */
 export function unfinishedRunFor(ws: Workspace, params: TrainParams): { match: RunInfo | null; newest: RunInfo | null } {
   const unfinished = listRuns(ws).filter((r) => r.state === 'stopped' || r.state === 'interrupted');
-  const want: Record<string, unknown> = { ...params, backbone: params.backbone ?? 'mobilenet_v2' };
+  // A heads run's features are part of what it trains (unset: the default extractor for a new
+  // run, mobilenet_v2 for a run from before extractors were recorded); finetune runs have none.
+  const want: Record<string, unknown> = {
+    ...params,
+    backbone: params.backbone ?? 'mobilenet_v2',
+    extractor: params.mode === 'heads' ? (params.extractor ?? DEFAULT_EXTRACTOR) : null,
+  };
   const same = (r: RunInfo): boolean => {
-    const had: Record<string, unknown> = { ...OLD_RUN_DEFAULTS, ...(r.params as Record<string, unknown>) };
+    const had: Record<string, unknown> = { ...OLD_RUN_DEFAULTS, ...(r.params as Record<string, unknown>), extractor: r.extractor };
     return r.steps === params.steps && SAME_RUN_KEYS.every((k) => JSON.stringify(had[k] ?? null) === JSON.stringify(want[k] ?? null));
   };
   return { match: unfinished.find(same) ?? null, newest: unfinished[0] ?? null };

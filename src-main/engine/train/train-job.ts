@@ -4,7 +4,8 @@ import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
 import { initBackend, type BackendInfo } from '../ml/backend.ts';
 import { loadMobilenetBackbone } from '../ml/mobilenet.ts';
-import { ensureFeatures } from '../filter/features.ts';
+import { DEFAULT_EXTRACTOR, dimOf, ensureFeatures, EXTRACTORS, type ExtractorName } from '../filter/features.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { FeatureRows } from '../filter/feature-cache.ts';
 import { buildLabelSpace, encodeColumns, majorityClass, splitRows, NUM_PRICE_BINS, type LabelRow, type LabelSpace, type SplitKind } from './labels.ts';
 import { backboneKindOf, parseLossWeights, parseTinyCnnName, TINY_CNN, TINY_CNN_LR, tinyCnnBackbone, type Backbone, type BackboneKind } from './model.ts';
@@ -14,8 +15,10 @@ import {
   loadRunConfig,
   planHeads,
   resume,
+  runExtractor,
   runSplit,
   runTestFraction,
+  RUN_FILES,
   train,
   trainConfig,
   type RunConfigFile,
@@ -90,7 +93,7 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
         .get(
           p.name ?? `${p.mode}${p.mode === 'finetune' ? ` ${p.backbone ?? 'mobilenet_v2'}` : ''} ${p.lossWeights}`,
           p.mode,
-          JSON.stringify({ ...p, backbone: p.backbone ?? 'mobilenet_v2' }),
+          JSON.stringify(storedParams(p)),
           ctx.jobId,
           p.steps,
           now(),
@@ -108,6 +111,18 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
   // and the rest, takes the new total of steps, and keeps the force it was started with.
   const stored = JSON.parse((db.prepare(`SELECT params FROM runs WHERE id = ?`).pluck().get(runId) as string | undefined) ?? '{}') as Partial<TrainParams>;
   const rp: TrainParams = p.resumeRun ? { ...p, ...stored, steps: p.steps, resumeRun: p.resumeRun, force: p.force || Boolean(stored.force) } : p;
+  // A resume that names another extractor than the run's is refused before the run (or a job of
+  // it) is touched: the run keeps its state.
+  if (!fresh && p.extractor) {
+    const dir = runDirOf(ws.dir, runId);
+    const cfg = fs.existsSync(path.join(dir, RUN_FILES.config)) ? await loadRunConfig(dir) : null;
+    const had = (cfg ? cfg.config.mode : rp.mode) === 'heads' ? recordedExtractor(cfg, stored) : null;
+    if (had && had !== p.extractor) {
+      throw new UserError(
+        `run ${runId} was trained on ${had} features; resume it without --extractor (or with --extractor ${had}), or start a new run to train on ${p.extractor} (got --extractor ${p.extractor})`,
+      );
+    }
+  }
   // Another job that trained this run and was interrupted (its process died) would train it
   // again when an engine next starts; this job continues the run instead.
   if (p.resumeRun) {
@@ -131,7 +146,17 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       throw new UserError(`run ${runId} was trained on the ${backboneKind} backbone; resume it without naming another (got ${p.backbone})`);
     }
     if (mode === 'heads' && backboneKind !== 'mobilenet_v2') {
-      throw new UserError(`the ${backboneKind} backbone needs mode finetune; heads mode trains on cached mobilenet_v2 features`);
+      throw new UserError(`the ${backboneKind} backbone needs mode finetune; heads mode trains on cached features of an extractor`);
+    }
+    // The features a heads run trains on: the extractor its config.json records (a run that got no
+    // further than its first config has it in its parameters; runs from before it was recorded:
+    // mobilenet_v2), else the one asked for (a resume naming another was refused above).
+    let extractor: ExtractorName | null = null;
+    if (mode === 'heads') {
+      extractor = recordedExtractor(runCfg, stored) ?? p.extractor ?? DEFAULT_EXTRACTOR;
+      if (runCfg && runCfg.extractor === undefined && extractor !== runExtractor(runCfg)) await recordExtractor(runDir, extractor);
+    } else if (fresh && p.extractor) {
+      ctx.log('warn', `--extractor ${p.extractor} is ignored: a finetune run trains the backbone on the photos' pixels, not on cached features`);
     }
     const { backend, note } = await trainingBackend(mode, backboneKind, rp.force, (l, m) => ctx.log(l, m));
     ctx.log('info', `backend: ${backend.name} (${note})`);
@@ -147,12 +172,23 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
     ctx.log('info', describeSpace(space, splitKind));
     let data: TrainData;
     if (mode === 'heads') {
-      const { cache } = await ensureFeatures(
-        { ws, signal: ctx.signal, progress: (d, t, m) => ctx.progress({ step: 'features', done: d, total: t, message: m }), log: (l, m) => ctx.log(l, m) },
+      const ex = extractor!;
+      ctx.log('info', `features: ${ex} (${dimOf(ex)}-d, cached under features/${ex})`);
+      const { cache, failed } = await ensureFeatures(
+        {
+          ws,
+          signal: ctx.signal,
+          progress: (d, t, m) => ctx.progress({ step: 'features', done: d, total: t, message: `${ex} features: ${m}` }),
+          log: (l, m) => ctx.log(l, m),
+        },
         rows.map((r) => r.imageId),
-        'mobilenet_v2',
+        ex,
       );
-      if (ctx.signal.aborted) return { runId, state: 'stopped' };
+      if (ctx.signal.aborted) {
+        await cache.close();
+        return { runId, state: 'stopped' };
+      }
+      if (failed) ctx.log('warn', `${failed} images have no ${ex} features (they could not be decoded) and are left out of training`);
       // Rows are read from the cache's shards batch by batch, so the features of millions of
       // images need not fit in memory.
       const part = async (rs: LabelRow[]) => {
@@ -202,7 +238,9 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       testFraction,
       force: rp.force,
       signal: ctx.signal,
-      onStart: (e) => {
+      onStart: async (e) => {
+        // train() has written config.json by now (without the extractor, which trainer.ts leaves to the caller).
+        if (extractor && !hasRun) await recordExtractor(runDir, extractor);
         ctx.log('info', e.resumedFrom === null ? `training from step 0 of ${e.steps}` : `resumed from the checkpoint at step ${e.resumedFrom} of ${e.steps}`);
         ctx.progress({ step: 'train', done: e.step, total: e.steps, message: e.resumedFrom === null ? `${backend.name}` : `${backend.name}, resumed from step ${e.resumedFrom}` });
       },
@@ -245,7 +283,9 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       step: result.step,
       resumedFrom: result.resumedFrom,
       backend: backend.name,
-      backbone: data.mode === 'finetune' ? data.backbone.name : 'mobilenet_v2 features',
+      backbone: data.mode === 'finetune' ? data.backbone.name : `${extractor} features`,
+      /** heads: the extractor whose features the run trained on; null for a finetune run. */
+      extractor,
       best: result.best,
       lastEval: result.lastEval,
       baselinePriceAccuracy: baseline.fraction,
@@ -268,4 +308,30 @@ function describeSpace(space: LabelSpace, split: SplitKind): string {
   const years = space.years.filter((y) => /^\d{4}$/.test(y));
   const yr = years.length ? `years ${years[0]}..${years[years.length - 1]}` : 'no years';
   return `label space: ${space.makeModels.length} make/model classes${space.top ? ` (top ${space.top})` : ''} + Unknown, ${yr} + unknown; split by ${split}`;
+}
+
+/** A run's parameters as the runs table keeps them: the backbone named, and a heads run's extractor (finetune has none). */
+function storedParams(p: TrainParams): TrainParams {
+  const { extractor, ...rest } = p;
+  return { ...rest, backbone: p.backbone ?? 'mobilenet_v2', ...(p.mode === 'heads' ? { extractor: extractor ?? DEFAULT_EXTRACTOR } : {}) };
+}
+
+/**
+ * The extractor a heads run records: its config.json's, else its stored parameters' (a run stopped
+ * between writing config.json and recording the extractor there), else mobilenet_v2 when it has a
+ * config (every run from before extractors were recorded); null for a run that has neither.
+ */
+function recordedExtractor(runCfg: RunConfigFile | null, stored: Partial<TrainParams>): ExtractorName | null {
+  const named = runCfg?.extractor ?? stored.extractor ?? (runCfg ? runExtractor(runCfg) : null);
+  if (named === null) return null;
+  if (!(EXTRACTORS as readonly string[]).includes(named)) throw new UserError(`the run's config names an unknown feature extractor '${named}' (known: ${EXTRACTORS.join(', ')})`);
+  return named as ExtractorName;
+}
+
+/** Writes the extractor into the run's config.json (read, amended, atomically rewritten). */
+async function recordExtractor(runDir: string, extractor: ExtractorName): Promise<void> {
+  const file = path.join(runDir, RUN_FILES.config);
+  const cfg = JSON.parse(await fs.promises.readFile(file, 'utf8')) as RunConfigFile;
+  if (cfg.extractor === extractor) return;
+  await writeFileAtomic(file, JSON.stringify({ ...cfg, extractor }, null, 2));
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
 import { BACKBONE_KINDS } from './model.ts';
+import { DEFAULT_EXTRACTOR, EXTRACTORS } from '../filter/features.ts';
 
 const trainFields = z.object({
   name: z.string().max(200).optional(),
@@ -11,6 +12,15 @@ const trainFields = z.object({
    * for a new run; a resumed run keeps its own (naming another is refused).
    */
   backbone: z.enum(BACKBONE_KINDS).optional(),
+  /**
+   * heads: the feature extractor whose cached features the heads train on (features/<name>; the
+   * missing ones are extracted first, with progress). Unset = DEFAULT_EXTRACTOR for a new run; a
+   * resumed run keeps the one its config.json records (mobilenet_v2 for runs from before it was
+   * recorded), and naming another is refused. Optional rather than defaulted, so that a resume
+   * that names none is told from one that names another, and params of jobs queued before it
+   * existed parse as they were. Finetune runs ignore it (they train the backbone on pixels).
+   */
+  extractor: z.enum(EXTRACTORS).optional(),
   steps: z.number().int().min(1).max(10_000_000).default(2000),
   batchSize: z.number().int().min(1).max(4096).default(64),
   /** Default: 1e-3 for heads, 1e-4 for finetune of MobileNetV2 (the original's rate), 3e-3 for tiny-cnn. */
@@ -49,7 +59,7 @@ export const trainParams = trainFields.superRefine((p, ctx) => {
       code: z.ZodIssueCode.custom,
       path: ['backbone'],
       message:
-        'the tiny-cnn backbone is trained from scratch on images, so it needs mode finetune; heads mode trains on cached mobilenet_v2 features',
+        'the tiny-cnn backbone is trained from scratch on images, so it needs mode finetune; heads mode trains on cached features of an extractor',
     });
   }
 });
@@ -60,7 +70,7 @@ defineJobKind<TrainParams>({
   title: (p) =>
     p.resumeRun
       ? `Train run #${p.resumeRun} (resume)`
-      : `Train ${p.mode}${p.mode === 'finetune' ? ` ${p.backbone ?? 'mobilenet_v2'}` : ''}${p.name ? ` "${p.name}"` : ''} (${p.lossWeights})`,
+      : `Train ${p.mode}${p.mode === 'finetune' ? ` ${p.backbone ?? 'mobilenet_v2'}` : ` on ${p.extractor ?? DEFAULT_EXTRACTOR}`}${p.name ? ` "${p.name}"` : ''} (${p.lossWeights})`,
   params: trainParams,
   module: new URL('./train-job.ts', import.meta.url).href,
   exclusive: true,

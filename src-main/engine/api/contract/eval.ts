@@ -67,6 +67,13 @@ export interface EvalReport {
   /** Training rows the baselines were fitted on. */
   trainRows: number;
   knnK: number;
+  /**
+   * The feature extractor whose features the kNN baseline (and a heads run's model) read: the
+   * run's own (config.json `extractor`; mobilenet_v2 for runs from before it was recorded, and the
+   * kNN features of a finetune run), with its row width. Absent in reports from before it was
+   * recorded (they read mobilenet_v2).
+   */
+  features?: { extractor: string; dim: number };
   /** Seconds the evaluation took. */
   seconds: number;
   createdAt: string;

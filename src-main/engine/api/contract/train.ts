@@ -33,6 +33,12 @@ export interface RunInfo {
    * from scratch at 64 px: a smoke test of fine-tuning, not a price model).
    */
   backbone: 'mobilenet_v2' | 'tiny-cnn';
+  /**
+   * heads: the feature extractor whose cached features the run trained on (and which evaluation
+   * and prediction read): one of EXTRACTORS in filter/features.ts, mobilenet_v2 for runs from
+   * before it was recorded. null for a finetune run (it trains the backbone on pixels).
+   */
+  extractor: string | null;
   lossWeights: string;
   params: unknown;
   /**
