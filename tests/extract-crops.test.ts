@@ -248,18 +248,18 @@ describe.runIf(present)('features --crops 3, filter fit --crops 3 and apply on r
     const imp = await runCli(['label', '--workspace', dir, '--create', '--good', path.join(root, 'good'), '--bad', path.join(root, 'bad')]);
     expect(imp.code, imp.stderr).toBe(0);
 
-    const bad = await runCli(['features', '--workspace', dir, '--crops', '2']);
+    const bad = await runCli(['features', '--workspace', dir, '--extractor', 'mobilenet_v2', '--crops', '2']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/--crops must be one of 1, 3, got '2'/);
 
     const t0 = performance.now();
-    const f = await runCli(['features', '--workspace', dir, '--labelled-only', '--crops', '3'], { timeoutMs: 180_000 });
+    const f = await runCli(['features', '--workspace', dir, '--extractor', 'mobilenet_v2', '--labelled-only', '--crops', '3'], { timeoutMs: 180_000 });
     expect(f.code, f.stderr).toBe(0);
     const fr = JSON.parse(f.stdout.trim().split('\n').at(-1)!);
     expect(fr).toMatchObject({ extractor: 'mobilenet_v2', crops: 3, featureSet: 'mobilenet_v2.crops3', images: 40, extracted: 40, failed: 0, cached: 40 });
     console.log(`extract-crops: 40 photos x 3 crops at ${fr.imagesPerSecond.toFixed(1)} images/s on ${fr.backend} (${((performance.now() - t0) / 1000).toFixed(1)} s with the CLI)`);
 
-    const fit = await runCli(['filter', 'fit', '--workspace', dir, '--crops', '3', '--max-fnr', '0.1', '--json'], { timeoutMs: 180_000 });
+    const fit = await runCli(['filter', 'fit', '--workspace', dir, '--extractor', 'mobilenet_v2', '--crops', '3', '--max-fnr', '0.1', '--json'], { timeoutMs: 180_000 });
     expect(fit.code, fit.stderr).toBe(0);
     const r = JSON.parse(fit.stdout);
     expect(r).toMatchObject({ featureSet: 'mobilenet_v2.crops3', labelledGood: 20, labelledBad: 20 });

@@ -23,7 +23,7 @@ describe('features: SIGKILL', () => {
     const dir = ws.dir;
     ws.close();
 
-    const child = spawn(process.execPath, [CLI, 'features', '--workspace', dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'features', '--workspace', dir, '--extractor', 'mobilenet_v2'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     child.stdout.resume();
@@ -66,7 +66,7 @@ describe('features: SIGKILL', () => {
     expect(new Set(keptIds).size).toBe(keptIds.length);
     expect(listJournals(featDir)).toEqual([]); // the journal became a shard
 
-    const rerun = await runCli(['features', '--workspace', dir], { timeoutMs: 300_000 });
+    const rerun = await runCli(['features', '--workspace', dir, '--extractor', 'mobilenet_v2'], { timeoutMs: 300_000 });
     expect(rerun.code, rerun.stderr).toBe(0);
     const r = JSON.parse(rerun.stdout.trim().split('\n').at(-1)!) as { images: number; extracted: number; cached: number };
     expect(r).toMatchObject({ images: IMAGES, extracted: IMAGES - keptIds.length, cached: IMAGES });

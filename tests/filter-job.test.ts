@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src-main/engine/engine.ts';
-import { openCache } from '../src-main/engine/filter/features.ts';
+import { DEFAULT_EXTRACTOR, EXTRACTOR_INFO, openCache } from '../src-main/engine/filter/features.ts';
 import { hasOrt } from './helpers/onnx.ts';
 import { runCli, waitFor } from './helpers/processes.ts';
 import { SHARED_DATA, hasSharedData, seedStoredImages, tmpDir, tmpWorkspace } from './helpers/workspace.ts';
@@ -51,6 +51,13 @@ describe.runIf(present)('label & filter on real listing photos', () => {
     expect(r.labelledGood).toBe(160);
     expect(r.labelledBad).toBe(160);
     expect(r.cvFalseNegativeRate).toBeLessThanOrEqual(0.01);
+    // the default extractor, the nested search for C (default grid 1, 4) and the CI of the CV FNR
+    expect(r.featureSet).toBe(DEFAULT_EXTRACTOR);
+    expect([1, 4]).toContain(r.C);
+    expect(r.foldC).toHaveLength(10);
+    expect(r.cvFnrInterval).toMatchObject({ good: 160, goodRemoved: Math.round(r.cvFalseNegativeRate * 160) });
+    expect(r.cvFnrInterval.lower).toBeLessThanOrEqual(r.cvFalseNegativeRate);
+    expect(r.cvFnrInterval.upper).toBeGreaterThan(r.cvFalseNegativeRate);
     console.log(`filter: threshold ${r.threshold.toFixed(3)}, CV FNR ${(100 * r.cvFalseNegativeRate).toFixed(2)}%, bad removed ${(100 * r.cvBadRemoved).toFixed(1)}%, accuracy ${(100 * r.cvAccuracy).toFixed(1)}%`);
     expect(r.cvBadRemoved).toBeGreaterThan(0.2);
     expect(r.table.some((row: { threshold: number }) => row.threshold === r.threshold)).toBe(true);
@@ -74,7 +81,7 @@ describe.runIf(present)('label & filter on real listing photos', () => {
     expect(exp.code, exp.stderr).toBe(0);
     const npy = fs.readFileSync(path.join(out, 'features.npy'));
     expect(npy.subarray(0, 6).toString('latin1')).toBe('\x93NUMPY');
-    expect(npy.toString('latin1', 10, 10 + npy.readUInt16LE(8))).toMatch(/'shape': \(320, 1280\)/);
+    expect(npy.toString('latin1', 10, 10 + npy.readUInt16LE(8))).toMatch(new RegExp(`'shape': \\(320, ${EXTRACTOR_INFO[DEFAULT_EXTRACTOR].dim}\\)`));
     expect(fs.readFileSync(path.join(out, 'ids.txt'), 'utf8').trim().split('\n')).toHaveLength(320);
 
     const labels = path.join(tmpDir(), 'labels.csv');

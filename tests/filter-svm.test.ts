@@ -6,6 +6,8 @@
 // 48 x 64 non-negative sparse "pooled CNN"-like rows whose first label is 1 (the case where
 // libsvm's label order and scikit-learn's differ). It stores X, y, held-out rows, sklearn's
 // gamma, n_support_ and decision_function outputs, so this test needs no Python.
+// SvmClassifier standardises by default (StandardScaler + SVC); the comparisons with a plain
+// SVC() turn that off (standardize: false). tests/svm-tuning.test.ts covers the standardised path.
 import { describe, expect, it } from 'vitest';
 import { SvmClassifier, crossValDecision, scaleGamma, stratifiedFolds, type FeatureMatrix } from '../src-main/engine/filter/svm.ts';
 import { chooseThreshold, thresholdTable } from '../src-main/engine/filter/threshold.ts';
@@ -20,6 +22,8 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+const RAW = { standardize: false } as const;
+
 describe('SvmClassifier matches scikit-learn SVC()', () => {
   for (const c of fixture.cases) {
     it(`${c.name}: gamma, support vectors and decision values`, async () => {
@@ -27,7 +31,7 @@ describe('SvmClassifier matches scikit-learn SVC()', () => {
       const Xt: FeatureMatrix = { data: Float64Array.from(c.Xtest), rows: c.testRows, cols: c.cols };
       expect(scaleGamma(X)).toBeCloseTo(c.gamma, 12);
 
-      const model = await SvmClassifier.fit(X, c.y);
+      const model = await SvmClassifier.fit(X, c.y, RAW);
       expect(model.nSupport).toEqual(c.nSupport);
       const dTrain = model.decisionValues(X);
       const dTest = model.decisionValues(Xt);
@@ -46,11 +50,11 @@ describe('SvmClassifier matches scikit-learn SVC()', () => {
   it('accepts number[][] and Float32Array matrices alike', async () => {
     const c = fixture.cases[0];
     const rows = Array.from({ length: c.rows }, (_, i) => c.X.slice(i * c.cols, (i + 1) * c.cols));
-    const a = await SvmClassifier.fit(rows, c.y);
-    const b = await SvmClassifier.fit({ data: Float64Array.from(c.X), rows: c.rows, cols: c.cols }, c.y);
+    const a = await SvmClassifier.fit(rows, c.y, RAW);
+    const b = await SvmClassifier.fit({ data: Float64Array.from(c.X), rows: c.rows, cols: c.cols }, c.y, RAW);
     expect(Array.from(a.decisionValues(rows))).toEqual(Array.from(b.decisionValues(rows)));
     const f32 = { data: Float32Array.from(c.X), rows: c.rows, cols: c.cols };
-    expect(maxAbsDiff((await SvmClassifier.fit(f32, c.y)).decisionValues(f32), c.decisionTrain)).toBeLessThan(1e-3);
+    expect(maxAbsDiff((await SvmClassifier.fit(f32, c.y, RAW)).decisionValues(f32), c.decisionTrain)).toBeLessThan(1e-3);
   });
 
   it('rejects single-class training data and non-binary labels', async () => {

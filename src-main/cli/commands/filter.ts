@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
-import { CROP_COUNTS, EXTRACTORS, featureSetName, openCache, type CropCount, type ExtractorName } from '../../engine/filter/features.ts';
+import { CROP_COUNTS, DEFAULT_EXTRACTOR, EXTRACTOR_INFO, EXTRACTORS, featureSetName, openCache, type CropCount, type ExtractorName } from '../../engine/filter/features.ts';
+import type { FilterFitResult } from '../../engine/filter/fit-job.ts';
 import { exportLabels, importLabelled, type ImportResult, type Label } from '../../engine/filter/labels.ts';
 import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
 import { CLIP_DEFAULT_URL } from '../../engine/filter/clip.ts';
@@ -16,6 +17,26 @@ import type { OrtDevice } from '../../engine/ml/ort.ts';
 function extractorArg(v: string): ExtractorName {
   if (!(EXTRACTORS as readonly string[]).includes(v)) throw new UserError(`--extractor must be one of ${EXTRACTORS.join(', ')}, got '${v}'`);
   return v as ExtractorName;
+}
+
+/** The --extractor help: every extractor with what it is good for. */
+const EXTRACTOR_HELP = `the image features, one of:\n${EXTRACTORS.map((n) => `  ${n}: ${EXTRACTOR_INFO[n].summary}`).join('\n')}\n`;
+
+/** --c-grid: positive numbers separated by commas, e.g. 1,4. */
+function cGridArg(v: string): number[] {
+  const parts = v.split(',').map((p) => p.trim());
+  if (parts.length === 0 || parts.some((p) => p === '')) throw new UserError(`--c-grid must be positive numbers separated by commas (e.g. 1,4), got '${v}'`);
+  const cs = parts.map(Number);
+  const bad = parts.find((p, i) => !Number.isFinite(cs[i]) || !(cs[i] > 0));
+  if (bad !== undefined) throw new UserError(`--c-grid values must be positive numbers, got '${bad}' in '${v}'`);
+  if (cs.length > 10) throw new UserError(`--c-grid takes at most 10 values (each costs a round of inner fits), got ${cs.length}`);
+  return [...new Set(cs)].sort((a, b) => a - b);
+}
+
+function innerFoldsArg(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < 2 || n > 10) throw new UserError(`--inner-folds must be a whole number from 2 to 10, got '${v}'`);
+  return n;
 }
 
 function cropsArg(v: string): CropCount {
@@ -110,7 +131,7 @@ export function registerFilter(program: Command): void {
     .command('features')
     .description('extract image features of the usable images into the workspace cache (resumable)')
     .addOption(workspaceOption())
-    .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--extractor <name>', EXTRACTOR_HELP, extractorArg, DEFAULT_EXTRACTOR)
     .option('--labelled-only', 'only the labelled images')
     .option(
       '--runtime <runtime>',
@@ -136,7 +157,7 @@ export function registerFilter(program: Command): void {
     .command('export')
     .description('write the feature matrix (features.npy, float32 [N, dim]) and its image ids (ids.npy, ids.txt) for numpy')
     .addOption(workspaceOption())
-    .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--extractor <name>', EXTRACTOR_HELP, extractorArg, DEFAULT_EXTRACTOR)
     .option('--crops <n>', 'export the 1-crop or the 3-crop feature set', cropsArg, 1 as CropCount)
     .option('--format <fmt>', 'npy', 'npy')
     .requiredOption('--out <dir>', 'output folder')
@@ -184,16 +205,33 @@ export function registerFilter(program: Command): void {
   const filter = program.command('filter').description('the junk filter: fit an SVM on labelled features, apply it, read scores');
   filter
     .command('fit')
-    .description('fit the RBF SVM with 10-fold cross-validation and choose the largest threshold with FNR under --max-fnr')
+    .description(
+      'fit the standardised RBF SVM with nested cross-validation (10 outer folds; C chosen from --c-grid by an inner cross-validation inside each) and choose the largest threshold with FNR under --max-fnr (with --fnr-margin: its upper confidence bound)',
+    )
     .addOption(workspaceOption())
-    .option('--extractor <name>', `one of ${EXTRACTORS.join(', ')}`, extractorArg, 'mobilenet_v2' as ExtractorName)
+    .option('--extractor <name>', EXTRACTOR_HELP, extractorArg, DEFAULT_EXTRACTOR)
     .option('--crops <n>', `${CROPS_HELP}; filter apply then scores with the same feature set`, cropsArg, 1 as CropCount)
     .option('--max-fnr <x>', 'largest false-negative rate allowed (good images thrown away)', numArg('--max-fnr', 0, 1), 0.01)
+    .option('--c-grid <list>', 'values of the SVM C to choose from, comma-separated; one value skips the inner search', cGridArg, [1, 4])
+    .option('--inner-folds <n>', 'folds of the inner cross-validation that chooses C (2-10)', innerFoldsArg, 3)
+    .option(
+      '--fnr-margin <z>',
+      'safety margin for the uncertainty of the CV estimate: choose the largest threshold whose one-sided Wilson upper bound on the FNR at z standard deviations is within --max-fnr (0: the measured FNR; 1.645: 95% one-sided)',
+      numArg('--fnr-margin', 0, 5),
+      0,
+    )
     .option('--json', 'print JSON')
-    .action(async (opts: { workspace?: string; extractor: ExtractorName; crops: CropCount; maxFnr: number; json?: boolean }) => {
+    .action(async (opts: { workspace?: string; extractor: ExtractorName; crops: CropCount; maxFnr: number; cGrid: number[]; innerFolds: number; fnrMargin: number; json?: boolean }) => {
       const engine = openEngine(opts);
       try {
-        const job = engine.jobs.start('filter-fit', { extractor: opts.extractor, crops: opts.crops, maxFnr: opts.maxFnr });
+        const job = engine.jobs.start('filter-fit', {
+          extractor: opts.extractor,
+          crops: opts.crops,
+          maxFnr: opts.maxFnr,
+          cGrid: opts.cGrid,
+          innerFolds: opts.innerFolds,
+          fnrMargin: opts.fnrMargin,
+        });
         const { code, job: final } = await runForeground(engine, job);
         process.exitCode = code;
         if (final.state !== 'done') return;
@@ -209,7 +247,18 @@ export function registerFilter(program: Command): void {
             `${r.threshold.toFixed(4).padStart(9)}   ${(100 * r.accuracy).toFixed(1).padStart(6)}%   ${(100 * r.falseNegativeRate).toFixed(2).padStart(5)}%   ${(100 * r.badRemoved).toFixed(1).padStart(6)}%${r.threshold === m.threshold ? '   <- chosen' : ''}\n`,
           );
         }
-        process.stdout.write(`chosen threshold ${m.threshold} (largest with cross-validated FNR <= ${(100 * opts.maxFnr).toFixed(1)}%)\n`);
+        const res = final.result as FilterFitResult;
+        const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+        process.stdout.write(
+          `chosen threshold ${m.threshold} (largest with cross-validated FNR ${opts.fnrMargin > 0 ? `upper bound (z=${opts.fnrMargin}) ` : ''}<= ${(100 * opts.maxFnr).toFixed(1)}%)\n`,
+        );
+        if (res?.cvFnrInterval) {
+          const ci = res.cvFnrInterval;
+          process.stdout.write(
+            `CV FNR ${pct(res.cvFalseNegativeRate)} (90% CI ${pct(ci.lower)}-${pct(ci.upper)}) from ${ci.good} good labels; bad removed ${pct(res.cvBadRemoved)}\n`,
+          );
+          process.stdout.write(`C=${res.C} (chosen from ${res.cGrid.join(', ')} by ${res.innerFolds}-fold inner cross-validation; per outer fold: ${res.foldC.join(', ')})\n`);
+        }
       } finally {
         await engine.close();
       }

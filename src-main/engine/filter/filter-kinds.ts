@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
-import { EXTRACTORS } from './features.ts';
+import { DEFAULT_EXTRACTOR, EXTRACTORS } from './features.ts';
 import { CLIP_DEFAULT_URL } from './clip.ts';
 import { FEATURE_RUNTIMES } from './extract.ts';
 
-const extractor = z.enum(EXTRACTORS).default('mobilenet_v2');
+const extractor = z.enum(EXTRACTORS).default(DEFAULT_EXTRACTOR);
 /** 1: the centre crop; 3: the mean of three crops along the long side (a feature set of its own). */
 const crops = z.union([z.literal(1), z.literal(3)]).default(1);
 
@@ -16,7 +16,18 @@ export const featuresParams = z.object({
   crops,
 });
 export type FeaturesParams = z.infer<typeof featuresParams>;
-export const filterFitParams = z.object({ extractor, crops, maxFnr: z.number().min(0).max(1).default(0.01), folds: z.number().int().min(2).max(50).default(10) });
+export const filterFitParams = z.object({
+  extractor,
+  crops,
+  maxFnr: z.number().min(0).max(1).default(0.01),
+  folds: z.number().int().min(2).max(50).default(10),
+  /** The values of C the nested cross-validation chooses from; one value skips the inner search. Jobs queued before had none: the default grid. */
+  cGrid: z.array(z.number().positive().finite()).min(1).max(10).default([1, 4]),
+  /** Folds of the inner cross-validation that chooses C in each outer fold. */
+  innerFolds: z.number().int().min(2).max(10).default(3),
+  /** z of the one-sided Wilson upper bound on the CV FNR that must stay within maxFnr (0: the measured FNR itself). */
+  fnrMargin: z.number().min(0).max(5).default(0),
+});
 export type FilterFitParams = z.infer<typeof filterFitParams>;
 export const filterApplyParams = z.object({});
 export type FilterApplyParams = z.infer<typeof filterApplyParams>;

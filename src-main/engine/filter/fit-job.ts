@@ -1,11 +1,36 @@
 import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
 import { ensureFeatures, featureSetName } from './features.ts';
-import { SvmClassifier, crossValDecision } from './svm.ts';
-import { chooseThreshold, thresholdTable } from './threshold.ts';
+import { tuneSvm } from './svm.ts';
+import { CI90_Z, chooseThreshold, fnrInterval, thresholdTable, wilsonInterval } from './threshold.ts';
 import type { FilterFitParams } from './filter-kinds.ts';
 
-/** Fits the RBF SVM on the labelled images, with 10-fold cross-validated decision values and the threshold for the FNR cap. */
+/** What a filter fit returns (the job's result). */
+export interface FilterFitResult {
+  modelId: number;
+  featureSet: string;
+  labelledGood: number;
+  labelledBad: number;
+  threshold: number;
+  cvFalseNegativeRate: number;
+  cvBadRemoved: number;
+  cvAccuracy: number;
+  /** The final model's C, chosen by inner cross-validation on all labels. */
+  C: number;
+  /** The C chosen inside each outer fold (its held-out scores came from a model with it). */
+  foldC: number[];
+  cGrid: number[];
+  innerFolds: number;
+  fnrMargin: number;
+  /** The 90% Wilson interval of the CV FNR at the chosen threshold, from goodRemoved of good. */
+  cvFnrInterval: { lower: number; upper: number; z: number; goodRemoved: number; good: number };
+}
+
+/**
+ * Fits the standardised RBF SVM on the labelled images: nested cross-validation (C chosen inside
+ * each outer fold, so the held-out decision values stay honest), the threshold for the FNR cap
+ * (with the margin asked for), and the final model with C chosen on all labels.
+ */
 export default async function fitJob(ctx: JobContext<FilterFitParams>): Promise<unknown> {
   const ws = ctx.workspace;
   const rows = ws.db.prepare(`SELECT l.image_id id, l.label FROM labels l JOIN images i ON i.id = l.image_id WHERE i.state = 'stored' ORDER BY l.image_id`).all() as Array<{
@@ -27,21 +52,76 @@ export default async function fitJob(ctx: JobContext<FilterFitParams>): Promise<
   const labelOf = new Map(rows.map((r) => [r.id, r.label === 'good' ? 1 : 0]));
   const y = ids.map((id) => labelOf.get(id)!);
   const X = { data, rows: ids.length, cols: cache.dim };
-  ctx.progress({ step: 'cross-validation', done: 0, total: ctx.params.folds });
-  const cv = await crossValDecision(X, y, ctx.params.folds, 0, { onFold: (f, n) => ctx.progress({ step: 'cross-validation', done: f, total: n }) });
+  // params of jobs queued before the C search carry none of these: the schema's defaults
+  const cGrid = ctx.params.cGrid ?? [1, 4];
+  const innerFolds = ctx.params.innerFolds ?? 3;
+  const fnrMargin = ctx.params.fnrMargin ?? 0;
+  const { folds, maxFnr } = ctx.params;
+  const innerFits = cGrid.length > 1 ? cGrid.length * innerFolds : 0;
+  ctx.progress({ step: 'cross-validation', done: 0, total: folds * (innerFits + 1) + innerFits + 1, message: `${folds} folds, C from ${cGrid.join(', ')}` });
   if (ctx.signal.aborted) return null;
-  ctx.progress({ step: 'fit', done: 0, total: 1 });
-  const model = await SvmClassifier.fit(X, y);
+  const tuned = await tuneSvm(X, y, {
+    folds,
+    seed: 0,
+    cGrid,
+    innerFolds,
+    maxFnr,
+    signal: ctx.signal,
+    onProgress: (p) => ctx.progress({ step: 'cross-validation', done: p.done, total: p.total, message: p.message }),
+  });
+  if (ctx.signal.aborted) return null;
+  const cv = tuned.scores;
+  const model = tuned.model;
   const table = thresholdTable(cv, y);
-  const chosen = chooseThreshold(table, ctx.params.maxFnr);
+  const chosen = chooseThreshold(table, maxFnr, { margin: fnrMargin });
+  if (fnrMargin > 0 && wilsonInterval(0, good, fnrMargin).upper > maxFnr) {
+    ctx.log('warn', `with ${good} good labels no threshold has an FNR upper bound (margin ${fnrMargin}) within ${(100 * maxFnr).toFixed(1)}%: the filter keeps every image; label more good images or lower --fnr-margin`);
+  }
+  const ci = fnrInterval(chosen, CI90_Z);
+  const foldC = tuned.foldChoices.map((c) => c.C);
+  const cvJson = {
+    imageIds: ids,
+    labels: y,
+    scores: Array.from(cv),
+    C: tuned.finalChoice.C,
+    foldC,
+    cGrid,
+    innerFolds,
+    folds,
+    fnrMargin,
+    standardized: model.scaler !== null,
+    /** inner cross-validated bad removed at the FNR cap per C of the grid, for the final model and per outer fold */
+    cBadRemoved: tuned.finalChoice.badRemoved,
+    foldCBadRemoved: tuned.foldChoices.map((c) => c.badRemoved),
+    fnrInterval: ci,
+  };
   const info = ws.db
     .prepare(
       `INSERT INTO filter_models (extractor, model, threshold, max_fnr, labelled_good, labelled_bad, cv, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     )
-    .get(set, model.serialize(), chosen.threshold, ctx.params.maxFnr, good, bad, JSON.stringify({ imageIds: ids, labels: y, scores: Array.from(cv) }), Date.now()) as {
+    .get(set, model.serialize(), chosen.threshold, maxFnr, good, bad, JSON.stringify(cvJson), Date.now()) as {
     id: number;
   };
-  ctx.log('info', `threshold ${chosen.threshold.toFixed(4)}: CV FNR ${(100 * chosen.falseNegativeRate).toFixed(2)}%, bad removed ${(100 * chosen.badRemoved).toFixed(1)}%`);
-  ctx.progress({ step: 'fit', done: 1, total: 1 });
-  return { modelId: info.id, featureSet: set, labelledGood: good, labelledBad: bad, threshold: chosen.threshold, cvFalseNegativeRate: chosen.falseNegativeRate, cvBadRemoved: chosen.badRemoved, cvAccuracy: chosen.accuracy };
+  const pct = (v: number, d: number) => (100 * v).toFixed(d);
+  ctx.log(
+    'info',
+    `threshold ${chosen.threshold.toFixed(4)} (C=${tuned.finalChoice.C}; per fold ${foldC.join(',')}): CV FNR ${pct(chosen.falseNegativeRate, 2)}% (90% CI ${pct(ci.lower, 1)}-${pct(ci.upper, 1)}% from ${ci.good} good labels), bad removed ${pct(chosen.badRemoved, 1)}%`,
+  );
+  const result: FilterFitResult = {
+    modelId: info.id,
+    featureSet: set,
+    labelledGood: good,
+    labelledBad: bad,
+    threshold: chosen.threshold,
+    cvFalseNegativeRate: chosen.falseNegativeRate,
+    cvBadRemoved: chosen.badRemoved,
+    cvAccuracy: chosen.accuracy,
+    C: tuned.finalChoice.C,
+    foldC,
+    cGrid,
+    innerFolds,
+    fnrMargin,
+    cvFnrInterval: ci,
+  };
+  return result;
 }
