@@ -9,6 +9,9 @@
 // The expansion loses digits when x is close to a support vector (catastrophic cancellation), so
 // the squared distance is clamped at 0; for an exact match the kernel is then 1 within ~1e-13.
 // SvmClassifier.decisionValues, which sums the differences directly, stays the reference.
+// A model with a scaler (per-column mean and scale, see SvmClassifier) has its support vectors
+// in the standardised space: both backends standardise each row first (the ONNX graph with a
+// Sub and a Div), so callers always pass raw feature rows.
 import onnxProto from 'onnx-proto';
 import type { onnx as P } from 'onnx-proto';
 import { GraphBuilder, littleEndian, ONNX_IR_VERSION, ONNX_OPSET } from '../ml/keras-onnx.ts';
@@ -25,7 +28,9 @@ export interface RbfSvmModel {
   /** nSV x dim, row-major. */
   supportVectors: Float64Array;
   dualCoef: Float64Array;
-  /** The reference implementation, used to check a new ONNX Runtime session. */
+  /** Applied to each raw row, x' = (x - mean) / scale, before the kernel; absent or null: none. */
+  scaler?: { mean: Float64Array; scale: Float64Array } | null;
+  /** The reference implementation (on raw rows), used to check a new ONNX Runtime session. */
   decisionValues(X: { data: Float64Array; rows: number; cols: number }): Float64Array;
 }
 
@@ -88,6 +93,9 @@ export function jsSvmScorer(model: RbfSvmModel): SvmScorer {
   coef.set(model.dualCoef);
   const gamma = model.gamma;
   const { rho, sign } = model;
+  const mean = model.scaler?.mean ?? null;
+  const scale = model.scaler?.scale ?? null;
+  if (mean && (mean.length !== d || scale!.length !== d)) throw new Error(`the scaler has ${mean.length} values for ${d} features`);
   // Support vectors per tile: ~256 KiB of them stay in L2 while every row group of the chunk passes.
   const svTile = Math.max(SV_GROUP, Math.floor(32768 / Math.max(1, d) / SV_GROUP) * SV_GROUP);
   const xt = new Float64Array(ROW_CHUNK * d);
@@ -105,10 +113,18 @@ export function jsSvmScorer(model: RbfSvmModel): SvmScorer {
         const b = i * d;
         if (i < n) {
           const src = (r0 + i) * d;
-          for (let j = 0; j < d; j++) {
-            const v = X[src + j];
-            xt[b + j] = v;
-            s += v * v;
+          if (mean) {
+            for (let j = 0; j < d; j++) {
+              const v = (X[src + j] - mean[j]) / scale![j];
+              xt[b + j] = v;
+              s += v * v;
+            }
+          } else {
+            for (let j = 0; j < d; j++) {
+              const v = X[src + j];
+              xt[b + j] = v;
+              s += v * v;
+            }
           }
         } else xt.fill(0, b, b + d);
         xx[i] = s;
@@ -191,8 +207,14 @@ export function svmOnnxModel(model: RbfSvmModel): Uint8Array {
   const coef = Float64Array.from(model.dualCoef, (c) => model.sign * c);
   const input = 'X';
   const output = 'decision';
-  const xx = g.node('ReduceSumSquare', [input], 'x_norm2', { axes: [1], keepdims: 1 });
-  const prod = g.node('MatMul', [input, doubles('sv_t_m2', [d, nsv], svtM2)], 'minus_2_x_sv');
+  let x = input;
+  if (model.scaler) {
+    if (model.scaler.mean.length !== d || model.scaler.scale.length !== d) throw new Error(`the scaler has ${model.scaler.mean.length} values for ${d} features`);
+    const centred = g.node('Sub', [input, doubles('scaler_mean', [1, d], Float64Array.from(model.scaler.mean))], 'x_centred');
+    x = g.node('Div', [centred, doubles('scaler_scale', [1, d], Float64Array.from(model.scaler.scale))], 'x_standardised');
+  }
+  const xx = g.node('ReduceSumSquare', [x], 'x_norm2', { axes: [1], keepdims: 1 });
+  const prod = g.node('MatMul', [x, doubles('sv_t_m2', [d, nsv], svtM2)], 'minus_2_x_sv');
   const t = g.node('Add', [prod, xx], 'partial_d2');
   const d2 = g.node('Add', [t, doubles('sv_norm2', [1, nsv], svNorms(model))], 'd2');
   const clamped = g.node('Max', [d2, doubles('zero', [], new Float64Array([0]))], 'd2_clamped');
@@ -255,6 +277,8 @@ export async function onnxSvmScorer(model: RbfSvmModel, opts: SvmScorerOptions =
     async check(s) {
       const probe = new Float64Array(2 * d);
       if (model.dualCoef.length > 0) probe.set(model.supportVectors.subarray(0, d));
+      // a raw row that standardises to the first support vector
+      if (model.scaler) for (let j = 0; j < d; j++) probe[j] = probe[j] * model.scaler.scale[j] + model.scaler.mean[j];
       const want = model.decisionValues({ data: probe, rows: 2, cols: d });
       const got = await run(s, probe, 2);
       for (let i = 0; i < 2; i++) {

@@ -16,7 +16,7 @@
 // none and score exactly as they always did.
 import { mulberry32 } from '../util/random.ts';
 import { createRequire } from 'node:module';
-import { createSvmScorer, jsSvmScorer, type RbfSvmModel, type SvmScorer, type SvmScorerOptions } from './svm-scorer.ts';
+import { createSvmScorer, jsSvmScorer, type SvmScorer, type SvmScorerOptions } from './svm-scorer.ts';
 import { chooseThreshold, thresholdTable } from './threshold.ts';
 
 /** A row-major matrix of rows x cols. */
@@ -293,40 +293,16 @@ export class SvmClassifier {
    * JS; both float64, within 1e-6 relative of decisionValues). Build it once, reuse it over
    * batches, close it at the end.
    */
-  async scorer(opts?: SvmScorerOptions): Promise<SvmScorer> {
-    const scaler = this.scaler;
-    if (!scaler) return createSvmScorer(this, opts);
-    const inner = await createSvmScorer(this.kernelModel(), opts);
-    return {
-      backend: inner.backend,
-      score: (X, rows) => {
-        if (!Number.isInteger(rows) || rows < 0) throw new Error(`bad row count ${rows}`);
-        if (X.length < rows * this.dim) throw new Error(`${X.length} values cannot hold ${rows} rows of ${this.dim} features`);
-        return inner.score(standardizeRows(scaler, X, rows), rows);
-      },
-      close: () => inner.close(),
-    };
-  }
-
-  /** The RBF part alone, on rows already standardised (what the batched scorers take). */
-  private kernelModel(): RbfSvmModel {
-    return {
-      dim: this.dim,
-      gamma: this.gamma,
-      rho: this.rho,
-      sign: this.sign,
-      supportVectors: this.supportVectors,
-      dualCoef: this.dualCoef,
-      decisionValues: (X) => this.kernelDecision(X),
-    };
+  scorer(opts?: SvmScorerOptions): Promise<SvmScorer> {
+    // the scorers standardise rows themselves when the model has a scaler
+    return createSvmScorer(this, opts);
   }
 
   /** Decision values through the blocked JS scorer (faster than decisionValues, within 1e-6 relative). */
   async fastDecisionValues(X: MatrixInput): Promise<Float64Array> {
     const m = toMatrix(X);
     if (m.rows > 0 && m.cols !== this.dim) throw new Error(`expected ${this.dim} features, got ${m.cols}`);
-    const s = jsSvmScorer(this.kernelModel());
-    return s.score(this.scaler ? standardizeRows(this.scaler, m.data, m.rows) : m.data, m.rows);
+    return jsSvmScorer(this).score(m.data, m.rows);
   }
 
   /** 1 where the decision value is > 0 (libsvm's rule), else 0. */
