@@ -112,8 +112,8 @@ describe('resumable weight download', () => {
     const engine = Engine.open(dir);
     try {
       const before = await engine.request('features.extractors', {});
-      expect(before.map((x) => x.name)).toEqual(['mobilenet_v2', 'clip-vit-b16']);
-      expect(before[0]).toMatchObject({ installed: true, ready: true, help: null });
+      expect(before.map((x) => x.name)).toEqual(['car-v1', 'mobilenet_v2-blocks', 'mobilenet_v2', 'clip-vit-b16']);
+      for (const bundled of before.slice(0, 3)) expect(bundled).toMatchObject({ installed: true, ready: true, help: null });
       const clip0 = before.find((x) => x.name === 'clip-vit-b16')!;
       expect(clip0).toMatchObject({ installed: false, ready: false, dim: 512, weightsPath: clipWeightsPath(dir), runtimeAvailable: hasOrt });
       expect(clip0.help).toContain(clipWeightsPath(dir));

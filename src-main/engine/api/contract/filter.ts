@@ -1,4 +1,15 @@
 import { z } from 'zod';
+import type { ExtractorName } from '../../filter/features.ts';
+
+/** Where the car-v1 detector found the car in a photo (from its cached car-v1 feature row). */
+export interface FilterCar {
+  /** The main car's detector score (0 when no vehicle was found). */
+  score: number;
+  /** Its box in [0, 1] of the photo's width and height (as displayed, EXIF rotation applied); null when no vehicle was found. */
+  box: { x1: number; y1: number; x2: number; y2: number } | null;
+  /** False when no vehicle scores NO_CAR_SCORE or more: the photo has no car in it. */
+  hasCar: boolean;
+}
 
 export interface LabelQueueItem {
   imageId: number;
@@ -6,6 +17,8 @@ export interface LabelQueueItem {
   label: 'good' | 'bad' | null;
   /** Filter score when a filter exists. */
   score: number | null;
+  /** The detected car, when the image has car-v1 features cached; null otherwise. */
+  car: FilterCar | null;
 }
 
 export interface FilterMeter {
@@ -44,8 +57,12 @@ export interface ThresholdCurvePoint {
 
 /** A feature extractor and whether it can run here (`features.extractors`). */
 export interface ExtractorInfo {
-  name: 'mobilenet_v2' | 'clip-vit-b16';
+  name: ExtractorName;
   dim: number;
+  /** What it is and what it is good for, with the figures measured on the shared photos. */
+  summary: string;
+  /** The extractor the filter uses unless told otherwise (DEFAULT_EXTRACTOR). */
+  default: boolean;
   /** Whether its weights are in place (mobilenet_v2's ship with CarStudio). */
   installed: boolean;
   weightsPath: string;
@@ -59,8 +76,22 @@ export interface ExtractorInfo {
   defaultUrl: string | null;
 }
 
+/** How many labelled and usable images already have an extractor's features cached (`features.coverage`). */
+export interface FeatureCoverage {
+  extractor: ExtractorName;
+  labelled: number;
+  labelledCached: number;
+  usable: number;
+  usableCached: number;
+  /** Images per second of this extractor's last feature extraction in this workspace; null when it never ran here. */
+  imagesPerSecond: number | null;
+  /** Other extractors with features cached in this workspace (they stay, and keep working for the filters fitted on them). */
+  otherCached: Array<{ extractor: ExtractorName; images: number }>;
+}
+
 export const filterMethods = {
   'features.extractors': z.object({}),
+  'features.coverage': z.object({ extractor: z.string().min(1) }),
   'filter.state': z.object({}),
   'filter.queue': z.object({ limit: z.number().int().min(1).max(500).default(60), order: z.enum(['auto', 'random', 'uncertain']).default('auto'), seed: z.number().int().default(1) }),
   'filter.setLabel': z.object({ imageId: z.number().int().positive(), label: z.enum(['good', 'bad']).nullable() }),
@@ -74,6 +105,7 @@ export const filterMethods = {
 
 export interface FilterResults {
   'features.extractors': ExtractorInfo[];
+  'features.coverage': FeatureCoverage;
   'filter.state': FilterState;
   'filter.queue': LabelQueueItem[];
   'filter.setLabel': { counts: { good: number; bad: number } };
