@@ -89,7 +89,7 @@ export function registerTrain(program: Command): void {
     )
     .option('--steps <n>', "total optimizer steps (default 2000; with --resume, the run's own total)", intArg('--steps', 1))
     .option('--batch-size <n>', 'batch size', intArg('--batch-size', 1, 4096), 64)
-    .option('--lr <x>', 'learning rate (default 1e-3 heads, 1e-4 finetune of mobilenet_v2, 3e-3 tiny-cnn)', numArg('--lr', 0))
+    .option('--lr <x>', 'learning rate (default 1e-3 heads on mobilenet_v2, 2e-2 heads on mobilenet_v2-blocks or car-v1, 1e-4 finetune of mobilenet_v2, 3e-3 tiny-cnn)', numArg('--lr', 0))
     .option('--loss-weights <spec>', 'default, price_ce_only, or k=v,... over price, median, year, make', 'default')
     .option('--eval-every <n>', 'evaluate on the test split every N steps', intArg('--eval-every', 1), 100)
     .option('--checkpoint-every <n>', 'checkpoint every N steps', intArg('--checkpoint-every', 1), 100)
