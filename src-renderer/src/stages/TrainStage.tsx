@@ -171,6 +171,7 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
   const [f, setF] = useState({
     mode: 'heads',
     backbone: 'mobilenet_v2',
+    extractor: '',
     steps: 2000,
     batchSize: 64,
     lr: '',
@@ -183,13 +184,16 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
     force: false,
   });
   const set = (k: keyof typeof f, v: unknown) => setF((x) => ({ ...x, [k]: v }));
+  const extractors = useQuery('features.extractors', {});
+  const usable = (extractors.data ?? []).filter((x) => x.ready);
+  const extractor = f.extractor || usable.find((x) => x.default)?.name || 'car-v1';
   // Without a native backend, fine-tuning runs only when forced, on the pure-JS cpu backend.
   const finetuneWhy = !canFinetune
     ? 'this backend has no convolution gradients (install @tensorflow/tfjs-node or -gpu); tick "force" to fine-tune on the pure-JS cpu backend anyway (MobileNetV2: minutes a step; the tiny-cnn smoke test: about 10 images a second)'
     : !fastFinetune
       ? 'the pure-JS backend takes minutes a MobileNetV2 step: tick "force" to run it anyway (the tiny-cnn smoke test trains about 10 images a second)'
       : '';
-  const lrDefault = f.mode === 'heads' ? '1e-3' : f.backbone === 'tiny-cnn' ? '3e-3' : '1e-4';
+  const lrDefault = f.mode === 'heads' ? (extractor === 'mobilenet_v2' ? '1e-3' : '2e-2') : f.backbone === 'tiny-cnn' ? '3e-3' : '1e-4';
   return (
     <section className="card">
       <h3>New run</h3>
@@ -214,6 +218,20 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
             </option>
           </select>
         </label>
+        {f.mode === 'heads' && (
+          <label title={usable.find((x) => x.name === extractor)?.summary ?? ''}>
+            features
+            <select value={extractor} onChange={(e) => set('extractor', e.target.value)} data-testid="train-extractor">
+              {(usable.length ? usable : [{ name: extractor, dim: 0, default: true }]).map((x) => (
+                <option key={x.name} value={x.name}>
+                  {x.name}
+                  {x.default ? ' (default)' : ''}
+                  {x.dim ? ` — ${x.dim}-d` : ''}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         <label>
           steps
           <input type="number" min={1} value={f.steps} onChange={(e) => set('steps', Number(e.target.value))} data-testid="train-steps" />
@@ -278,6 +296,7 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
             params: {
               mode: f.mode,
               backbone: f.backbone,
+              ...(f.mode === 'heads' ? { extractor } : {}),
               steps: f.steps,
               batchSize: f.batchSize,
               ...(f.lr ? { lr: Number(f.lr) } : {}),
@@ -319,7 +338,7 @@ function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }
             <th>show</th>
             <th>run</th>
             <th>mode</th>
-            <th>backbone</th>
+            <th>backbone / features</th>
             <th>loss weights</th>
             <th>state</th>
             <th>step</th>
@@ -343,7 +362,7 @@ function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }
                 </button>
               </td>
               <td>{r.mode}</td>
-              <td>{r.backbone}</td>
+              <td>{r.mode === 'heads' && r.extractor ? r.extractor : r.backbone}</td>
               <td>{r.lossWeights}</td>
               <td title={r.error ?? (r.state === 'interrupted' ? 'its process stopped mid-run; Resume continues from the last checkpoint' : '')}>{r.state}</td>
               <td>
