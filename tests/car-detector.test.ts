@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { carInRow, CAR_V1_DIM, decodeForDetector, detectionSummary, DETECTION_DIM } from '../src-main/engine/filter/car-features.ts';
 import { extractFeatures } from '../src-main/engine/filter/extract.ts';
 import { loadExtractor } from '../src-main/engine/filter/features.ts';
-import { decodeDetections, DETECTOR_CLASSES, loadCarDetector, readDetectorArtifacts } from '../src-main/engine/ml/car-detector.ts';
+import { decodeDetections, DETECTOR_CLASSES, DETECTOR_INPUT_SIZE, loadCarDetector, readDetectorArtifacts } from '../src-main/engine/ml/car-detector.ts';
 import { MOBILENET_BLOCKS_DIM } from '../src-main/engine/ml/mobilenet.ts';
 import { loadOrt } from '../src-main/engine/ml/ort.ts';
 import { GraphConversionError, tfGraphToOnnx } from '../src-main/engine/ml/tf-graph-onnx.ts';
@@ -124,9 +124,9 @@ describe.skipIf(!hasOrt || !havePhotos)('on real listing photos', () => {
     const cars = [...pick('good', 'angle-front', 4), ...pick('good', 'profile', 4)];
     const interiors = pick('bad', 'interior__', 8);
     const detector = await loadCarDetector({ runtime: 'onnx' });
-    const batch = new Float32Array(16 * 320 * 320 * 3);
+    const batch = new Float32Array(16 * DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3);
     const all = [...cars, ...interiors];
-    for (let i = 0; i < all.length; i++) batch.set(await decodeForDetector(all[i]!), i * 320 * 320 * 3);
+    for (let i = 0; i < all.length; i++) batch.set(await decodeForDetector(all[i]!), i * DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3);
     const dets = await detector.detect(batch, all.length);
     const summaries = dets.map((d) => detectionSummary(d));
     const carAreas = summaries.slice(0, 8).map((s) => s[5]!);
@@ -158,8 +158,8 @@ describe.skipIf(!hasOrt || !havePhotos)('on real listing photos', () => {
 
   it('finds the same main car on the tfjs fallback (where ONNX Runtime is missing) as on ONNX Runtime', async () => {
     const files = pick('good', 'angle-front', 2);
-    const batch = new Float32Array(2 * 320 * 320 * 3);
-    for (let i = 0; i < 2; i++) batch.set(await decodeForDetector(files[i]!), i * 320 * 320 * 3);
+    const batch = new Float32Array(2 * DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3);
+    for (let i = 0; i < 2; i++) batch.set(await decodeForDetector(files[i]!), i * DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3);
     const onnx = await (await loadCarDetector({ runtime: 'onnx' })).detect(batch, 2);
     const tfjs = await loadCarDetector({ runtime: 'tfjs' });
     expect(tfjs.backend).toMatch(/^tfjs /);
