@@ -13,11 +13,13 @@ const SLOW_FIRST = [
   'scrape-job.test.ts', // 171 s
   'e2e-train.test.ts', // 127 s
   'train-finetune-kill.test.ts', // 115 s
+  'train-extractor.test.ts', // ~100 s on a loaded machine
   'predict.test.ts', // 114 s
   'cli-hardening.test.ts', // 102 s
   'eval.test.ts', // 97 s
   'jobs.test.ts', // 93 s
   'e2e-filter-train.test.ts', // 86 s
+  'predict-car.test.ts', // ~60 s
   'predict-hardening.test.ts', // 80 s
   'e2e-evaluate-ui.test.ts', // 69 s
   'filter-job.test.ts', // 66 s
