@@ -257,7 +257,11 @@ export function registerFilter(program: Command): void {
           process.stdout.write(
             `CV FNR ${pct(res.cvFalseNegativeRate)} (90% CI ${pct(ci.lower)}-${pct(ci.upper)}) from ${ci.good} good labels; bad removed ${pct(res.cvBadRemoved)}\n`,
           );
-          process.stdout.write(`C=${res.C} (chosen from ${res.cGrid.join(', ')} by ${res.innerFolds}-fold inner cross-validation; per outer fold: ${res.foldC.join(', ')})\n`);
+          process.stdout.write(
+            res.cGrid.length > 1
+              ? `C=${res.C} (chosen from ${res.cGrid.join(', ')} by ${res.innerFolds}-fold inner cross-validation; per outer fold: ${res.foldC.join(', ')})\n`
+              : `C=${res.C} (the one value of --c-grid: no inner search)\n`,
+          );
         }
       } finally {
         await engine.close();
