@@ -52,7 +52,7 @@ describe.runIf(present)('label & filter on real listing photos', () => {
     expect(r.labelledGood).toBe(160);
     expect(r.labelledBad).toBe(160);
     expect(r.cvFalseNegativeRate).toBeLessThanOrEqual(0.01);
-    // the default extractor, the nested search for C (default grid 1, 4) and the CI of the CV FNR
+    // the default extractor, the C of the default grid (C=1: no inner search) and the CI of the CV FNR
     expect(r.featureSet).toBe(DEFAULT_EXTRACTOR);
     expect([1, 4]).toContain(r.C);
     expect(r.foldC).toHaveLength(10);

@@ -290,10 +290,10 @@ describe('(d) the threshold with a margin', () => {
 });
 
 describe('filter-fit job params', () => {
-  it('default to car-v1, the grid [1, 4], 3 inner folds and no margin; params of jobs queued before still parse', () => {
-    expect(filterFitParams.parse({})).toEqual({ extractor: 'car-v1', crops: 1, maxFnr: 0.01, folds: 10, cGrid: [1, 4], innerFolds: 3, fnrMargin: 0 });
+  it('default to car-v1, the grid [1] (no nested search), 3 inner folds and no margin; params of jobs queued before still parse', () => {
+    expect(filterFitParams.parse({})).toEqual({ extractor: 'car-v1', crops: 1, maxFnr: 0.01, folds: 10, cGrid: [1], innerFolds: 3, fnrMargin: 0 });
     const old = filterFitParams.parse({ extractor: 'mobilenet_v2', crops: 3, maxFnr: 0.02, folds: 10 });
-    expect(old).toMatchObject({ extractor: 'mobilenet_v2', crops: 3, maxFnr: 0.02, cGrid: [1, 4], innerFolds: 3, fnrMargin: 0 });
+    expect(old).toMatchObject({ extractor: 'mobilenet_v2', crops: 3, maxFnr: 0.02, cGrid: [1], innerFolds: 3, fnrMargin: 0 });
     expect(() => filterFitParams.parse({ cGrid: [] })).toThrow();
     expect(() => filterFitParams.parse({ cGrid: [0] })).toThrow();
     expect(() => filterFitParams.parse({ innerFolds: 1 })).toThrow();

@@ -1,3 +1,4 @@
+import { DEFAULT_C_GRID } from './svm.ts';
 import { z } from 'zod';
 import { defineJobKind } from '../jobs/kinds.ts';
 import { DEFAULT_EXTRACTOR, EXTRACTORS } from './features.ts';
@@ -22,7 +23,7 @@ export const filterFitParams = z.object({
   maxFnr: z.number().min(0).max(1).default(0.01),
   folds: z.number().int().min(2).max(50).default(10),
   /** The values of C the nested cross-validation chooses from; one value skips the inner search. Jobs queued before had none: the default grid. */
-  cGrid: z.array(z.number().positive().finite()).min(1).max(10).default([1, 4]),
+  cGrid: z.array(z.number().positive().finite()).min(1).max(10).default([...DEFAULT_C_GRID]),
   /** Folds of the inner cross-validation that chooses C in each outer fold. */
   innerFolds: z.number().int().min(2).max(10).default(3),
   /** z of the one-sided Wilson upper bound on the CV FNR that must stay within maxFnr (0: the measured FNR itself). */

@@ -1,7 +1,7 @@
 import type { JobContext } from '../jobs/types.ts';
 import { UserError } from '../workspace/errors.ts';
 import { ensureFeatures, featureSetName } from './features.ts';
-import { tuneSvm } from './svm.ts';
+import { DEFAULT_C_GRID, tuneSvm } from './svm.ts';
 import { CI90_Z, chooseThreshold, fnrInterval, thresholdTable, wilsonInterval } from './threshold.ts';
 import type { FilterFitParams } from './filter-kinds.ts';
 
@@ -53,7 +53,7 @@ export default async function fitJob(ctx: JobContext<FilterFitParams>): Promise<
   const y = ids.map((id) => labelOf.get(id)!);
   const X = { data, rows: ids.length, cols: cache.dim };
   // params of jobs queued before the C search carry none of these: the schema's defaults
-  const cGrid = [...new Set(ctx.params.cGrid ?? [1, 4])].sort((a, b) => a - b);
+  const cGrid = [...new Set(ctx.params.cGrid ?? DEFAULT_C_GRID)].sort((a, b) => a - b);
   const innerFolds = ctx.params.innerFolds ?? 3;
   const fnrMargin = ctx.params.fnrMargin ?? 0;
   const { folds, maxFnr } = ctx.params;
