@@ -161,7 +161,8 @@ describe('failed jobs in the CLI', () => {
     fs.writeFileSync(path.join(dir, 'features'), 'not a folder');
     const r = await runCli(['features', '--workspace', dir], { timeoutMs: 120_000 });
     expect(r.code, r.stderr).toBe(1);
-    const msg = `ENOTDIR: not a directory, mkdir '${path.join(dir, 'features', 'mobilenet_v2')}'`;
+    // the default extractor's folder
+    const msg = `ENOTDIR: not a directory, mkdir '${path.join(dir, 'features', 'car-v1')}'`;
     expect(occurrences(r.stdout + r.stderr, msg)).toBe(1);
     expect(r.stderr).toContain(`carstudio: ${msg}\n`);
     expect(r.stdout + r.stderr).not.toMatch(STACK_LINE);
