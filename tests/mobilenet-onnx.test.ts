@@ -351,7 +351,7 @@ describe('carstudio features --runtime', () => {
     const dir = ws.dir;
     ws.close();
     const env = { CARSTUDIO_MODEL_CACHE: tmpDir() };
-    const a = await runCli(['features', '--workspace', dir, '--runtime', 'onnx'], { env });
+    const a = await runCli(['features', '--workspace', dir, '--extractor', 'mobilenet_v2', '--runtime', 'onnx'], { env });
     expect(a.code, a.stderr).toBe(0);
     const ra = JSON.parse(a.stdout.trim().split('\n').pop()!) as { backend: string; extracted: number };
     expect(ra.backend).toMatch(/^onnxruntime (cpu \(\d+ threads?\)|cuda)$/);
@@ -364,7 +364,7 @@ describe('carstudio features --runtime', () => {
     // empty the cache and fill it again on tfjs
     fs.rmSync(path.join(dir, 'features', 'mobilenet_v2'), { recursive: true, force: true });
     w1.close();
-    const b = await runCli(['features', '--workspace', dir, '--runtime', 'tfjs'], { env });
+    const b = await runCli(['features', '--workspace', dir, '--extractor', 'mobilenet_v2', '--runtime', 'tfjs'], { env });
     expect(b.code, b.stderr).toBe(0);
     const rb = JSON.parse(b.stdout.trim().split('\n').pop()!) as { backend: string; extracted: number };
     expect(rb.backend).toMatch(/^tfjs /);

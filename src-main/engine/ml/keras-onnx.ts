@@ -218,6 +218,26 @@ export class GraphBuilder {
     return n;
   }
 
+  /**
+   * The serialized ModelProto (opset ONNX_OPSET) of the nodes so far, with float32 inputs and
+   * outputs of a dynamic batch: shapes are given without it.
+   */
+  encode(meta: { producer: string; version: number; docString?: string; graphName: string }, inputs: [string, number[]][], outputs: [string, number[]][]): Uint8Array {
+    const info = ([name, shape]: [string, number[]]): P.IValueInfoProto => ({
+      name,
+      type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] } } },
+    });
+    const model: P.IModelProto = {
+      irVersion: ONNX_IR_VERSION,
+      opsetImport: [{ domain: '', version: ONNX_OPSET }],
+      producerName: meta.producer,
+      producerVersion: String(meta.version),
+      docString: meta.docString ?? '',
+      graph: { name: meta.graphName, node: this.nodes, initializer: this.initializers, input: inputs.map(info), output: outputs.map(info) },
+    };
+    return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+  }
+
   int64s(name: string, values: number[]): string {
     const n = this.unique(name);
     const buf = Buffer.alloc(8 * values.length);
@@ -590,25 +610,10 @@ export function kerasToOnnx(artifacts: TF.io.ModelArtifacts, opts: KerasToOnnxOp
   if (out.shape.length === 3) final = g.node('Transpose', [final], `${opts.output}_nhwc`, { perm: [0, 2, 3, 1] });
   g.nodes.push({ opType: 'Identity', input: [final], output: [outputName], name: outputName });
 
-  const dims = (shape: number[]): P.ITensorShapeProto => ({ dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] });
-  const valueInfo = (name: string, shape: number[]): P.IValueInfoProto => ({
-    name,
-    type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: dims(shape) } },
-  });
-  const model: P.IModelProto = {
-    irVersion: ONNX_IR_VERSION,
-    opsetImport: [{ domain: '', version: ONNX_OPSET }],
-    producerName: 'carstudio keras-onnx',
-    producerVersion: String(KERAS_ONNX_CONVERTER_VERSION),
-    docString: opts.docString ?? '',
-    graph: {
-      name: opts.output,
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [valueInfo(inputName, inputShape)],
-      output: [valueInfo(outputName, out.shape)],
-    },
-  };
-  const bytes = onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+  const bytes = g.encode(
+    { producer: 'carstudio keras-onnx', version: KERAS_ONNX_CONVERTER_VERSION, docString: opts.docString, graphName: opts.output },
+    [[inputName, inputShape]],
+    [[outputName, out.shape]],
+  );
   return { bytes, inputName, outputName, inputShape, outputShape: out.shape, layers: counts, nodes: g.nodes.length };
 }

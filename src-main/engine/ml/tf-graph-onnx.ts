@@ -12,7 +12,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import onnxProto from 'onnx-proto';
 import type { onnx as P } from 'onnx-proto';
-import { decodeKerasWeights, GraphBuilder, ONNX_IR_VERSION, ONNX_OPSET } from './keras-onnx.ts';
+import { decodeKerasWeights, GraphBuilder } from './keras-onnx.ts';
 
 const { onnx } = onnxProto;
 
@@ -284,7 +284,6 @@ export function tfGraphToOnnx(artifacts: TF.io.ModelArtifacts, opts: TfGraphToOn
   for (const [k, v] of shapesAtOwnSize(topo.node, consts)) baseShapes.set(k, v);
 
   const outputs: { name: string; shape: number[] }[] = [];
-  const outputInfos: P.IValueInfoProto[] = [];
   for (const out of opts.outputs) {
     const v = get(out);
     const name = onnxName(out);
@@ -297,34 +296,15 @@ export function tfGraphToOnnx(artifacts: TF.io.ModelArtifacts, opts: TfGraphToOn
     }
     g.nodes.push({ opType: 'Identity', input: [t], output: [name], name: `${name}_out` });
     outputs.push({ name, shape });
-    outputInfos.push({
-      name,
-      type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] } } },
-    });
   }
   const input = [...nodes.values()].find((n) => n.op === 'Placeholder')!;
   const inDims = (input.attr?.shape as unknown as { shape: { dim: { size: string }[] } }).shape.dim.map((d) => Number(d.size));
   const size = opts.inputSize ?? inDims[1]!;
-  const model: P.IModelProto = {
-    irVersion: ONNX_IR_VERSION,
-    opsetImport: [{ domain: '', version: ONNX_OPSET }],
-    producerName: 'carstudio tf-graph-onnx',
-    producerVersion: String(TF_GRAPH_ONNX_CONVERTER_VERSION),
-    docString: opts.docString ?? '',
-    graph: {
-      name: 'graph',
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [
-        {
-          name: inputName,
-          type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: size }, { dimValue: size }, { dimValue: inDims[3]! }] } } },
-        },
-      ],
-      output: outputInfos,
-    },
-  };
-  const bytes = onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+  const bytes = g.encode(
+    { producer: 'carstudio tf-graph-onnx', version: TF_GRAPH_ONNX_CONVERTER_VERSION, docString: opts.docString, graphName: 'graph' },
+    [[inputName, [size, size, inDims[3]!]]],
+    outputs.map((o) => [o.name, o.shape] as [string, number[]]),
+  );
   return { bytes, inputName, outputs, ops, nodes: g.nodes.length };
 }
 
