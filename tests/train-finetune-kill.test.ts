@@ -118,7 +118,7 @@ describe('tiny-cnn finetune run killed and resumed (real processes, cpu backend)
     expect(killed).toMatchObject({ id: 1, mode: 'finetune', backbone: 'tiny-cnn', state: 'interrupted', steps: STEPS });
     expect(killed.step).toBeGreaterThanOrEqual(ckptStep);
     const table = await runCli(['runs', '--workspace', dir]);
-    expect(table.stdout).toMatch(/^1\s+finetune\s+tiny-cnn\s+default\s+interrupted\s/m);
+    expect(table.stdout).toMatch(/^1\s+finetune\s+tiny-cnn\s+\(pixels\)\s+default\s+interrupted\s/m);
     const firstJob = killed.jobId!;
 
     // resume: no --force, --steps or --backbone needed, the run keeps its own

@@ -19,7 +19,9 @@ describe('train job on a demo-site workspace', () => {
     // --split photo: the original's per-photo split, under which photos of a test car's listing
     // also train (the default split by listing holds out ~4 of these 120 listings, too few cars
     // to tell a 200-step model from the baseline)
-    const a = await runCli(['train', '--workspace', dir, '--steps', '200', '--eval-every', '50', '--split', 'photo', '--json'], { timeoutMs: 500_000 });
+    // --extractor mobilenet_v2: the figures below were measured on it; heads on the other
+    // extractors are tested in train-extractor.test.ts
+    const a = await runCli(['train', '--workspace', dir, '--extractor', 'mobilenet_v2', '--steps', '200', '--eval-every', '50', '--split', 'photo', '--json'], { timeoutMs: 500_000 });
     expect(a.code, a.stderr).toBe(0);
     const ra = JSON.parse(a.stdout);
     expect(ra.state).toBe('done');
@@ -28,7 +30,7 @@ describe('train job on a demo-site workspace', () => {
     expect(ra.lastEval.test.price.accuracy).toBeGreaterThan(ra.baselinePriceAccuracy + 0.05);
     expect(ra.split).toBe('photo');
     expect(JSON.parse(fs.readFileSync(`${dir}/runs/${ra.runId}/config.json`, 'utf8')).split).toBe('photo');
-    const b = await runCli(['train', '--workspace', dir, '--steps', '200', '--eval-every', '50', '--split', 'photo', '--loss-weights', 'price_ce_only', '--json'], { timeoutMs: 180_000 });
+    const b = await runCli(['train', '--workspace', dir, '--extractor', 'mobilenet_v2', '--steps', '200', '--eval-every', '50', '--split', 'photo', '--loss-weights', 'price_ce_only', '--json'], { timeoutMs: 180_000 });
     expect(b.code, b.stderr).toBe(0);
     const runs = JSON.parse((await runCli(['runs', '--workspace', dir, '--json'])).stdout) as RunInfo[];
     expect(runs.map((r) => r.lossWeights).sort()).toEqual(['default', 'price_ce_only']);
