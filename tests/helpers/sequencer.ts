@@ -9,6 +9,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 const SLOW_FIRST = [
   // durations of a fresh-clone CI run with other work on the machine
+  'filter-quality.test.ts', // ~260 s: car-v1 features and the SVM on 1,318 real photos
   'train-job.test.ts', // 181 s
   'scrape-job.test.ts', // 171 s
   'e2e-train.test.ts', // 127 s
