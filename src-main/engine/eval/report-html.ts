@@ -195,6 +195,7 @@ export function renderReportHtml(report: EvalReport): string {
     ['Rows', String(r.rows)],
     ['Training rows', String(r.trainRows)],
     ['kNN k', String(r.knnK)],
+    ...(r.features ? [['Features', `${r.features.extractor} (${r.features.dim} values a photo)`]] : []),
     ['Took', `${fixed(r.seconds, 1)} s`],
     ['Created', r.createdAt],
   ]

@@ -112,7 +112,7 @@ function FilterJobs({ onChange, modelExtractor }: { onChange: () => void; modelE
       {shownJob && (
         <div style={{ marginTop: 10 }}>
           <FeaturesHeadline job={shownJob} modelExtractor={modelExtractor} />
-          <JobProgress job={shownJob} testid="filter" unit={shownJob.step === 'cross-validation' ? 'folds' : shownJob.step === 'fit' ? 'steps' : 'images'} />
+          <JobProgress job={shownJob} testid="filter" unit={shownJob.step === 'cross-validation' ? 'SVM fits' : shownJob.step === 'fit' ? 'steps' : 'images'} />
         </div>
       )}
       <p className="muted small">
