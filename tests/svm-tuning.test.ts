@@ -9,14 +9,31 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SvmClassifier, chooseC, crossValDecision, scaleGamma, standardizeRows, fitStandardizer, stratifiedFolds, tuneSvm, type FeatureMatrix, type TuneProgress } from '../src-main/engine/filter/svm.ts';
+import {
+  SvmClassifier,
+  chooseC,
+  crossValDecision,
+  scaleGamma,
+  standardizeRows,
+  fitStandardizer,
+  stratifiedFolds,
+  tuneSvm,
+  type FeatureMatrix,
+  type TuneProgress,
+} from '../src-main/engine/filter/svm.ts';
 import { CI90_Z, chooseThreshold, fnrInterval, thresholdTable, wilsonInterval } from '../src-main/engine/filter/threshold.ts';
 import { filterFitParams } from '../src-main/engine/filter/filter-kinds.ts';
+import { thresholdForFnr, type FilterModelRow } from '../src-main/engine/filter/filter-model.ts';
 import { mulberry32 } from '../src-main/engine/util/random.ts';
 import { hasOrt } from './helpers/onnx.ts';
 
 /** Two overlapping classes: class 1 shifted by `shift` on the first `informative` columns, uniform noise elsewhere. */
-function synth(seed: number, rows: number, cols: number, opts: { shift?: number; informative?: number; goodShare?: number } = {}): { X: FeatureMatrix; y: number[] } {
+function synth(
+  seed: number,
+  rows: number,
+  cols: number,
+  opts: { shift?: number; informative?: number; goodShare?: number } = {},
+): { X: FeatureMatrix; y: number[] } {
   const r = mulberry32(seed);
   const shift = opts.shift ?? 0.8;
   const informative = opts.informative ?? 3;
@@ -73,7 +90,10 @@ describe('(a) standardisation', () => {
     expect(a.scaler).not.toBeNull();
     // gamma 'scale' is computed on the standardised rows, so it is the same for both
     expect(b.gamma).toBeCloseTo(a.gamma, 12);
-    expect(a.gamma).toBeCloseTo(scaleGamma({ data: standardizeRows(a.scaler!, train.X.data, train.X.rows), rows: train.X.rows, cols: 10 }), 14);
+    expect(a.gamma).toBeCloseTo(
+      scaleGamma({ data: standardizeRows(a.scaler!, train.X.data, train.X.rows), rows: train.X.rows, cols: 10 }),
+      14,
+    );
     const da = a.decisionValues(test.X);
     const db = b.decisionValues(scaledTest);
     expect(maxAbsDiff(da, db)).toBeLessThan(1e-6);
@@ -131,7 +151,8 @@ describe('(b) models serialised before standardisation', () => {
     const s = await m.scorer({ backend: 'js' });
     try {
       const got = await s.score(Xt.data, Xt.rows);
-      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - fx.decision[i])).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(fx.decision[i])));
+      for (let i = 0; i < got.length; i++)
+        expect(Math.abs(got[i] - fx.decision[i])).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(fx.decision[i])));
     } finally {
       await s.close();
     }
@@ -177,7 +198,11 @@ describe('(c) nested search for C', () => {
     for (const f of [0, 3]) {
       const train = [...y.keys()].filter((i) => r.foldOf[i] !== f);
       const test = [...y.keys()].filter((i) => r.foldOf[i] === f);
-      const m = await SvmClassifier.fit(subset(X, train), train.map((i) => y[i]), { C: r.foldChoices[f].C });
+      const m = await SvmClassifier.fit(
+        subset(X, train),
+        train.map((i) => y[i]),
+        { C: r.foldChoices[f].C },
+      );
       expect(Array.from(m.decisionValues(subset(X, test)))).toEqual(test.map((i) => r.scores[i]));
     }
     // and the held-out rows of fold 0 can be anything: its C and its models do not change
@@ -185,7 +210,13 @@ describe('(c) nested search for C', () => {
     const poisoned = Float64Array.from(X.data);
     const rand = mulberry32(99);
     for (const i of test0) for (let j = 0; j < X.cols; j++) poisoned[i * X.cols + j] = 50 * rand();
-    const rp = await tuneSvm({ data: poisoned, rows: X.rows, cols: X.cols }, y, { folds: 5, seed: 3, cGrid: grid, innerFolds: 3, maxFnr: 0.05 });
+    const rp = await tuneSvm({ data: poisoned, rows: X.rows, cols: X.cols }, y, {
+      folds: 5,
+      seed: 3,
+      cGrid: grid,
+      innerFolds: 3,
+      maxFnr: 0.05,
+    });
     expect(rp.foldChoices[0]).toEqual(r.foldChoices[0]);
 
     // progress: one step per fit, with counts, ending at the total
@@ -291,12 +322,43 @@ describe('(d) the threshold with a margin', () => {
 
 describe('filter-fit job params', () => {
   it('default to car-v1, the grid [1] (no nested search), 3 inner folds and no margin; params of jobs queued before still parse', () => {
-    expect(filterFitParams.parse({})).toEqual({ extractor: 'car-v1', crops: 1, maxFnr: 0.01, folds: 10, cGrid: [1], innerFolds: 3, fnrMargin: 0 });
+    expect(filterFitParams.parse({})).toEqual({
+      extractor: 'car-v1',
+      crops: 1,
+      maxFnr: 0.01,
+      folds: 10,
+      cGrid: [1],
+      innerFolds: 3,
+      fnrMargin: 0,
+    });
     const old = filterFitParams.parse({ extractor: 'mobilenet_v2', crops: 3, maxFnr: 0.02, folds: 10 });
     expect(old).toMatchObject({ extractor: 'mobilenet_v2', crops: 3, maxFnr: 0.02, cGrid: [1], innerFolds: 3, fnrMargin: 0 });
     expect(() => filterFitParams.parse({ cGrid: [] })).toThrow();
     expect(() => filterFitParams.parse({ cGrid: [0] })).toThrow();
     expect(() => filterFitParams.parse({ innerFolds: 1 })).toThrow();
     expect(() => filterFitParams.parse({ fnrMargin: -0.5 })).toThrow();
+  });
+});
+
+describe('the FNR slider of a fitted filter', () => {
+  it("chooses with the fit's margin, and without one for fits from before it was recorded", () => {
+    const rnd = mulberry32(11);
+    const labels = Array.from({ length: 400 }, (_, i) => (i < 300 ? 1 : 0));
+    const scores = labels.map((l) => (l === 1 ? 1 : -1) + 1.2 * (rnd() - 0.5) * 2);
+    const row = (fnrMargin?: number): FilterModelRow => ({
+      id: 1,
+      extractor: 'car-v1',
+      threshold: 0,
+      maxFnr: 0.01,
+      labelledGood: 300,
+      labelledBad: 100,
+      createdAt: 0,
+      cv: { imageIds: labels.map((_, i) => i + 1), labels, scores, ...(fnrMargin === undefined ? {} : { fnrMargin }) },
+    });
+    const table = thresholdTable(scores, labels);
+    expect(thresholdForFnr(row(), 0.02).threshold).toBe(chooseThreshold(table, 0.02).threshold);
+    const withMargin = thresholdForFnr(row(CI90_Z), 0.02);
+    expect(withMargin.threshold).toBe(chooseThreshold(table, 0.02, { margin: CI90_Z }).threshold);
+    expect(withMargin.threshold).toBeLessThan(thresholdForFnr(row(0), 0.02).threshold);
   });
 });

@@ -10,13 +10,23 @@ export interface FilterModelRow {
   labelledGood: number;
   labelledBad: number;
   createdAt: number;
-  cv: { imageIds: number[]; labels: number[]; scores: number[] };
+  /** Out-of-fold scores; fits since the margin option also record it (`fnrMargin`, absent = 0). */
+  cv: { imageIds: number[]; labels: number[]; scores: number[]; fnrMargin?: number };
 }
 
 /** The newest fitted filter, if any. */
 export function currentModel(ws: Workspace): FilterModelRow | null {
   const r = ws.db.prepare(`SELECT * FROM filter_models ORDER BY id DESC LIMIT 1`).get() as
-    | { id: number; extractor: string; threshold: number; max_fnr: number; labelled_good: number; labelled_bad: number; created_at: number; cv: string }
+    | {
+        id: number;
+        extractor: string;
+        threshold: number;
+        max_fnr: number;
+        labelled_good: number;
+        labelled_bad: number;
+        created_at: number;
+        cv: string;
+      }
     | undefined;
   if (!r) return null;
   return {
@@ -40,9 +50,9 @@ export function cvTable(m: FilterModelRow): ThresholdRow[] {
   return thresholdTable(m.cv.scores, m.cv.labels);
 }
 
-/** The largest threshold whose cross-validated FNR is at most maxFnr. */
+/** The largest threshold whose cross-validated FNR (with the fit's margin: its upper bound) is at most maxFnr. */
 export function thresholdForFnr(m: FilterModelRow, maxFnr: number): ThresholdRow {
-  return chooseThreshold(cvTable(m), maxFnr);
+  return chooseThreshold(cvTable(m), maxFnr, { margin: m.cv.fnrMargin ?? 0 });
 }
 
 export interface Meter {

@@ -60,7 +60,10 @@ export function TrainStage() {
 
   useEvent('train.metrics', (e) => {
     setShown((s) => (s.includes(e.runId) ? s : [e.runId, ...s]));
-    setHistory((h) => ({ ...h, [e.runId]: [...(h[e.runId] ?? []), { ...e.metrics, split: e.split, step: e.step, samplesPerSec: e.samplesPerSec }] }));
+    setHistory((h) => ({
+      ...h,
+      [e.runId]: [...(h[e.runId] ?? []), { ...e.metrics, split: e.split, step: e.step, samplesPerSec: e.samplesPerSec }],
+    }));
   });
 
   const runById = useMemo(() => new Map((runs.data ?? []).map((r) => [r.id, r])), [runs.data]);
@@ -79,10 +82,12 @@ export function TrainStage() {
           ema = ema == null ? v : smooth * ema + (1 - smooth) * v;
           train.push([p.step, ema]);
         }
-        const test = pts.filter((p) => p.split === 'test').flatMap((p) => {
-          const v = value(p);
-          return v == null ? [] : [[p.step, v] as [number, number]];
-        });
+        const test = pts
+          .filter((p) => p.split === 'test')
+          .flatMap((p) => {
+            const v = value(p);
+            return v == null ? [] : [[p.step, v] as [number, number]];
+          });
         return [
           { label: `${name} train`, color, points: train },
           { label: `${name} test`, color, dash: true, points: test },
@@ -100,8 +105,8 @@ export function TrainStage() {
     <div>
       <h1>Train</h1>
       <p className="lead">
-        A multi-task model: price range (10 bins), median price, make/model and year, on a pretrained MobileNetV2 backbone (or a tiny CNN, to
-        smoke-test fine-tuning on this machine).
+        A multi-task model: price range (10 bins), median price, make/model and year, on a pretrained MobileNetV2 backbone (or a tiny CNN,
+        to smoke-test fine-tuning on this machine).
       </p>
       <section className="cards">
         <Metric label="training images (with a label)" value={fmtInt(d?.images)} />
@@ -110,11 +115,16 @@ export function TrainStage() {
         <Metric label="backend" value={d?.backend.name ?? '—'} testid="backend" />
       </section>
       {d && <p className="muted small">{d.backend.note}</p>}
-      <StartForm canFinetune={Boolean(d?.backend.canFinetune)} fastFinetune={Boolean(d?.backend.fastFinetune)} busy={Boolean(running)} onStarted={() => void runs.reload()} />
+      <StartForm
+        canFinetune={Boolean(d?.backend.canFinetune)}
+        fastFinetune={Boolean(d?.backend.fastFinetune)}
+        busy={Boolean(running)}
+        onStarted={() => void runs.reload()}
+      />
       {running && (
         <section className="card" data-testid="train-live">
-          <strong>{running.title}</strong> — {running.step}: {fmtInt(running.done)} / {fmtInt(running.total)} · {lastSpeed ? `${lastSpeed.toFixed(0)} samples/s` : ''} · ETA{' '}
-          {running.eta != null ? `${Math.round(running.eta)} s` : '—'}{' '}
+          <strong>{running.title}</strong> — {running.step}: {fmtInt(running.done)} / {fmtInt(running.total)} ·{' '}
+          {lastSpeed ? `${lastSpeed.toFixed(0)} samples/s` : ''} · ETA {running.eta != null ? `${Math.round(running.eta)} s` : '—'}{' '}
           <button onClick={() => void call('jobs.cancel', { id: running.id })} data-testid="stop-train">
             Stop
           </button>
@@ -135,7 +145,15 @@ export function TrainStage() {
           </label>
           <label className="row">
             smoothing
-            <input type="range" min={0} max={0.98} step={0.02} value={smooth} onChange={(e) => setSmooth(Number(e.target.value))} data-testid="train-smoothing" />
+            <input
+              type="range"
+              min={0}
+              max={0.98}
+              step={0.02}
+              value={smooth}
+              onChange={(e) => setSmooth(Number(e.target.value))}
+              data-testid="train-smoothing"
+            />
             <span className="small">{smooth.toFixed(2)}</span>
           </label>
           <span className="muted small">solid = train (smoothed), dashed = test</span>
@@ -143,13 +161,25 @@ export function TrainStage() {
         <div className="grid2">
           <LiveChart title={`${HEADS.find((h) => h[0] === head)![1]} — loss`} series={series((m) => lossOf(m, head))} testid="chart-loss" />
           {head !== 'median' ? (
-            <LiveChart title={`${head === 'total' ? 'price range' : HEADS.find((h) => h[0] === head)![1]} — accuracy`} series={series((m) => accOf(m, head))} testid="chart-acc" />
+            <LiveChart
+              title={`${head === 'total' ? 'price range' : HEADS.find((h) => h[0] === head)![1]} — accuracy`}
+              series={series((m) => accOf(m, head))}
+              testid="chart-acc"
+            />
           ) : (
             <LiveChart title="median price — MAE ($)" series={series((m) => m.median.maeDollars)} testid="chart-acc" />
           )}
         </div>
       </section>
-      <RunsTable runs={runs.data ?? []} shown={shown} setShown={setShown} selected={selected?.id ?? null} onSelect={setPicked} onChange={() => void runs.reload()} busy={Boolean(running)} />
+      <RunsTable
+        runs={runs.data ?? []}
+        shown={shown}
+        setShown={setShown}
+        selected={selected?.id ?? null}
+        onSelect={setPicked}
+        onChange={() => void runs.reload()}
+        busy={Boolean(running)}
+      />
       {selected && <EvaluatePanel key={selected.id} run={selected} />}
       {d && <LabelCounts d={d} />}
       {d && <ClassLists d={d} />}
@@ -166,7 +196,17 @@ function Metric({ label, value, testid }: { label: string; value: string; testid
   );
 }
 
-function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune: boolean; fastFinetune: boolean; busy: boolean; onStarted: () => void }) {
+function StartForm({
+  canFinetune,
+  fastFinetune,
+  busy,
+  onStarted,
+}: {
+  canFinetune: boolean;
+  fastFinetune: boolean;
+  busy: boolean;
+  onStarted: () => void;
+}) {
   const call = useCall();
   const [f, setF] = useState({
     mode: 'heads',
@@ -202,7 +242,9 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
           mode
           <select
             value={f.mode}
-            onChange={(e) => setF((x) => ({ ...x, mode: e.target.value, backbone: e.target.value === 'heads' ? 'mobilenet_v2' : x.backbone }))}
+            onChange={(e) =>
+              setF((x) => ({ ...x, mode: e.target.value, backbone: e.target.value === 'heads' ? 'mobilenet_v2' : x.backbone }))
+            }
             data-testid="train-mode"
           >
             <option value="heads">heads — on cached features (fast on any CPU)</option>
@@ -260,7 +302,13 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
         )}
         <label>
           eval every
-          <input type="number" min={1} value={f.evalEvery} onChange={(e) => set('evalEvery', Number(e.target.value))} data-testid="train-eval" />
+          <input
+            type="number"
+            min={1}
+            value={f.evalEvery}
+            onChange={(e) => set('evalEvery', Number(e.target.value))}
+            data-testid="train-eval"
+          />
         </label>
         <label>
           hidden units
@@ -282,8 +330,8 @@ function StartForm({ canFinetune, fastFinetune, busy, onStarted }: { canFinetune
       {finetuneWhy && <p className="muted small">Finetune: {finetuneWhy}.</p>}
       {f.backbone === 'tiny-cnn' && (
         <p className="muted small" data-testid="tiny-cnn-note">
-          The tiny CNN is trained from scratch at 64 px: it checks that fine-tuning (augmentation, checkpoints, resume) works on this machine. It
-          is not a price model.
+          The tiny CNN is trained from scratch at 64 px: it checks that fine-tuning (augmentation, checkpoints, resume) works on this
+          machine. It is not a price model.
         </p>
       )}
       <button
@@ -352,19 +400,41 @@ function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }
         </thead>
         <tbody>
           {runs.map((r) => (
-            <tr key={r.id} data-testid={`run-${r.id}`} data-state={r.state} data-selected={r.id === selected} style={r.id === selected ? { background: 'var(--panel2)' } : undefined}>
+            <tr
+              key={r.id}
+              data-testid={`run-${r.id}`}
+              data-state={r.state}
+              data-selected={r.id === selected}
+              style={r.id === selected ? { background: 'var(--panel2)' } : undefined}
+            >
               <td>
-                <input type="checkbox" checked={shown.includes(r.id)} onChange={(e) => setShown((s) => (e.target.checked ? [...s, r.id] : s.filter((x) => x !== r.id)))} />
+                <input
+                  type="checkbox"
+                  checked={shown.includes(r.id)}
+                  onChange={(e) => setShown((s) => (e.target.checked ? [...s, r.id] : s.filter((x) => x !== r.id)))}
+                />
               </td>
               <td>
-                <button className="link" style={{ whiteSpace: 'nowrap' }} title="evaluate this run" onClick={() => onSelect(r.id)} data-testid={`select-run-${r.id}`}>
+                <button
+                  className="link"
+                  style={{ whiteSpace: 'nowrap' }}
+                  title="evaluate this run"
+                  onClick={() => onSelect(r.id)}
+                  data-testid={`select-run-${r.id}`}
+                >
                   #{r.id} {r.name}
                 </button>
               </td>
               <td>{r.mode}</td>
               <td>{r.mode === 'heads' && r.extractor ? r.extractor : r.backbone}</td>
               <td>{r.lossWeights}</td>
-              <td title={r.error ?? (r.state === 'interrupted' ? 'its process stopped mid-run; Resume continues from the last checkpoint' : '')}>{r.state}</td>
+              <td
+                title={
+                  r.error ?? (r.state === 'interrupted' ? 'its process stopped mid-run; Resume continues from the last checkpoint' : '')
+                }
+              >
+                {r.state}
+              </td>
               <td>
                 {r.step}/{r.steps}
               </td>
@@ -375,11 +445,19 @@ function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }
               <td>{fmtPrice(r.lastTest?.median.maeDollars)}</td>
               <td className="row">
                 {(r.state === 'stopped' || r.state === 'interrupted' || r.state === 'failed') && (
-                  <button disabled={busy} data-testid={`resume-${r.id}`} onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}>
+                  <button
+                    disabled={busy}
+                    data-testid={`resume-${r.id}`}
+                    onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}
+                  >
                     Resume
                   </button>
                 )}
-                <button className="link" data-testid={`delete-${r.id}`} onClick={() => void call('runs.delete', { id: r.id }).then(onChange)}>
+                <button
+                  className="link"
+                  data-testid={`delete-${r.id}`}
+                  onClick={() => void call('runs.delete', { id: r.id }).then(onChange)}
+                >
                   delete
                 </button>
               </td>
