@@ -3,7 +3,8 @@ import { api } from '../api/client.ts';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtPct, fmtPrice, fmtRate } from '../format.ts';
 import { BarChart } from '../components/charts.tsx';
-import type { CompareItem, CropPan, Prediction, PredictCar, PredictRecord } from '../../../src-main/engine/api/contract/index.ts';
+import { Studies, type StudyRequest } from '../components/Studies.tsx';
+import type { Prediction, PredictCar, PredictRecord } from '../../../src-main/engine/api/contract/index.ts';
 
 type Sort = 'path' | 'price' | 'makeConfidence';
 type Rec = PredictRecord & { index?: number };
@@ -182,106 +183,6 @@ function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () 
   );
 }
 
-const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea'];
-
-function MultiLine({ series, n, testid, max, fmt }: { series: Array<{ label: string; values: number[] }>; n: number; testid: string; max: number; fmt: (v: number) => string }) {
-  const W = 600;
-  const H = 180;
-  const L = 60;
-  const top = max > 0 ? max : 1;
-  const sx = (i: number) => L + (n <= 1 ? 0 : (i / (n - 1)) * (W - L - 10));
-  const sy = (v: number) => 10 + (H - 40) * (1 - v / top);
-  return (
-    <svg className="chart" viewBox={`0 0 ${W} ${H}`} data-testid={testid} data-points={n} role="img" aria-label={testid}>
-      {[0, 0.5, 1].map((f) => (
-        <g key={f}>
-          <line x1={L} x2={W - 10} y1={sy(top * f)} y2={sy(top * f)} className="chart-grid" />
-          <text x={L - 4} y={sy(top * f) + 4} textAnchor="end" className="chart-tick">
-            {fmt(top * f)}
-          </text>
-        </g>
-      ))}
-      {series.map((s, k) => (
-        <polyline key={s.label} fill="none" stroke={COLORS[k % COLORS.length]} strokeWidth={2} points={s.values.map((v, i) => `${sx(i).toFixed(1)},${sy(v).toFixed(1)}`).join(' ')} />
-      ))}
-      <text x={L} y={H - 8} className="chart-tick">
-        crop position →
-      </text>
-    </svg>
-  );
-}
-
-function PanView({ pan, pos, setPos }: { pan: CropPan; pos: number; setPos: (n: number) => void }) {
-  const s = pan.steps[pos]!;
-  const maxPrice = Math.max(...pan.steps.map((x) => x.medianPrice));
-  return (
-    <div data-testid="predict-pan-result">
-      <div className="predict-pan-image">
-        <svg viewBox={`0 0 ${pan.width} ${pan.height}`} data-testid="predict-pan-image">
-          <image href={pan.image} width={pan.width} height={pan.height} />
-          <rect x={s.crop.left} y={s.crop.top} width={s.crop.size} height={s.crop.size} className="predict-crop" data-testid="predict-crop-rect" />
-        </svg>
-      </div>
-      <label>
-        Position {pos + 1}/{pan.steps.length}: {fmtPrice(s.medianPrice)}, {s.top.label} {fmtPct(s.top.p)}
-        <input type="range" min={0} max={pan.steps.length - 1} value={pos} onChange={(e) => setPos(Number(e.target.value))} data-testid="predict-pan-pos" />
-      </label>
-      <h4>Median price vs crop position</h4>
-      <MultiLine testid="predict-pan-price" n={pan.steps.length} max={maxPrice * 1.1} fmt={(v) => fmtPrice(v)} series={[{ label: 'median', values: pan.steps.map((x) => x.medianPrice) }]} />
-      <h4>Make/model probability vs crop position</h4>
-      <MultiLine testid="predict-pan-mm" n={pan.steps.length} max={1} fmt={(v) => fmtPct(v, 0)} series={pan.tracked.map((label, k) => ({ label, values: pan.steps.map((x) => x.tracked[k]!) }))} />
-      <div className="predict-legend">
-        {pan.tracked.map((l, k) => (
-          <span key={l} style={{ color: COLORS[k % COLORS.length] }}>
-            ■ {l}
-          </span>
-        ))}
-      </div>
-    </div>
-  );
-}
-
-function CompareView({ items }: { items: CompareItem[] }) {
-  return (
-    <table className="table" data-testid="predict-compare-table">
-      <thead>
-        <tr>
-          <th>image</th>
-          <th>median price</th>
-          <th>Δ vs first</th>
-          <th>top make/model</th>
-          <th>year</th>
-          <th>price-range shift</th>
-        </tr>
-      </thead>
-      <tbody>
-        {items.map((it) => (
-          <tr key={it.path}>
-            <td title={it.path}>
-              <Thumb path={it.path} size={96} />
-            </td>
-            {it.prediction ? (
-              <>
-                <td>{fmtPrice(it.prediction.medianPrice)}</td>
-                <td className={it.diff && Math.abs(it.diff.medianPrice) > 1000 ? 'predict-diff' : ''}>{it.diff ? `${it.diff.medianPrice >= 0 ? '+' : '−'}${fmtPrice(Math.abs(it.diff.medianPrice))}` : '—'}</td>
-                <td className={it.diff?.topMakeModelChanged ? 'predict-diff' : ''}>
-                  {it.prediction.makeModels[0]!.label} {fmtPct(it.prediction.makeModels[0]!.p)}
-                </td>
-                <td className={it.diff?.topYearChanged ? 'predict-diff' : ''}>{it.prediction.topYears[0]!.label}</td>
-                <td className={it.diff && it.diff.priceBinsTv > 0.1 ? 'predict-diff' : ''}>{it.diff ? fmtPct(it.diff.priceBinsTv) : '—'}</td>
-              </>
-            ) : (
-              <td colSpan={5} className="predict-error">
-                {it.error}
-              </td>
-            )}
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
 export function PredictStage() {
   const runs = useQuery('predict.runs', {});
   const call = useCall();
@@ -297,13 +198,8 @@ export function PredictStage() {
   const [page, setPage] = useState(0);
   const [detail, setDetail] = useState<Rec | null>(null);
   const [uploads, setUploads] = useState<Rec[]>([]);
-  const [panPath, setPanPath] = useState('');
-  const [panSteps, setPanSteps] = useState(9);
-  const [pan, setPan] = useState<CropPan | null>(null);
-  const [panPos, setPanPos] = useState(0);
-  const [panBusy, setPanBusy] = useState(false);
   const [selected, setSelected] = useState<string[]>([]);
-  const [comparison, setComparison] = useState<CompareItem[] | null>(null);
+  const [studyRequest, setStudyRequest] = useState<StudyRequest | null>(null);
   const PAGE = 48;
 
   const run = runs.data?.find((r) => r.id === runId) ?? runs.data?.[0];
@@ -339,19 +235,6 @@ export function PredictStage() {
     a.href = URL.createObjectURL(new Blob([r.content], { type: r.mime }));
     a.download = r.filename;
     a.click();
-  };
-  const runPan = async (p = panPath) => {
-    setPanBusy(true);
-    const r = await call('predict.cropPan', { runId: run?.id, checkpoint: ckpt || undefined, path: p, steps: panSteps });
-    setPanBusy(false);
-    if (r) {
-      setPan(r);
-      setPanPos(0);
-    }
-  };
-  const runCompare = async () => {
-    const r = await call('predict.compare', { runId: run?.id, checkpoint: ckpt || undefined, paths: selected });
-    if (r) setComparison(r.items);
   };
   const onDrop = async (files: FileList) => {
     for (const f of Array.from(files)) {
@@ -466,10 +349,7 @@ export function PredictStage() {
         <Detail
           r={detail}
           onClose={() => setDetail(null)}
-          onPan={() => {
-            setPanPath(detail.path);
-            void runPan(detail.path);
-          }}
+          onPan={() => setStudyRequest({ kind: 'pan', path: detail.path, n: Date.now() })}
         />
       )}
 
@@ -513,7 +393,7 @@ export function PredictStage() {
             <button onClick={() => void exportAs('json')} disabled={!shownJob} data-testid="predict-export-json">
               Export JSON
             </button>
-            <button onClick={() => void runCompare()} disabled={selected.length < 2} data-testid="predict-compare">
+            <button onClick={() => setStudyRequest({ kind: 'compare', paths: selected, n: Date.now() })} disabled={selected.length < 2} data-testid="predict-compare">
               Compare {selected.length} selected
             </button>
           </div>
@@ -542,33 +422,7 @@ export function PredictStage() {
         )}
       </section>
 
-      {comparison && (
-        <section className="card">
-          <h3>Intervention set: differences against the first image</h3>
-          <CompareView items={comparison} />
-        </section>
-      )}
-
-      <section className="card" data-testid="predict-pan">
-        <h3>Crop panning</h3>
-        <p className="muted small">A square crop (the shorter side) slid along a wide photo in N steps; how the predicted price and make/model change with what the model sees.</p>
-        <div className="form">
-          <label className="predict-folder">
-            Image path
-            <input data-testid="predict-pan-path" value={panPath} onChange={(e) => setPanPath(e.target.value)} />
-          </label>
-          <label>
-            Steps
-            <input type="number" min={2} max={40} value={panSteps} onChange={(e) => setPanSteps(Math.max(2, Math.min(40, Number(e.target.value) || 2)))} data-testid="predict-pan-steps" />
-          </label>
-          <div className="form-actions">
-            <button className="primary" disabled={!panPath || panBusy} onClick={() => void runPan()} data-testid="predict-pan-run">
-              {panBusy ? 'Panning…' : 'Pan'}
-            </button>
-          </div>
-        </div>
-        {pan && <PanView pan={pan} pos={panPos} setPos={setPanPos} />}
-      </section>
+      <Studies runId={run?.id} checkpoint={ckpt || undefined} request={studyRequest} />
     </div>
   );
 }
