@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ReliabilityBin } from './eval.ts';
 
 interface Head {
   loss: number;
@@ -85,12 +86,62 @@ export interface TrainMetricsEvent {
   best?: boolean;
 }
 
+
+/** The classification heads a calibration scales (the median head is a regression). */
+export const CALIBRATED_HEADS = ['price', 'makeModel', 'year'] as const;
+export type CalibratedHead = (typeof CALIBRATED_HEADS)[number];
+
+/** ECE, mean negative log-likelihood and the reliability bins of one head's probabilities on some rows. */
+export interface CalibrationFit {
+  ece: number;
+  nll: number;
+  reliability: ReliabilityBin[];
+}
+
+/** One classification head's temperature and what it changed on the run's test split. */
+export interface HeadCalibration {
+  /** Logits are divided by it (1 = unchanged; above 1 softens over-confident probabilities). */
+  temperature: number;
+  /** Labelled test rows it was fitted on. */
+  n: number;
+  /** In-sample: on all labelled test rows, with T = 1 and with the stored temperature. */
+  before: CalibrationFit;
+  after: CalibrationFit;
+  /**
+   * Held out (2-fold cross-fit): each half's temperature fitted on the other half, ECE and NLL
+   * measured on the half it did not see, pooled over both halves; null with fewer than 10 rows.
+   */
+  heldOut: { ece: { before: number; after: number }; nll: { before: number; after: number }; temperatures: [number, number] } | null;
+}
+
+/** runs/<id>/calibration.json: temperature scaling of a checkpoint's classification heads. */
+export interface CalibrationReport {
+  version: 1;
+  runId: number;
+  /** The checkpoint's name (best, last) and a stamp of its file: a calibration applies only to that file. */
+  checkpoint: string;
+  stamp: { size: number; sha256: string };
+  step: number;
+  createdAt: string;
+  split: 'listing' | 'photo';
+  testFraction: number;
+  /** Test rows scored. */
+  rows: number;
+  /** Per head; 1 where the head is not calibrated (it never trained or has no test labels). */
+  temperatures: Record<CalibratedHead, number>;
+  /** Per head: the fit, or why it was left at T = 1. */
+  heads: Record<CalibratedHead, HeadCalibration | { skipped: string }>;
+  seconds: number;
+}
+
 export const trainMethods = {
   'train.dataset': z.object({}),
   'runs.list': z.object({}),
   'runs.get': z.object({ id: z.number().int().positive() }),
   'runs.metrics': z.object({ id: z.number().int().positive(), maxTrainPoints: z.number().int().min(10).max(100_000).default(2000) }),
   'runs.delete': z.object({ id: z.number().int().positive() }),
+  /** The run's stored calibration (runs/<id>/calibration.json), or null when it has none. */
+  'runs.calibration': z.object({ id: z.number().int().positive() }),
 } as const;
 
 export interface TrainResults {
@@ -99,6 +150,7 @@ export interface TrainResults {
   'runs.get': RunInfo;
   'runs.metrics': RunMetricPoint[];
   'runs.delete': { deleted: number };
+  'runs.calibration': CalibrationReport | null;
 }
 
 export interface TrainEvents {

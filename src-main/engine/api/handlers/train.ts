@@ -2,6 +2,7 @@ import { initBackend } from '../../ml/backend.ts';
 import { buildLabelSpace, DEFAULT_SPLIT, encodeColumns, labelledCounts, splitRows, yearValues } from '../../train/labels.ts';
 import { trainingRows } from '../../train/dataset.ts';
 import { deleteRun, getRun, listRuns, runMetrics } from '../../train/runs.ts';
+import { readCalibration } from '../../train/calibrate.ts';
 import type { TrainResults } from '../contract/train.ts';
 import type { Handlers } from './types.ts';
 
@@ -46,4 +47,5 @@ export const trainHandlers: Handlers<keyof TrainResults> = {
     deleteRun(e.ws, p.id, (jobId) => e.jobs.isRunning(jobId));
     return { deleted: p.id };
   },
+  'runs.calibration': (p, e) => readCalibration(getRun(e.ws, p.id).dir),
 };
