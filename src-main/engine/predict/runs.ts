@@ -4,6 +4,8 @@
 // whose folder is missing (deleted by hand) or holds no config.json yet (a run still preparing,
 // or one that failed before training) cannot predict: it is left out of the list, and naming it
 // says why. A folder without a row (copied in by hand) is not a run of this workspace.
+// The run prediction uses unless told otherwise is the recommended one: the best by test price
+// accuracy among the runs whose price head trained (ties: the newer), not simply the newest.
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../workspace/errors.ts';
@@ -11,7 +13,7 @@ import type { Workspace } from '../workspace/workspace.ts';
 import { RUN_FILES, type RunConfigFile, type RunSummary } from '../train/trainer.ts';
 import { listRuns as listTrainRuns } from '../train/runs.ts';
 import type { RunInfo } from '../api/contract/train.ts';
-import type { PredictRunInfo } from '../api/contract/predict.ts';
+import type { PredictHead, PredictRunInfo } from '../api/contract/predict.ts';
 import { MOBILENET_EXTRACTOR_NAME } from '../ml/mobilenet.ts';
 
 export function runsDir(workspaceDir: string): string {
@@ -26,6 +28,8 @@ export interface RunEntry {
   dir: string;
   /** Why the run cannot predict (its folder is missing or holds no run yet), or null. */
   problem: string | null;
+  /** The runs table's row (test metrics). */
+  row: RunInfo;
 }
 
 /** Every run in the workspace's runs table, newest first, with whether its folder is usable. */
@@ -35,11 +39,66 @@ export function discoverRuns(ws: Workspace): RunEntry[] {
     if (!fs.existsSync(r.dir)) problem = `its folder ${r.dir} is missing`;
     else if (!fs.existsSync(path.join(r.dir, RUN_FILES.config)))
       problem = `its folder ${r.dir} holds no ${RUN_FILES.config} yet (run state: ${r.state})`;
-    return { id: String(r.id), name: r.name, state: r.state, dir: r.dir, problem };
+    return { id: String(r.id), name: r.name, state: r.state, dir: r.dir, problem, row: r };
   });
 }
 
-export function runInfo(id: string, dir: string, name = id): PredictRunInfo {
+const HEADS: readonly PredictHead[] = ['price', 'median', 'makeModel', 'year'];
+
+/** Per head: whether it trained (config.json's plan; runs from before it: loss weight above 0). */
+export function headsOf(cfg: RunConfigFile): PredictRunInfo['heads'] {
+  return HEADS.map((head) => {
+    const plan = cfg.heads?.[head];
+    if (plan) return { head, trains: plan.trains, reason: plan.reason };
+    const w = cfg.config.lossWeights?.[head] ?? 1;
+    return { head, trains: w > 0, reason: w > 0 ? null : 'loss weight 0' };
+  });
+}
+
+/** The heads that never trained. */
+export function untrainedHeads(cfg: RunConfigFile): PredictHead[] {
+  return headsOf(cfg)
+    .filter((h) => !h.trains)
+    .map((h) => h.head);
+}
+
+/** The best checkpoint's test metrics (else the last evaluation's), null per head that did not train. */
+function testMetrics(row: RunInfo | undefined, heads: PredictRunInfo['heads']): PredictRunInfo['test'] {
+  const m = row?.best ?? row?.lastTest ?? null;
+  if (!m) return null;
+  const trains = (h: PredictHead) => heads.find((x) => x.head === h)?.trains !== false;
+  return {
+    priceAccuracy: m.price.accuracy,
+    medianMaeDollars: m.median.maeDollars,
+    makeModelAccuracy: trains('makeModel') ? m.makeModel.accuracy : null,
+    yearAccuracy: trains('year') ? m.year.accuracy : null,
+  };
+}
+
+/** What the run was trained on, as training recorded it in config.json (`data`); null for runs from before. */
+function dataOf(cfg: RunConfigFile): PredictRunInfo['data'] {
+  const d = (cfg as RunConfigFile & { data?: PredictRunInfo['data'] }).data;
+  if (!d || !Array.isArray(d.sources)) return null;
+  return { sources: d.sources.map((s) => ({ source: String(s.source), images: Number(s.images) })), trainImages: Number(d.trainImages), testImages: Number(d.testImages) };
+}
+
+/** The run's calibration (train/calibrate.ts writes calibration.json beside the checkpoints), or null. */
+function calibrationOf(dir: string): PredictRunInfo['calibration'] {
+  try {
+    const c = JSON.parse(fs.readFileSync(path.join(dir, 'calibration.json'), 'utf8')) as {
+      temperatures?: Record<'price' | 'makeModel' | 'year', number>;
+      priceEce?: { before: number; after: number };
+      ece?: { price?: { before: number; after: number } };
+    };
+    const priceEce = c.priceEce ?? c.ece?.price;
+    if (!c.temperatures || !priceEce) return null;
+    return { temperatures: c.temperatures, priceEce };
+  } catch {
+    return null;
+  }
+}
+
+export function runInfo(id: string, dir: string, name = id, row?: RunInfo): PredictRunInfo {
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8')) as RunConfigFile;
   const checkpoints = fs
     .readdirSync(dir)
@@ -52,6 +111,7 @@ export function runInfo(id: string, dir: string, name = id): PredictRunInfo {
   } catch {
     /* a run still starting has no summary */
   }
+  const heads = headsOf(cfg);
   return {
     id,
     name,
@@ -64,6 +124,11 @@ export function runInfo(id: string, dir: string, name = id): PredictRunInfo {
     best: summary?.best ?? null,
     steps: summary?.step ?? 0,
     makeModels: cfg.space.makeModels.length + 1,
+    data: dataOf(cfg),
+    heads,
+    test: testMetrics(row, heads),
+    calibration: calibrationOf(dir),
+    recommended: false,
   };
 }
 
@@ -71,7 +136,7 @@ function rankCkpt(name: string): number {
   return name === 'best' ? 0 : name === 'last' ? 1 : 2;
 }
 
-/** The runs that can predict (a readable config.json in their folder), newest first. */
+/** The runs that can predict (a readable config.json in their folder), newest first, the recommended one marked. */
 export function listRuns(ws: Workspace): PredictRunInfo[] {
   return usableRuns(discoverRuns(ws));
 }
@@ -81,15 +146,33 @@ function usableRuns(entries: RunEntry[]): PredictRunInfo[] {
   for (const r of entries) {
     if (r.problem) continue;
     try {
-      out.push(runInfo(r.id, r.dir, r.name));
+      out.push(runInfo(r.id, r.dir, r.name, r.row));
     } catch {
       // An unreadable config is not a usable run; it is simply not listed.
     }
   }
+  const best = recommendedRun(out);
+  if (best) best.recommended = true;
   return out;
 }
 
-/** The run and checkpoint to predict with: named, or the newest usable run and its best (else last) checkpoint. */
+/**
+ * The run to predict with by default: among runs with a checkpoint, the best by test price
+ * accuracy of those whose price head trained and was evaluated (ties: the newer, as `runs` is
+ * newest first); without any such run, the newest run with a checkpoint.
+ */
+export function recommendedRun(runs: readonly PredictRunInfo[]): PredictRunInfo | null {
+  const ready = runs.filter((r) => r.defaultCheckpoint !== null);
+  let best: PredictRunInfo | null = null;
+  for (const r of ready) {
+    const priceTrained = r.heads.find((h) => h.head === 'price')?.trains !== false;
+    if (!priceTrained || !r.test || !Number.isFinite(r.test.priceAccuracy)) continue;
+    if (!best || r.test.priceAccuracy > best.test!.priceAccuracy) best = r;
+  }
+  return best ?? ready[0] ?? runs[0] ?? null;
+}
+
+/** The run and checkpoint to predict with: named, or the recommended run (recommendedRun) and its best (else last) checkpoint. */
 export function resolveRun(ws: Workspace, runId?: string, checkpoint?: string): { run: PredictRunInfo; checkpoint: string; file: string } {
   const entries = discoverRuns(ws);
   const runs = usableRuns(entries);
@@ -110,7 +193,7 @@ export function resolveRun(ws: Workspace, runId?: string, checkpoint?: string): 
       const unusable = entries.map((r) => `run ${r.id}: ${r.problem ?? `unreadable ${RUN_FILES.config}`}`);
       throw new UserError(`no trained runs in ${runsDir(ws.dir)}; train a model first${unusable.length ? ` (${unusable.join('; ')})` : ''}`);
     }
-    run = runs.find((r) => r.defaultCheckpoint !== null) ?? runs[0];
+    run = runs.find((r) => r.recommended) ?? runs[0];
   }
   const name = checkpoint ?? run.defaultCheckpoint;
   if (!name) throw new UserError(`run '${run.id}' has no checkpoint yet`);
