@@ -27,10 +27,10 @@ export function trainingSet(db: Db): { rows: LabelRow[]; outliers: PriceOutliers
   const usable = `typeof(l.price) IN ('integer','real') AND l.price BETWEEN @min AND @max`;
   const rows = db
     .prepare(
-      `SELECT imageId, hash, price, make, model, year, listingKey FROM (
+      `SELECT imageId, hash, price, make, model, year, listingKey, source FROM (
          SELECT t.id AS imageId, COALESCE(t.exact_hash, t.key) AS hash,
                 CASE WHEN ${usable} THEN l.price END AS price, l.make, l.model, l.year,
-                l.source || ':' || COALESCE(l.external_id, CAST(l.listing_id AS TEXT)) AS listingKey,
+                l.source || ':' || COALESCE(l.external_id, CAST(l.listing_id AS TEXT)) AS listingKey, l.source AS source,
                 ROW_NUMBER() OVER (PARTITION BY t.id ORDER BY (CASE WHEN ${usable} THEN 0 ELSE 1 END), l.id) AS rk
          FROM training_images t
          JOIN listing_images li ON li.image_id = t.id

@@ -53,6 +53,8 @@ export interface LabelRow {
    * listing falls on the same side. Absent = the row is its own listing.
    */
   listingKey?: string;
+  /** The listing's source (demo, import:<name>, a scraped site); what a run records it was trained on. */
+  source?: string;
 }
 
 export type SplitKind = 'listing' | 'photo';

@@ -17,6 +17,7 @@ import {
   resume,
   runExtractor,
   runSplit,
+  runDataOf,
   runTestFraction,
   RUN_FILES,
   train,
@@ -245,6 +246,7 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       data,
       split: splitKind,
       testFraction,
+      trainedOn: runDataOf(split.train, split.test),
       force: rp.force,
       signal: ctx.signal,
       onStart: async (e) => {

@@ -164,6 +164,8 @@ export interface TrainInputs {
   testFraction?: number;
   /** Fine-tune even on the pure-JS cpu backend (tests, on a tiny network). */
   force?: boolean;
+  /** What the run is trained on (recorded in config.json `data`). */
+  trainedOn?: RunData;
   signal?: AbortSignal;
   /** Before the first step: where the run starts (0, or the step of the checkpoint it resumes from). */
   onStart?: (e: StartEvent) => void | Promise<void>;
@@ -211,6 +213,23 @@ export interface RunConfigFile {
   heads?: Record<HeadName, HeadPlan>;
   /** The feature extractor a heads-mode run trained on (runs from before it was recorded: mobilenet_v2). */
   extractor?: string;
+  /** What the run was trained on: photos per listing source, train and test photos (runs from before it was recorded have none). */
+  data?: RunData;
+}
+
+/** config.json `data`: photos per listing source (both splits), and the split's sizes. */
+export interface RunData {
+  sources: Array<{ source: string; images: number }>;
+  trainImages: number;
+  testImages: number;
+}
+
+/** The `data` record of a run from its split rows: sources by photo count, most first. */
+export function runDataOf(train: readonly { source?: string }[], test: readonly { source?: string }[]): RunData {
+  const counts = new Map<string, number>();
+  for (const r of [...train, ...test]) counts.set(r.source ?? 'unknown', (counts.get(r.source ?? 'unknown') ?? 0) + 1);
+  const sources = [...counts].map(([source, images]) => ({ source, images })).sort((a, b) => b.images - a.images || (a.source < b.source ? -1 : 1));
+  return { sources, trainImages: train.length, testImages: test.length };
 }
 
 /** The feature extractor a run's heads read ('mobilenet_v2' for runs from before it was recorded). */
@@ -299,6 +318,7 @@ export async function train(runDir: string, config: TrainConfig, inputs: TrainIn
     split: inputs.split,
     testFraction: inputs.testFraction,
     heads,
+    ...(inputs.trainedOn ? { data: inputs.trainedOn } : {}),
   };
   await writeFileAtomic(path.join(runDir, RUN_FILES.config), JSON.stringify(file, null, 2));
   await writeFileAtomic(path.join(runDir, RUN_FILES.metrics), '');
