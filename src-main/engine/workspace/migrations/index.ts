@@ -5,6 +5,7 @@ import { migration004 } from './004-train.ts';
 import { migration005 } from './005-job-errors.ts';
 import { migration006 } from './006-value-warnings.ts';
 import { migration007 } from './007-import.ts';
+import { migration008 } from './008-dedup-review.ts';
 
 export interface Migration {
   /** Becomes PRAGMA user_version once applied; versions are 1, 2, 3, ... with no gaps. */
@@ -14,4 +15,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. A stage that needs new tables appends one file here. */
-export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004, migration005, migration006, migration007];
+export const migrations: readonly Migration[] = [migration001, migration002, migration003, migration004, migration005, migration006, migration007, migration008];
