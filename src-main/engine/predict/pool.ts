@@ -11,6 +11,8 @@ import { UserError } from '../workspace/errors.ts';
 import type { CompareItem, CropPan, PredictRecord } from '../api/contract/predict.ts';
 import type { ReadablePath } from '../api/path-policy.ts';
 import type { ModelRef } from './service.ts';
+import type { EditParams, OcclusionParams, SwapParams } from './studies.ts';
+import type { EditStudy, OcclusionStudy, SwapStudy } from '../api/contract/studies.ts';
 
 /** Refused because the prediction worker has as much work as it may hold; try again shortly. */
 export class BusyError extends UserError {
@@ -23,6 +25,9 @@ export type PoolOps = {
   cropPan: { params: { file: ReadablePath; steps: number }; result: CropPan & Run };
   compare: { params: { files: ReadablePath[] }; result: Run & { items: CompareItem[] } };
   thumbnail: { params: { file: ReadablePath; size: number }; result: { dataUrl: string; width: number; height: number } };
+  occlusion: { params: OcclusionParams; result: OcclusionStudy & Run };
+  edit: { params: EditParams; result: EditStudy & Run };
+  swap: { params: SwapParams; result: SwapStudy & Run };
 };
 export type PoolOp = keyof PoolOps;
 

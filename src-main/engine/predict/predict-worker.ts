@@ -6,6 +6,7 @@ import { parentPort } from 'node:worker_threads';
 import { UserError } from '../workspace/errors.ts';
 import { compare, cropPan, disposePredictors, predictOne, thumbnail } from './service.ts';
 import type { PoolReply, PoolTask } from './pool.ts';
+import { backgroundSwap, occlusion, regionEdit } from './studies.ts';
 
 async function runTask(t: PoolTask): Promise<unknown> {
   switch (t.op) {
@@ -17,6 +18,12 @@ async function runTask(t: PoolTask): Promise<unknown> {
       return compare(t.model, t.params);
     case 'thumbnail':
       return thumbnail(t.params);
+    case 'occlusion':
+      return occlusion(t.model, t.params);
+    case 'edit':
+      return regionEdit(t.model, t.params);
+    case 'swap':
+      return backgroundSwap(t.model, t.params);
   }
 }
 

@@ -13,6 +13,7 @@ import { trainMethods, type TrainResults, type TrainEvents } from './train.ts';
 import { valuesMethods, type ValuesResults } from './values.ts';
 import { importMethods, type ImportResults } from './import.ts';
 import { evalMethods, type EvalResults } from './eval.ts';
+import { studyMethods, type StudyResults } from './studies.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
@@ -23,6 +24,7 @@ export * from './train.ts';
 export * from './values.ts';
 export * from './import.ts';
 export * from './eval.ts';
+export * from './studies.ts';
 
 export const methods = {
   ...coreMethods,
@@ -34,9 +36,10 @@ export const methods = {
   ...valuesMethods,
   ...importMethods,
   ...evalMethods,
+  ...studyMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults, EvalResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults, EvalResults, StudyResults {}
 
 export interface Events extends CoreEvents, TrainEvents {}
 

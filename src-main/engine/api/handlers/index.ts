@@ -7,6 +7,7 @@ import { trainHandlers } from './train.ts';
 import { valuesHandlers } from './values.ts';
 import { importHandlers } from './import.ts';
 import { evalHandlers } from './eval.ts';
+import { studyHandlers } from './studies.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -20,4 +21,5 @@ export const handlers: Handlers = {
   ...valuesHandlers,
   ...importHandlers,
   ...evalHandlers,
+  ...studyHandlers,
 };
