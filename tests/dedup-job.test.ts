@@ -6,6 +6,7 @@ import { getStats } from '../src-main/engine/stats.ts';
 import { hashImage } from '../src-main/engine/dedup/exact-hash.ts';
 import { hashRow, THUMB_BYTES } from '../src-main/engine/dedup/hash-row.ts';
 import { dedupGroups, dedupSummary, nearCount, setOverride } from '../src-main/engine/dedup/summary.ts';
+import { rebuildGroups } from '../src-main/engine/dedup/groups.ts';
 import { ingestImage } from '../src-main/engine/scrape/image-ingest.ts';
 import { openLedger } from '../src-main/engine/scrape/ledger.ts';
 import type { DedupParams } from '../src-main/engine/dedup/dedup-kind.ts';
@@ -166,37 +167,57 @@ describe('dedup job', () => {
     expect(JSON.parse(stats.stdout).dedup).toMatchObject({ hashed: 12, groups: 2, images_in_groups: 4, excluded: 4 });
   }, 60_000);
 
-  it('warns when a near group is a chain of similar photos rather than copies of one', async () => {
+  it('splits a chain of similar photos into groups around leaders, each member within the distance of its representative', async () => {
     // hashes stored as the dedup job stores them: 12 photos whose pHashes step 4 bits at a time
-    // (each within 10 of the next, the first and last 44 apart), same colours; and two copies of
-    // another picture
+    // (each within 10 of the next two, the first and last 44 apart), same colours and size; and
+    // two copies of another picture
     const ws = tmpWorkspace();
     const dir = ws.dir;
     const thumb = Buffer.alloc(THUMB_BYTES, 90);
     const ins = ws.db.prepare(
-      `INSERT INTO images (key, url, state, width, height, bytes, updated_at, exact_hash, phash, thumb) VALUES (?, ?, 'stored', 64, 48, 1000, 0, ?, ?, ?)`,
-    );
+      `INSERT INTO images (key, url, state, width, height, bytes, updated_at, exact_hash, phash, thumb) VALUES (?, ?, 'stored', 64, 48, 1000, 0, ?, ?, ?) RETURNING id`,
+    ).pluck();
     const bits = (n: number): string => {
       const v = (1n << BigInt(n)) - 1n;
       return v.toString(16).padStart(16, '0');
     };
-    for (let k = 0; k < 12; k++) ins.run(`k${k}`, `http://example.test/chain/${k}.jpg`, `x${k}`, bits(4 * k), thumb);
-    for (let k = 0; k < 2; k++) ins.run(`c${k}`, `http://example.test/copy/${k}.jpg`, `y${k}`, 'ffffffffffffffff', Buffer.alloc(THUMB_BYTES, 200));
+    const chain: number[] = [];
+    for (let k = 0; k < 12; k++) chain.push(ins.get(`k${k}`, `http://example.test/chain/${k}.jpg`, `x${k}`, bits(4 * k), thumb) as number);
+    for (let k = 0; k < 2; k++) ins.get(`c${k}`, `http://example.test/copy/${k}.jpg`, `y${k}`, 'ffffffffffffffff', Buffer.alloc(THUMB_BYTES, 200));
+    // single linkage (the former grouping) makes one chained group of all 12
+    const single = rebuildGroups(ws.db, { method: 'near', maxDistance: 10, policy: 'default', linkage: 'single' });
+    expect(single).toMatchObject({ groups: 2, chained: { groups: 1, worst: { size: 12, spread: 44 } } });
     ws.close();
+
     const r = await runCli(['dedup', '--workspace', dir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/1 near group joined photos through chains of similar ones/);
-    expect(r.stderr).toMatch(/has 12 photos from 12 listings, some 44 bits from its first photo \(more than --max-distance 10\)/);
+    expect(r.stderr).not.toMatch(/chains of similar/);
     const engine = Engine.open(dir);
     try {
       const last = engine.jobs.list().find((j) => j.kind === 'dedup')!;
-      expect(last.result).toMatchObject({ groups: 2, chainedGroups: 1 });
+      expect(last.result).toMatchObject({ groups: 5, chainedGroups: 0 });
+      // equal copies are visited by id: k0 leads k1, k2 (4 and 8 bits); k3 is 12 from k0, so it leads k4, k5; ...
+      const groups = dedupGroups(engine.ws.db, { offset: 0, limit: 10, maxMembers: 20 }).groups;
+      const chainGroups = groups.filter((g) => g.members.some((m) => chain.includes(m.imageId)));
+      expect(chainGroups.map((g) => g.members.map((m) => chain.indexOf(m.imageId)).sort((a, b) => a - b)).sort((a, b) => a[0]! - b[0]!)).toEqual([
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8],
+        [9, 10, 11],
+      ]);
+      for (const g of chainGroups) {
+        expect(g.members[0]!.representative).toBe(true);
+        expect(g.members[0]!.imageId).toBe(g.representative);
+        expect(Math.max(...g.members.map((m) => m.distance))).toBeLessThanOrEqual(10);
+        // one listing-less photo each: "spans listings", so all excluded by the default policy
+        expect(g.listings).toBe(3);
+      }
     } finally {
       await engine.close();
     }
-    // at a distance the chain cannot bridge (each step is 4 bits), no group and no warning
-    const tight = await runCli(['dedup', '--workspace', dir, '--max-distance', '3']);
+    // at a distance no step reaches (each is 4 bits), only the copies group
+    const tight = await runCli(['dedup', '--workspace', dir, '--max-distance', '3', '--json']);
     expect(tight.code, tight.stderr).toBe(0);
-    expect(tight.stderr).not.toMatch(/chains of similar/);
+    expect(JSON.parse(tight.stdout)).toMatchObject({ groups: 1, chainedGroups: 0 });
   }, 60_000);
 });

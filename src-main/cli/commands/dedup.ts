@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { findResumable, intArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { DEFAULT_MAX_DISTANCE } from '../../engine/dedup/near-index.ts';
-import { dedupSummary, setOverride } from '../../engine/dedup/summary.ts';
+import { acceptAll, dedupSummary, keepBest, setDecision, setOverride } from '../../engine/dedup/summary.ts';
 import type { DedupParams } from '../../engine/dedup/dedup-kind.ts';
 
 export function registerDedup(program: Command): void {
@@ -58,6 +58,58 @@ export function registerDedup(program: Command): void {
         const g = setOverride(engine.ws.db, { groupId: opts.group, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
         if (opts.json) printJson(g);
         else process.stdout.write(`group ${g.id} (${g.size} images, ${g.listings} listings): ${g.override ?? 'policy'}; ${g.members.filter((m) => m.excluded).length} excluded\n`);
+      } finally {
+        void engine.close();
+      }
+    });
+
+  cmd
+    .command('decide')
+    .description('keep or drop one photo of a duplicate group; the choice survives re-runs while the photo stays grouped')
+    .addOption(workspaceOption())
+    .requiredOption('--image <id>', 'image id (as the groups list it)', intArg('--image', 1))
+    .option('--keep', 'keep the photo for training')
+    .option('--drop', 'exclude the photo from training')
+    .option('--clear', 'remove the decision (back to the group override or the policy)')
+    .option('--json', 'print the group as JSON')
+    .action((opts: { workspace?: string; image: number; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean }, sub: Command) => {
+      const parent = sub.parent?.opts() as { workspace?: string } | undefined;
+      const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
+      if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
+      const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
+      try {
+        const g = setDecision(engine.ws.db, { imageId: opts.image, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
+        if (opts.json) printJson(g);
+        else {
+          const m = g.members.find((x) => x.imageId === opts.image);
+          process.stdout.write(`image ${opts.image} in group ${g.id}: ${m?.excluded ? 'excluded' : 'kept'}; ${g.members.filter((x) => x.excluded).length} of ${g.size} excluded\n`);
+        }
+      } finally {
+        void engine.close();
+      }
+    });
+
+  cmd
+    .command('keep-best')
+    .description('keep the best copy (largest, then most bytes) of a group and drop the others; --all: every group you have not decided on')
+    .addOption(workspaceOption())
+    .option('--group <id>', 'group id', intArg('--group', 1))
+    .option('--all', 'every group without a keep/drop decision of yours')
+    .option('--json', 'print the result as JSON')
+    .action((opts: { workspace?: string; group?: number; all?: boolean; json?: boolean }, sub: Command) => {
+      const parent = sub.parent?.opts() as { workspace?: string } | undefined;
+      if ((opts.group === undefined) === !opts.all) throw new UserError('give either --group <id> or --all');
+      const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
+      try {
+        if (opts.all) {
+          const r = acceptAll(engine.ws.db);
+          if (opts.json) printJson(r);
+          else process.stdout.write(`kept the best copy in ${r.groups} groups; ${r.excluded} images excluded from training\n`);
+        } else {
+          const g = keepBest(engine.ws.db, { groupId: opts.group! });
+          if (opts.json) printJson(g);
+          else process.stdout.write(`group ${g.id}: kept image ${g.representative}, dropped ${g.members.filter((x) => x.excluded).length} of ${g.size}\n`);
+        }
       } finally {
         void engine.close();
       }

@@ -89,14 +89,14 @@ export default async function dedupJob(ctx: JobContext<DedupParams>): Promise<un
   ctx.log(
     'info',
     `${g.groups} ${p.method} groups holding ${g.imagesInGroups} images; ${g.excluded} excluded (${p.policy} policy` +
-      `${g.overridesApplied ? `, ${g.overridesApplied} overrides` : ''}); near pairs: ${g.candidatePairs} candidates, ${g.verifiedPairs} verified`,
+      `${g.overridesApplied ? `, ${g.overridesApplied} overrides` : ''}${g.decisionsApplied ? `, ${g.decisionsApplied} photo decisions` : ''}); near pairs: ${g.candidatePairs} candidates, ${g.verifiedPairs} verified`,
   );
   if (g.chained.worst) {
     const w = g.chained.worst;
     ctx.log(
       'warn',
       `${g.chained.groups} near group${g.chained.groups === 1 ? '' : 's'} joined photos through chains of similar ones rather than copies of one picture; ` +
-        `the largest, group ${w.groupId}, has ${w.size} photos from ${w.listings} listings, some ${w.spread} bits from its first photo (more than --max-distance ${p.maxDistance}). ` +
+        `the largest, group ${w.groupId}, has ${w.size} photos from ${w.listings} listings, some ${w.spread} bits from its representative (more than --max-distance ${p.maxDistance}). ` +
         `Look at it in the Dedup stage: a lower --max-distance, or keep/drop overrides, splits it.`,
     );
   }
@@ -111,5 +111,6 @@ export default async function dedupJob(ctx: JobContext<DedupParams>): Promise<un
     candidatePairs: g.candidatePairs,
     verifiedPairs: g.verifiedPairs,
     overridesApplied: g.overridesApplied,
+    decisionsApplied: g.decisionsApplied,
   };
 }

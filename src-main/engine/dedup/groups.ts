@@ -8,17 +8,24 @@
  * the 8x8 colour thumbnails (`thumbDistance <= THUMB_MAX_DISTANCE`): on the 2,221 shared real
  * photos every pair of different cars within pHash distance 10 is at least 24 apart in colour,
  * while re-encodes, resizes and brightness shifts stay under 4 and 2-5% crops under 19.
+ *
+ * Groups are then formed by leader clustering over the verified pairs (leader.ts): every member
+ * is within `maxDistance` of the group's representative, its best copy (largest, then most bytes),
+ * so similar-but-different photos no longer chain into one group. Exact classes are never split.
  */
 import type { Db } from '../workspace/db.ts';
 import { nearGroups, DEFAULT_MAX_DISTANCE } from './near-index.ts';
 import { hamming32, phashToHalves } from './phash.ts';
 import { thumbDistance } from './hash-row.ts';
+import { bestFirst, copyQuality, groupExclusions, leaderPass, type Decision } from './leader.ts';
 
 export const THUMB_MAX_DISTANCE = 20;
 export { DEFAULT_MAX_DISTANCE };
 
 export type DedupMethod = 'exact' | 'near';
 export type DedupPolicy = 'default' | 'original';
+/** leader: every member within the distance of the representative; single: union of all pairs (kept to compare). */
+export type DedupLinkage = 'leader' | 'single';
 
 export interface GroupingOptions {
   method: DedupMethod;
@@ -26,6 +33,8 @@ export interface GroupingOptions {
   policy: DedupPolicy;
   /** Colour check for near pairs (default THUMB_MAX_DISTANCE; Infinity turns it off). */
   thumbMax?: number;
+  /** Default 'leader'; 'single' is the former single-linkage grouping, for the benchmark's comparison. */
+  linkage?: DedupLinkage;
 }
 
 export interface GroupingResult {
@@ -39,13 +48,15 @@ export interface GroupingResult {
   candidatePairs: number;
   verifiedPairs: number;
   overridesApplied: number;
+  /** The user's per-photo keep/drop decisions applied (photos still grouped). */
+  decisionsApplied: number;
   /**
-   * Near groups with a member further than maxDistance from the group's first member: photos
+   * Near groups with a member further than maxDistance from the group's representative: photos
    * joined through a chain of similar ones (A like B, B like C) rather than copies of one picture.
-   * `worst` is the one with the most members.
+   * Leader clustering makes none (single linkage does); `worst` is the one with the most members.
    */
   chained: { groups: number; worst: { groupId: number; size: number; listings: number; spread: number } | null };
-  seconds: { load: number; near: number; write: number };
+  seconds: { load: number; near: number; group: number; write: number };
 }
 
 export interface NearPair {
@@ -85,37 +96,32 @@ class UF {
 
 interface Loaded {
   hashed: number;
-  /** Exact classes with 2+ images: ids ascending (first = representative). */
+  /** Exact classes with 2+ images: ids ascending (first = the one the near search uses). */
   classes: number[][];
-  /** One entry per exact hash: representative id and its pHash. */
+  /** One entry per exact hash: the lowest id and its pHash. */
   reps: Array<{ id: number; phash: string }>;
+  phashById: Map<number, string>;
+  /** copyQuality of every hashed image. */
+  qualityById: Map<number, number>;
 }
 
-function load(db: Db, keepPhash: boolean): Loaded & { phashById: Map<number, string> } {
-  const classes: number[][] = [];
+function load(db: Db, keepPhash: boolean): Loaded {
+  const classes = exactClasses(db);
   const nonRep = new Set<number>();
-  const rows = db
-    .prepare(
-      `SELECT group_concat(id) ids FROM (SELECT id, exact_hash FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL ORDER BY exact_hash, id)
-       GROUP BY exact_hash HAVING COUNT(*) > 1`,
-    )
-    .pluck()
-    .all() as string[];
-  for (const r of rows) {
-    const ids = r.split(',').map(Number).sort((x, y) => x - y);
-    classes.push(ids);
-    for (let i = 1; i < ids.length; i++) nonRep.add(ids[i]!);
-  }
+  for (const ids of classes) for (let i = 1; i < ids.length; i++) nonRep.add(ids[i]!);
   const reps: Array<{ id: number; phash: string }> = [];
   const phashById = new Map<number, string>();
+  const qualityById = new Map<number, number>();
   let hashed = 0;
-  for (const [id, phash] of db.prepare(`SELECT id, phash FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL`).raw().iterate() as IterableIterator<[number, string]>) {
+  const all = db.prepare(`SELECT id, phash, width, height, bytes FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL`).raw();
+  for (const [id, phash, w, h, bytes] of all.iterate() as IterableIterator<[number, string, number | null, number | null, number | null]>) {
     hashed++;
+    qualityById.set(id, copyQuality(w, h, bytes));
     if (!nonRep.has(id)) reps.push({ id, phash });
     else if (keepPhash) phashById.set(id, phash);
   }
   if (keepPhash) for (const r of reps) phashById.set(r.id, r.phash);
-  return { hashed, classes, reps, phashById };
+  return { hashed, classes, reps, phashById, qualityById };
 }
 
 /** Candidate pairs (pHash within maxDistance) among representatives, verified by colour. */
@@ -152,8 +158,20 @@ export function verifiedNearPairs(
   return { pairs, candidates };
 }
 
-/** Components (size >= 2, ids ascending) from exact classes plus near pairs up to `distance`. */
-function components(classes: number[][], pairs: readonly NearPair[], distance: number | null): Array<{ ids: number[]; dist: Map<number, number> }> {
+/** Exact classes with 2+ stored, hashed images: ids ascending. */
+function exactClasses(db: Db): number[][] {
+  const rows = db
+    .prepare(
+      `SELECT group_concat(id) ids FROM (SELECT id, exact_hash FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL ORDER BY exact_hash, id)
+       GROUP BY exact_hash HAVING COUNT(*) > 1`,
+    )
+    .pluck()
+    .all() as string[];
+  return rows.map((r) => r.split(',').map(Number).sort((x, y) => x - y));
+}
+
+/** Single linkage: connected components of exact classes plus near pairs up to `distance` (ids ascending). */
+function singleLinkage(classes: number[][], pairs: readonly NearPair[], distance: number | null): number[][] {
   const uf = new UF();
   const members = new Map<number, number[]>(); // representative -> its class
   for (const cl of classes) members.set(cl[0]!, cl);
@@ -172,131 +190,226 @@ function components(classes: number[][], pairs: readonly NearPair[], distance: n
         touch(p.a);
         touch(p.b);
       }
-  const out: Array<{ ids: number[]; dist: Map<number, number> }> = [];
+  const out: number[][] = [];
   for (const repsOf of byRoot.values()) {
     const ids: number[] = [];
     for (const rep of repsOf) ids.push(...(members.get(rep) ?? [rep]));
-    if (ids.length < 2) continue;
-    ids.sort((x, y) => x - y);
-    out.push({ ids, dist: new Map() });
+    if (ids.length >= 2) out.push(ids.sort((x, y) => x - y));
   }
   return out;
 }
 
 /**
- * Builds the groups for `opts.method`, applies the policy and the overrides, and replaces the
- * workspace's grouping (dup_groups, dup_members, dup_pairs, dup_excluded) in one transaction.
+ * Leader clustering (leader.ts) of exact classes, never split, plus near pairs up to `distance`.
+ * A node is an exact class (named by its lowest id, the id the near search used) or a single
+ * photo; nodes are visited best copy first, and a node joins a leader only when all its members
+ * are within `distance` of the leader's best copy (`phashOf`; null: exact groups only). Groups of
+ * two or more, ids ascending.
  */
-export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
-  const t0 = performance.now();
-  const near = opts.method === 'near';
-  const { hashed, classes, reps, phashById } = load(db, near);
-  const t1 = performance.now();
-  const thumbQ = db.prepare(`SELECT thumb FROM images WHERE id = ?`).pluck();
-  // Near pairs (also what the slider counts from) only for the near method: an exact run keeps none.
-  const { pairs, candidates } = near
-    ? verifiedNearPairs((id) => thumbQ.get(id) as Buffer | null, reps, opts.maxDistance, opts.thumbMax ?? THUMB_MAX_DISTANCE)
-    : { pairs: [] as NearPair[], candidates: 0 };
-  const t2 = performance.now();
-  const comps = components(classes, pairs, near ? opts.maxDistance : null);
-  // pHash distance of every member to the group's first (lowest-id) member
-  for (const c of comps) {
-    if (!near) continue;
-    const first = phashToHalves(phashById.get(c.ids[0]!)!);
-    for (const id of c.ids) {
-      const h = phashToHalves(phashById.get(id)!);
-      c.dist.set(id, hamming32(first[0], first[1], h[0], h[1]));
-    }
+function leaderGroups(
+  classes: number[][],
+  pairs: readonly NearPair[],
+  distance: number | null,
+  quality: (id: number) => number,
+  phashOf: ((id: number) => [number, number]) | null,
+): number[][] {
+  // 1. nodes and their near neighbours
+  const members = new Map<number, number[]>();
+  for (const cl of classes) members.set(cl[0]!, cl);
+  const nodes = new Set<number>(members.keys());
+  const neighbours = new Map<number, Array<[number, number]>>();
+  const link = (a: number, b: number, d: number) => {
+    let l = neighbours.get(a);
+    if (!l) neighbours.set(a, (l = []));
+    l.push([b, d]);
+  };
+  if (distance !== null)
+    for (const p of pairs)
+      if (p.distance <= distance) {
+        link(p.a, p.b, p.distance);
+        link(p.b, p.a, p.distance);
+        nodes.add(p.a);
+        nodes.add(p.b);
+      }
+  // 2. each node's best copy, and the visiting order: best copies first
+  const bestOf = new Map<number, number>();
+  for (const n of nodes) {
+    const m = members.get(n);
+    bestOf.set(n, m ? bestFirst(m, quality)[0]! : n);
   }
-  // listings of every grouped image, from one scan
+  const order = [...nodes].sort((a, b) => {
+    const ba = bestOf.get(a)!;
+    const bb = bestOf.get(b)!;
+    return quality(bb) - quality(ba) || ba - bb;
+  });
+  // 3. how far a node's members are from a leader's best copy (the pair's own distance when
+  //    both are single photos)
+  const join =
+    phashOf &&
+    ((u: number, v: number, pairD: number): number => {
+      const mu = members.get(u);
+      const bv = bestOf.get(v)!;
+      if (!mu && bv === v) return pairD;
+      const [hh, hl] = phashOf(bv);
+      let d = 0;
+      for (const id of mu ?? [u]) {
+        const [xh, xl] = phashOf(id);
+        d = Math.max(d, hamming32(hh, hl, xh, xl));
+      }
+      return d;
+    });
+  // 4. the pass, then the members of each leader's group
+  const leaderOf = leaderPass(order, neighbours, distance ?? 0, join ?? undefined);
+  const byLeader = new Map<number, number[]>();
+  for (const n of order) {
+    const l = leaderOf.get(n)!;
+    let g = byLeader.get(l);
+    if (!g) byLeader.set(l, (g = []));
+    g.push(...(members.get(n) ?? [n]));
+  }
+  const out: number[][] = [];
+  for (const ids of byLeader.values()) if (ids.length >= 2) out.push(ids.sort((x, y) => x - y));
+  return out;
+}
+
+interface BuiltGroup {
+  key: string;
+  ids: number[];
+  representative: number;
+  /** pHash distance of every member to the representative (0 for exact groups). */
+  dist: Map<number, number>;
+  size: number;
+  listings: number;
+}
+
+/** Listings per group (distinct listings, plus one per unlisted photo), from one scan. */
+function countListings(db: Db, groups: ReadonlyArray<{ ids: number[] }>): number[] {
   const listingsOf = new Map<number, number[]>();
-  for (const c of comps) for (const id of c.ids) listingsOf.set(id, []);
+  for (const g of groups) for (const id of g.ids) listingsOf.set(id, []);
   for (const [img, l] of db.prepare(`SELECT image_id, listing_rowid FROM listing_images`).raw().iterate() as IterableIterator<[number, number]>) {
     listingsOf.get(img)?.push(l);
   }
-  const keyQ = db.prepare(`SELECT exact_hash FROM images WHERE id = ?`).pluck();
-  const overrides = new Map(
-    (db.prepare(`SELECT key, action FROM dup_overrides`).all() as Array<{ key: string; action: 'keep' | 'drop' }>).map((o) => [o.key, o.action]),
-  );
-  const excluded = new Map<number, { group: number | null; reason: string }>();
-  const groupRows: Array<{ key: string; size: number; listings: number; ids: number[]; dist: Map<number, number> }> = [];
-  for (const c of comps) {
+  return groups.map((g) => {
     const listings = new Set<number>();
     let unlisted = 0;
-    for (const id of c.ids) {
+    for (const id of g.ids) {
       const ls = listingsOf.get(id)!;
       if (ls.length === 0) unlisted++;
       for (const l of ls) listings.add(l);
     }
-    groupRows.push({ key: keyQ.get(c.ids[0]!) as string, size: c.ids.length, listings: listings.size + unlisted, ids: c.ids, dist: c.dist });
-  }
-  groupRows.sort((a, b) => b.size - a.size || a.ids[0]! - b.ids[0]!);
+    return listings.size + unlisted;
+  });
+}
 
+/**
+ * Builds the groups for `opts.method`, applies the policy, the group overrides and the per-photo
+ * decisions, and replaces the workspace's grouping (dup_groups, dup_members, dup_pairs,
+ * dup_excluded) in one transaction.
+ */
+export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
+  const t0 = performance.now();
+  const near = opts.method === 'near';
+
+  // 1. hashes, exact classes and copy quality
+  const { hashed, classes, reps, phashById, qualityById } = load(db, near);
+  const quality = (id: number) => qualityById.get(id) ?? 0;
+  const halves = new Map<number, [number, number]>();
+  const phashOf = (id: number): [number, number] => {
+    let h = halves.get(id);
+    if (!h) halves.set(id, (h = phashToHalves(phashById.get(id)!)));
+    return h;
+  };
+  const t1 = performance.now();
+
+  // 2. near pairs (also what the slider counts from), only for the near method
+  const thumbQ = db.prepare(`SELECT thumb FROM images WHERE id = ?`).pluck();
+  const { pairs, candidates } = near
+    ? verifiedNearPairs((id) => thumbQ.get(id) as Buffer | null, reps, opts.maxDistance, opts.thumbMax ?? THUMB_MAX_DISTANCE)
+    : { pairs: [] as NearPair[], candidates: 0 };
+  const t2 = performance.now();
+
+  // 3. groups, each with its representative (best copy) and member distances to it
+  const distance = near ? opts.maxDistance : null;
+  const idLists = opts.linkage === 'single' ? singleLinkage(classes, pairs, distance) : leaderGroups(classes, pairs, distance, quality, near ? phashOf : null);
+  const keyQ = db.prepare(`SELECT exact_hash FROM images WHERE id = ?`).pluck();
+  const listingCounts = countListings(db, idLists.map((ids) => ({ ids })));
+  const groups: BuiltGroup[] = idLists.map((ids, i) => {
+    const representative = bestFirst(ids, quality)[0]!;
+    const dist = new Map<number, number>();
+    if (near) {
+      const [rh, rl] = phashOf(representative);
+      for (const id of ids) {
+        const [h, l] = phashOf(id);
+        dist.set(id, hamming32(rh, rl, h, l));
+      }
+    }
+    return { key: keyQ.get(ids[0]!) as string, ids, representative, dist, size: ids.length, listings: listingCounts[i]! };
+  });
+  groups.sort((a, b) => b.size - a.size || a.ids[0]! - b.ids[0]!);
+  const t3 = performance.now();
+
+  // 4. the user's choices, kept across runs
+  const overrides = new Map(
+    (db.prepare(`SELECT key, action FROM dup_overrides`).all() as Array<{ key: string; action: Decision }>).map((o) => [o.key, o.action]),
+  );
+  const decisions = new Map(db.prepare(`SELECT image_id, action FROM dup_decisions`).raw().all() as Array<[number, Decision]>);
+  const inClass = new Set<number>();
+  for (const cl of classes) for (const id of cl) inClass.add(id);
+
+  // 5. write the grouping and what it excludes
   let overridesApplied = 0;
+  let decisionsApplied = 0;
+  let excludedCount = 0;
   const chained: GroupingResult['chained'] = { groups: 0, worst: null };
   const write = db.transaction(() => {
     db.prepare(`DELETE FROM dup_excluded`).run();
     db.prepare(`DELETE FROM dup_members`).run();
     db.prepare(`DELETE FROM dup_groups`).run();
     db.prepare(`DELETE FROM dup_pairs`).run();
-    const insG = db.prepare(`INSERT INTO dup_groups (method, key, size, listings, max_distance) VALUES (?, ?, ?, ?, ?) RETURNING id`).pluck();
+    const insG = db.prepare(`INSERT INTO dup_groups (method, key, size, listings, max_distance, representative) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`).pluck();
     const insM = db.prepare(`INSERT INTO dup_members (group_id, image_id, distance) VALUES (?, ?, ?)`);
     const insP = db.prepare(`INSERT OR IGNORE INTO dup_pairs (a, b, distance) VALUES (?, ?, ?)`);
     const insX = db.prepare(`INSERT OR REPLACE INTO dup_excluded (image_id, group_id, reason) VALUES (?, ?, ?)`);
-    const groupOfImage = new Map<number, number>();
-    for (const g of groupRows) {
-      const gid = insG.get(opts.method, g.key, g.size, g.listings, opts.method === 'near' ? opts.maxDistance : 0) as number;
+    for (const g of groups) {
+      const gid = insG.get(opts.method, g.key, g.size, g.listings, near ? opts.maxDistance : 0, g.representative) as number;
       let spread = 0;
       for (const id of g.ids) {
         const d = g.dist.get(id) ?? 0;
         spread = Math.max(spread, d);
         insM.run(gid, id, d);
-        groupOfImage.set(id, gid);
+        if (decisions.has(id)) decisionsApplied++;
       }
-      if (opts.method === 'near' && spread > opts.maxDistance) {
+      if (near && spread > opts.maxDistance) {
         chained.groups++;
         if (!chained.worst || g.size > chained.worst.size) chained.worst = { groupId: gid, size: g.size, listings: g.listings, spread };
       }
-      if (opts.policy === 'default') {
-        if (g.listings > 1) for (const id of g.ids) excluded.set(id, { group: gid, reason: 'group spans listings' });
-        else for (const id of g.ids.slice(1)) excluded.set(id, { group: gid, reason: 'copy within one listing' });
-      }
+      const override = overrides.get(g.key);
+      if (override) overridesApplied++;
+      const excluded = groupExclusions(g, opts.policy, (id) => inClass.has(id), override, decisions);
+      for (const [id, reason] of excluded) insX.run(id, gid, reason);
+      excludedCount += excluded.size;
     }
-    if (opts.policy === 'original') {
-      for (const cl of classes) for (const id of cl) excluded.set(id, { group: groupOfImage.get(id) ?? null, reason: 'exact hash occurs more than once' });
-    }
-    // overrides win
-    for (const g of groupRows) {
-      const o = overrides.get(g.key);
-      if (!o) continue;
-      overridesApplied++;
-      const gid = groupOfImage.get(g.ids[0]!)!;
-      for (const id of g.ids) {
-        if (o === 'keep') excluded.delete(id);
-        else excluded.set(id, { group: gid, reason: 'dropped by the user' });
-      }
-    }
-    for (const [id, x] of excluded) insX.run(id, x.group, x.reason);
     for (const p of pairs) insP.run(Math.min(p.a, p.b), Math.max(p.a, p.b), p.distance);
     db.prepare(`INSERT INTO meta (key, value) VALUES ('dedup.last', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
       JSON.stringify({ method: opts.method, maxDistance: opts.maxDistance, policy: opts.policy, at: Date.now() }),
     );
   });
   write();
-  const t3 = performance.now();
+  const t4 = performance.now();
   return {
     method: opts.method,
     policy: opts.policy,
     maxDistance: opts.maxDistance,
     hashed,
-    groups: groupRows.length,
-    imagesInGroups: groupRows.reduce((s, g) => s + g.size, 0),
-    excluded: excluded.size,
+    groups: groups.length,
+    imagesInGroups: groups.reduce((s, g) => s + g.size, 0),
+    excluded: excludedCount,
     candidatePairs: candidates,
     verifiedPairs: pairs.length,
     overridesApplied,
+    decisionsApplied,
     chained,
-    seconds: { load: (t1 - t0) / 1000, near: (t2 - t1) / 1000, write: (t3 - t2) / 1000 },
+    seconds: { load: (t1 - t0) / 1000, near: (t2 - t1) / 1000, group: (t3 - t2) / 1000, write: (t4 - t3) / 1000 },
   };
 }
 
@@ -313,45 +426,29 @@ export function lastRun(db: Db): LastRun | null {
 }
 
 /**
- * Near groups (and the images in them) for every distance 0..maxDistance from the stored verified
- * pairs and exact classes: one pass over the pairs sorted by distance with an incremental
- * union-find, so a slider reads its count in O(1).
+ * Near groups (and the images in them) for every distance 0..maxDistance, as a dedup run at that
+ * distance would form them: leader clustering of the exact classes and the stored verified pairs
+ * up to that distance. Computed once per run (the API caches it), so a slider reads its count in
+ * O(1).
  */
 export function nearCountsByDistance(db: Db, maxDistance: number): Array<{ distance: number; groups: number; images: number }> {
-  const classes = (db
-    .prepare(`SELECT MIN(id) rep, COUNT(*) n FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL GROUP BY exact_hash HAVING COUNT(*) > 1`)
-    .raw()
-    .all() as Array<[number, number]>);
-  const size = new Map<number, number>();
-  let groups = 0;
-  let images = 0;
-  for (const [rep, n] of classes) {
-    size.set(rep, n);
-    groups++;
-    images += n;
-  }
-  const pairs = db.prepare(`SELECT a, b, distance FROM dup_pairs ORDER BY distance`).raw().all() as Array<[number, number, number]>;
-  const uf = new UF();
-  const out: Array<{ distance: number; groups: number; images: number }> = [];
-  let p = 0;
-  for (let d = 0; d <= maxDistance; d++) {
-    while (p < pairs.length && pairs[p]![2] <= d) {
-      const [a, b] = pairs[p++]!;
-      const ra = uf.find(a);
-      const rb = uf.find(b);
-      if (ra === rb) continue;
-      const sa = size.get(ra) ?? 1;
-      const sb = size.get(rb) ?? 1;
-      // groups: a component of size >= 2 counts once
-      groups -= (sa >= 2 ? 1 : 0) + (sb >= 2 ? 1 : 0);
-      images -= (sa >= 2 ? sa : 0) + (sb >= 2 ? sb : 0);
-      uf.union(ra, rb);
-      const r = uf.find(ra);
-      size.set(r, sa + sb);
-      groups++;
-      images += sa + sb;
+  const classes = exactClasses(db);
+  const pairs = (db.prepare(`SELECT a, b, distance FROM dup_pairs`).raw().all() as Array<[number, number, number]>).map(([a, b, distance]) => ({ a, b, distance }));
+  // quality and pHash of every image a group can hold
+  const info = db.prepare(`SELECT width, height, bytes, phash FROM images WHERE id = ?`);
+  const cache = new Map<number, { q: number; h: [number, number] }>();
+  const of = (id: number) => {
+    let c = cache.get(id);
+    if (!c) {
+      const r = info.get(id) as { width: number | null; height: number | null; bytes: number | null; phash: string };
+      cache.set(id, (c = { q: copyQuality(r.width, r.height, r.bytes), h: phashToHalves(r.phash) }));
     }
-    out.push({ distance: d, groups, images });
+    return c;
+  };
+  const out: Array<{ distance: number; groups: number; images: number }> = [];
+  for (let d = 0; d <= maxDistance; d++) {
+    const gs = leaderGroups(classes, pairs, d, (id) => of(id).q, (id) => of(id).h);
+    out.push({ distance: d, groups: gs.length, images: gs.reduce((s, g) => s + g.length, 0) });
   }
   return out;
 }

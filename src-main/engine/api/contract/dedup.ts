@@ -24,10 +24,16 @@ export interface DedupMember {
   key: string;
   width: number | null;
   height: number | null;
-  /** pHash distance to the group's first member. */
+  /** File size of the stored copy. */
+  bytes: number | null;
+  /** pHash distance to the group's representative (0 for exact groups). */
   distance: number;
+  /** The group's best copy (largest, then most bytes): what the default policy keeps. */
+  representative: boolean;
   excluded: boolean;
   excludedReason: string | null;
+  /** The user's decision on this photo (wins over the group's override), null when none. */
+  decision: 'keep' | 'drop' | null;
   listings: Array<{ id: number; listingId: number; title: string | null; url: string }>;
 }
 
@@ -39,7 +45,18 @@ export interface DedupGroup {
   size: number;
   listings: number;
   override: 'keep' | 'drop' | null;
+  /** Image id of the best copy; members list it first. */
+  representative: number;
+  /** Photos of the group with a decision of the user's own. */
+  decisions: number;
   members: DedupMember[];
+}
+
+export interface DedupAcceptAll {
+  /** Groups given "keep the best copy" (those without a decision of the user's). */
+  groups: number;
+  /** Images excluded from training afterwards, in all. */
+  excluded: number;
 }
 
 export interface DedupGroupPage {
@@ -70,6 +87,15 @@ export const dedupMethods = {
     /** null clears the override. */
     action: z.enum(['keep', 'drop']).nullable(),
   }),
+  /** Keep or drop one photo of a group (null clears the decision); survives re-runs while the photo stays grouped. */
+  'dedup.decide': z.object({
+    imageId: z.number().int().positive(),
+    action: z.enum(['keep', 'drop']).nullable(),
+  }),
+  /** Keep the group's best copy and drop the other photos. */
+  'dedup.keepBest': z.object({ groupId: z.number().int().positive() }),
+  /** "Keep the best copy" in every group the user has not decided on. */
+  'dedup.acceptAll': z.object({}),
 } as const;
 
 export interface DedupResults {
@@ -77,4 +103,7 @@ export interface DedupResults {
   'dedup.groups': DedupGroupPage;
   'dedup.nearCount': DedupNearCount;
   'dedup.override': DedupGroup;
+  'dedup.decide': DedupGroup;
+  'dedup.keepBest': DedupGroup;
+  'dedup.acceptAll': DedupAcceptAll;
 }
