@@ -5,6 +5,7 @@ import type { PredictJobResult } from '../../engine/predict/predict-job.ts';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { resolveRun } from '../../engine/predict/runs.ts';
 import { readRecords } from '../../engine/predict/store.ts';
+import { warningSummary } from '../../engine/predict/trust.ts';
 import type { PredictParams } from '../../engine/predict/predict-kind.ts';
 import { applyDevice, deviceOption } from '../device-option.ts';
 import type { OrtDevice } from '../../engine/ml/ort.ts';
@@ -25,7 +26,7 @@ export function registerPredict(program: Command): void {
     .command('predict')
     .description('run a trained model on a folder of photos (recursive); one record per image, counts on stderr; run again to resume')
     .addOption(workspaceOption())
-    .option('--run <id>', 'run id, as `carstudio runs` lists them (default: the newest run with a checkpoint)')
+    .option('--run <id>', 'run id, as `carstudio runs` lists them (default: the recommended run, the best by test price accuracy)')
     .option('--checkpoint <name>', 'checkpoint of the run: best (default), last, ...')
     .requiredOption('--input <folder>', 'folder of photos (JPEG, PNG, WebP, GIF, TIFF, AVIF; walked recursively)')
     .option('--fresh', 'predict every file again, even when this run already predicted it')
@@ -81,6 +82,9 @@ export function registerPredict(program: Command): void {
                       height: rec.height,
                       priceBins: p.priceBins,
                       medianPrice: p.medianPrice,
+                      binPrice: p.binPrice ?? null,
+                      calibrated: p.calibrated ?? false,
+                      trust: p.trust ?? null,
                       makeModels: p.makeModels,
                       year: p.topYears[0]?.label ?? null,
                       topYears: p.topYears,
@@ -95,9 +99,13 @@ export function registerPredict(program: Command): void {
             const top = p.makeModels[0];
             const car = p.car;
             // one line per image: where the car is, or the warning that there is none
-            const where = !car ? '' : car.hasCar && car.box ? `\tcar ${(100 * car.score).toFixed(0)}% at ${boxText(car.box)}` : '\tno car found in this photo: the prediction is unreliable';
+            const where = !car ? '' : car.hasCar && car.box ? `\tcar ${(100 * car.score).toFixed(0)}% at ${boxText(car.box)}` : '';
+            const dollars = (v: number) => `$${Math.round(v).toLocaleString('en-US')}`;
+            const bins = p.binPrice ? `\tbins ${dollars(p.binPrice.median)} (80%: ${dollars(p.binPrice.low)}-${dollars(p.binPrice.high)})` : '';
+            // the photo's own warnings (junk, far, no car); the run's untrained heads are said once below
+            const warnings = (p.trust?.warnings ?? []).filter((w) => w.code !== 'untrained').map((w) => `\twarning: ${w.message}`).join('');
             process.stdout.write(
-              `${rec.rel}\t$${Math.round(p.medianPrice).toLocaleString('en-US')}\t${top.label} ${(100 * top.p).toFixed(0)}%\t${p.topYears[0].label}${where}\n`,
+              `${rec.rel}\t${dollars(p.medianPrice)}${bins}\t${top.label} ${(100 * top.p).toFixed(0)}%\t${p.topYears[0].label}${where}${warnings}\n`,
             );
           } else process.stdout.write(`${rec.rel}\terror: ${rec.error}\n`);
         }
@@ -107,6 +115,11 @@ export function registerPredict(program: Command): void {
         process.stderr.write(
           `predicted ${predicted}, errors ${errors}, total ${records.length}${backend ? ` on ${backend}` : ''}${final.state !== 'done' ? ` (job ${final.state})` : ''}${noCar ? `; no car found in ${noCar} photo${noCar === 1 ? '' : 's'}` : ''}\n`,
         );
+        if (!opts.json) {
+          const untrained = r.run.heads.filter((h) => !h.trains);
+          if (untrained.length) process.stderr.write(`run ${r.run.id}: not trained: ${untrained.map((h) => `${h.head} (${h.reason ?? 'not trained'})`).join(', ')}; those outputs mean nothing\n`);
+        }
+        process.stderr.write(`${warningSummary(records.map((x) => x.prediction))}\n`);
         process.exitCode = code;
       } finally {
         await engine.close();

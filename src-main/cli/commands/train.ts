@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { listRuns as listPredictRuns } from '../../engine/predict/runs.ts';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { BACKBONE_KINDS, parseLossWeights, type BackboneKind } from '../../engine/train/model.ts';
 import { deleteRun, getRun, listRuns, unfinishedRunFor } from '../../engine/train/runs.ts';
@@ -188,6 +189,8 @@ export function registerTrain(program: Command): void {
             `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.backbone.padEnd(13)} ${(r.extractor ?? '(pixels)').padEnd(20)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(12)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
           );
         }
+        const recommended = listPredictRuns(engine.ws).find((r) => r.recommended);
+        if (recommended) process.stdout.write(`predict uses run ${recommended.id} ('${recommended.name}') unless told --run: the best by test price accuracy of the runs whose price head trained\n`);
       } finally {
         await engine.close();
       }

@@ -21,6 +21,7 @@ import { buildRunHeads, loadRunConfig, runExtractor, type CheckpointMeta, type R
 import { UserError } from '../workspace/errors.ts';
 import type { MakeModelProb, PredictCar, Prediction, Prob } from '../api/contract/predict.ts';
 import { decodeImage, type DecodedImage, type DecodeOptions } from './decode-file.ts';
+import { createTrust, type TrustAssessor, type TrustOptions } from './trust.ts';
 
 /** One photo decoded for Predictor.predictPhotos (Predictor.decodePhoto). */
 export interface DecodedPhoto extends DecodedImage {
@@ -55,10 +56,16 @@ export interface Predictor {
   predictInputs(batch: Float32Array, n: number, full?: FullMakeModels): Promise<Prediction[]>;
   /** Decodes one photo (file or bytes) for predictPhotos; throws ImageFileError with the reason. */
   decodePhoto(input: string | Buffer, opts?: Omit<DecodeOptions, 'size' | 'detectorSize'>): Promise<DecodedPhoto>;
-  /** Predicts decoded photos, each with where the car is (the detector runs once for the batch). */
+  /**
+   * Predicts decoded photos, each with where the car is (the detector runs once for the batch)
+   * and what it knows of its reliability (Prediction.trust: the junk filter's score, the distance
+   * to the training photos, warnings; predict/trust.ts).
+   */
   predictPhotos(photos: readonly DecodedPhoto[], full?: FullMakeModels): Promise<Prediction[]>;
   /** What finds the car: 'features' (car-v1 rows), the detector's backend, or 'none' (it could not load). */
   carSource: string;
+  /** The junk filter model whole-photo predictions are scored by, null without one. */
+  filterModelId: number | null;
   /**
    * A `heads` run only (null for finetune): predicts from n rows of the run's features
    * (n * featureDim float32), e.g. the workspace's feature cache, without running the backbone.
@@ -90,6 +97,11 @@ export interface LoadPredictorOptions {
   workspaceDir?: string;
   /** ONNX Runtime's CPU threads (default: os.availableParallelism()). */
   threads?: number;
+  /**
+   * The workspace's junk filter and the run's distance reference for whole-photo predictions
+   * (predict/trust.ts); absent (a run folder without its workspace): no filter score, no distance.
+   */
+  trust?: Omit<TrustOptions, 'log'>;
   log?(level: 'info' | 'warn', message: string): void;
 }
 
@@ -206,12 +218,16 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     return { ...d, input: joined, det: undefined };
   }
 
+  const trust: TrustAssessor = createTrust(cfg, { ...opts.trust, log });
+
   async function predictPhotos(photos: readonly DecodedPhoto[], full?: FullMakeModels): Promise<Prediction[]> {
     const n = photos.length;
     if (n === 0) return [];
     const batch = new Float32Array(n * inputFloats);
     photos.forEach((ph, i) => batch.set(ph.input, i * inputFloats));
-    const preds = await predictInputs(batch, n, full);
+    // a heads run's features are kept: the junk filter and the distance reference read them too
+    const features = headsBackbone ? await headsBackbone.embed(batch, n) : null;
+    const preds = features ? await predictFeatures(features, n, full) : await predictInputs(batch, n, full);
     if (detector) {
       const D = DETECTOR_INPUT_SIZE * DETECTOR_INPUT_SIZE * 3;
       const views = new Float32Array(n * D);
@@ -222,6 +238,7 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
       const dets = await detector.detect(views, n);
       preds.forEach((p, i) => (p.car = carOf(carInDetections(dets[i] ?? []))));
     }
+    await trust.assess(preds, { photos, features, extractor, inputSize, detectorView, inputFloats });
     return preds;
   }
 
@@ -276,6 +293,7 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     inputFloats,
     detectorView,
     carSource,
+    filterModelId: trust.filterModelId,
     predictInputs,
     decodePhoto,
     predictPhotos,
@@ -286,6 +304,7 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
       return predictPhotos(decoded);
     },
     dispose() {
+      trust.dispose();
       heads.dispose();
       disposeBackbone();
     },

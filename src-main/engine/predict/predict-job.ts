@@ -1,7 +1,9 @@
 // The predict job: walks a folder, decodes photos with sharp (on libuv's threads) while the model
 // runs on the previous batch, and appends one record per file to the set's JSONL file. Resumable:
 // files already in this job's file are skipped; with `reuse`, unchanged files already predicted
-// by another job of the same run and checkpoint are copied rather than run again.
+// by another job of the same run and checkpoint (and the same junk filter) are copied rather than
+// run again. Every prediction carries its trust (predict/trust.ts): the workspace's junk filter
+// score, the distance to the run's training photos, warnings; the job logs how many carry one.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import { loadPredictor, type DecodedPhoto } from './model-loader.ts';
 import type { PredictParams } from './predict-kind.ts';
 import { resolveRun } from './runs.ts';
 import { appendRecords, readRecords, reusableRecords, trimPartialLine, writeSetMeta } from './store.ts';
+import { currentFilterSpec, ensureOodReference, warningSummary } from './trust.ts';
 
 type Prepared = { kind: 'ready'; record: PredictRecord } | { kind: 'decoded'; record: PredictRecord; decoded: DecodedPhoto };
 
@@ -32,6 +35,8 @@ export interface PredictJobResult {
   noCar?: number;
   /** What found the cars: 'features' (a car-v1 run), the detector's backend, 'none'; null when no file needed the model. */
   carSource?: string | null;
+  /** How many photos carry a warning, and which (trust.ts warningSummary). */
+  warnings?: string;
 }
 
 export default async function predictJob(ctx: JobContext<PredictParams>): Promise<PredictJobResult> {
@@ -59,7 +64,13 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   const todo = files.filter((f) => !seen.has(f));
   if (ctx.resumed && already.length) ctx.log('info', `continuing: ${already.length} of ${files.length} files already done`);
   if (ignored) ctx.log('info', `${ignored} files without an image extension were passed over`);
+  const filter = currentFilterSpec(ctx.workspace);
   const reuse = p.reuse ? reusableRecords(wsDir, run.id, checkpoint, ctx.jobId) : new Map<string, PredictRecord & { jobId: number }>();
+  // a record is reused only when it was scored by today's junk filter (older ones lack trust)
+  for (const [file, rec] of reuse) {
+    const t = rec.prediction?.trust;
+    if (!t || (t.filter?.modelId ?? null) !== (filter?.modelId ?? null) || (t.filter && t.filter.threshold !== filter?.threshold)) reuse.delete(file);
+  }
 
   const total = files.length;
   let done = already.length;
@@ -67,12 +78,24 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
     ctx.progress({ step: 'predict', done, total, message: `${predicted} predicted, ${errors} errors${reused ? `, ${reused} reused` : ''}` });
   report();
   const noCarOf = (): number => readRecords(wsDir, ctx.jobId).filter((r) => r.prediction?.car && !r.prediction.car.hasCar).length;
-  if (todo.length === 0) return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none', runtime: null, noCar: noCarOf(), carSource: null };
+  const summary = (): string => {
+    const line = warningSummary(readRecords(wsDir, ctx.jobId).map((r) => r.prediction));
+    ctx.log('info', line);
+    return line;
+  };
+  if (todo.length === 0)
+    return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none', runtime: null, noCar: noCarOf(), carSource: null, warnings: summary() };
 
-  const predictor = await loadPredictor(run.dir, { checkpoint, runtime: p.runtime, log: (level, message) => ctx.log(level, message) });
+  const log = (level: 'info' | 'warn', message: string): void => ctx.log(level, message);
+  const ood = await ensureOodReference(ctx.workspace, run.dir, log).catch((e: unknown) => {
+    ctx.log('warn', `no distance to the training photos: ${(e as Error).message}`);
+    return null;
+  });
+  const predictor = await loadPredictor(run.dir, { checkpoint, runtime: p.runtime, log, trust: { filter, ood }, workspaceDir: wsDir });
   ctx.log(
     'info',
-    `model ${run.id}/${checkpoint} (${predictor.mode}${predictor.extractor ? `, ${predictor.extractor} features` : ''}) on ${predictor.backendName} (runtime ${predictor.runtime}, asked ${p.runtime}); car box from ${predictor.carSource}`,
+    `model ${run.id}/${checkpoint} (${predictor.mode}${predictor.extractor ? `, ${predictor.extractor} features` : ''}) on ${predictor.backendName} (runtime ${predictor.runtime}, asked ${p.runtime}); car box from ${predictor.carSource}; ` +
+      `${predictor.filterModelId !== null ? `junk filter ${predictor.filterModelId} (threshold ${filter!.threshold.toFixed(2)})` : 'no junk filter'}; ${ood ? `distance reference of ${ood.meta.rows} training photos` : 'no distance reference'}`,
   );
   const B = p.batchSize;
   const lookahead = Math.max(B * 2, os.availableParallelism?.() ?? os.cpus().length);
@@ -148,5 +171,17 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
   } finally {
     predictor.dispose();
   }
-  return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: predictor.backendName, runtime: predictor.runtime, noCar: noCarOf(), carSource: predictor.carSource };
+  return {
+    files: total,
+    predicted,
+    errors,
+    reused,
+    ignored,
+    heicSupported: heicSupported(),
+    backend: predictor.backendName,
+    runtime: predictor.runtime,
+    noCar: noCarOf(),
+    carSource: predictor.carSource,
+    warnings: summary(),
+  };
 }

@@ -15,6 +15,7 @@ import { listRuns as listTrainRuns } from '../train/runs.ts';
 import type { RunInfo } from '../api/contract/train.ts';
 import type { PredictHead, PredictRunInfo } from '../api/contract/predict.ts';
 import { MOBILENET_EXTRACTOR_NAME } from '../ml/mobilenet.ts';
+import { readCalibration } from '../train/calibrate.ts';
 
 export function runsDir(workspaceDir: string): string {
   return path.join(workspaceDir, 'runs');
@@ -77,25 +78,18 @@ function testMetrics(row: RunInfo | undefined, heads: PredictRunInfo['heads']): 
 
 /** What the run was trained on, as training recorded it in config.json (`data`); null for runs from before. */
 function dataOf(cfg: RunConfigFile): PredictRunInfo['data'] {
-  const d = (cfg as RunConfigFile & { data?: PredictRunInfo['data'] }).data;
+  const d = cfg.data;
   if (!d || !Array.isArray(d.sources)) return null;
   return { sources: d.sources.map((s) => ({ source: String(s.source), images: Number(s.images) })), trainImages: Number(d.trainImages), testImages: Number(d.testImages) };
 }
 
-/** The run's calibration (train/calibrate.ts writes calibration.json beside the checkpoints), or null. */
+/** The run's calibration (train/calibrate.ts calibration.json): its temperatures and the price head's ECE before and after; null when not calibrated. */
 function calibrationOf(dir: string): PredictRunInfo['calibration'] {
-  try {
-    const c = JSON.parse(fs.readFileSync(path.join(dir, 'calibration.json'), 'utf8')) as {
-      temperatures?: Record<'price' | 'makeModel' | 'year', number>;
-      priceEce?: { before: number; after: number };
-      ece?: { price?: { before: number; after: number } };
-    };
-    const priceEce = c.priceEce ?? c.ece?.price;
-    if (!c.temperatures || !priceEce) return null;
-    return { temperatures: c.temperatures, priceEce };
-  } catch {
-    return null;
-  }
+  const c = readCalibration(dir);
+  if (!c) return null;
+  const price = c.heads.price;
+  const priceEce = 'temperature' in price ? { before: price.before.ece, after: price.after.ece } : { before: NaN, after: NaN };
+  return { temperatures: c.temperatures, priceEce };
 }
 
 export function runInfo(id: string, dir: string, name = id, row?: RunInfo): PredictRunInfo {

@@ -3,7 +3,7 @@
 // (predict-worker.ts, started by pool.ts), never on the engine's main thread; paths arrive already
 // checked by the API's path policy (api/path-policy.ts) and are read by their real path. The
 // loaded model is kept per run and checkpoint (the two most recent), and reloaded when the
-// checkpoint file changes.
+// checkpoint file, the workspace's junk filter or the run's distance reference changes.
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -14,12 +14,15 @@ import { UserError } from '../workspace/errors.ts';
 import { DEFAULT_MAX_PIXELS, detectorFloats, ImageFileError, probeImage, readImageBytes, thumbnailDataUrl, toModelInput } from './decode-file.ts';
 import { DETECTOR_INPUT_SIZE } from '../ml/car-detector.ts';
 import { loadPredictor, type Predictor } from './model-loader.ts';
+import { OOD_FILES, readOodReference, type FilterSpec } from './trust.ts';
 
 /** A run and checkpoint resolved by the engine (predict/runs.ts resolveRun). */
 export interface ModelRef {
   runId: string;
   runDir: string;
   checkpoint: string;
+  /** The workspace's current junk filter (trust.ts currentFilterSpec); absent or null: none. */
+  filter?: FilterSpec | null;
 }
 
 const loaded = new Map<string, { stamp: string; promise: Promise<Predictor> }>();
@@ -28,7 +31,9 @@ const KEEP = 2;
 export async function predictorFor(ref: ModelRef): Promise<Predictor> {
   const key = `${ref.runDir}\u0000${ref.checkpoint}`;
   const st = fs.statSync(path.join(ref.runDir, `${ref.checkpoint}.ckpt`));
-  const stamp = `${st.size}:${st.mtimeMs}`;
+  const ood = fs.statSync(path.join(ref.runDir, OOD_FILES.meta), { throwIfNoEntry: false });
+  const f = ref.filter ?? null;
+  const stamp = `${st.size}:${st.mtimeMs}:${ood?.mtimeMs ?? '-'}:${f ? `${f.modelId}@${f.threshold}` : '-'}`;
   let hit = loaded.get(key);
   if (hit && hit.stamp !== stamp) {
     void hit.promise.then((p) => p.dispose()).catch(() => undefined);
@@ -36,7 +41,8 @@ export async function predictorFor(ref: ModelRef): Promise<Predictor> {
     hit = undefined;
   }
   if (!hit) {
-    hit = { stamp, promise: loadPredictor(ref.runDir, { checkpoint: ref.checkpoint }) };
+    const trust = { filter: f, ood: readOodReference(ref.runDir) };
+    hit = { stamp, promise: loadPredictor(ref.runDir, { checkpoint: ref.checkpoint, trust, workspaceDir: f?.wsDir }) };
     hit.promise.catch(() => loaded.delete(key));
     loaded.set(key, hit);
     while (loaded.size > KEEP) {

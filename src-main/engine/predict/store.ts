@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../workspace/errors.ts';
 import type { PredictPage, PredictRecord, PredictSetInfo } from '../api/contract/predict.ts';
+import { PRICE_BIN_LABELS } from '../train/labels.ts';
 
 export interface PredictSetMeta {
   jobId: number;
@@ -121,6 +122,13 @@ export interface PageQuery {
   make?: string;
   minConfidence?: number;
   show: 'all' | 'ok' | 'errors';
+  /** all, with (records carrying a warning other than untrained heads) or without. */
+  warnings?: 'all' | 'with' | 'without';
+}
+
+/** A record's warnings that concern the photo (not the run's untrained heads, which every record of the run shares). */
+export function photoWarnings(r: PredictRecord): number {
+  return r.prediction?.trust?.warnings.filter((w) => w.code !== 'untrained').length ?? 0;
 }
 
 export function resultsPage(workspaceDir: string, jobId: number, q: PageQuery): PredictPage {
@@ -137,6 +145,8 @@ export function resultsPage(workspaceDir: string, jobId: number, q: PageQuery): 
   if (q.show === 'errors') rows = rows.filter((r) => r.error);
   if (q.make) rows = rows.filter((r) => r.prediction?.makeModels[0]?.make === q.make);
   if (q.minConfidence != null) rows = rows.filter((r) => (r.prediction?.makeModels[0]?.p ?? -1) >= q.minConfidence!);
+  if (q.warnings === 'with') rows = rows.filter((r) => photoWarnings(r) > 0);
+  if (q.warnings === 'without') rows = rows.filter((r) => r.prediction && photoWarnings(r) === 0);
   const key = (r: PredictRecord): number | string =>
     q.sort === 'price' ? (r.prediction?.medianPrice ?? NaN) : q.sort === 'makeConfidence' ? (r.prediction?.makeModels[0]?.p ?? NaN) : r.rel;
   const dir = q.order === 'desc' ? -1 : 1;
@@ -176,27 +186,94 @@ export function reusableRecords(workspaceDir: string, runId: string, checkpoint:
   return out;
 }
 
-const CSV_HEAD = ['path', 'rel', 'width', 'height', 'median_price', 'price_bin_top', 'price_bin_top_p', 'make_model_1', 'p1', 'make_model_2', 'p2', 'make_model_3', 'p3', 'year_top', 'year_p', 'has_car', 'car_score', 'car_x1', 'car_y1', 'car_x2', 'car_y2', 'error'];
+/**
+ * The CSV export, one row per file. Columns: the file (path, rel, width, height); the regression
+ * head's median price (median_price) and the bins' own median and 80% interval (bins_median,
+ * bins_low, bins_high; empty for records from before they were recorded); calibrated (yes/no);
+ * the ten price-bin probabilities (p_price_<bin>, calibrated when calibrated is yes); the five
+ * most probable make/models and the three most probable years with their probabilities; the car
+ * box (has_car, car_score, car_x1..car_y2 as fractions of the photo); the junk filter (filter_score,
+ * filter_threshold, junk yes/no); the distance to the training photos (ood_distance,
+ * ood_threshold, far yes/no); the warnings (warning_codes separated by ';', warnings: the messages
+ * separated by ' | '); error. A value the record does not hold is an empty cell.
+ */
+export const CSV_HEAD: readonly string[] = [
+  'path',
+  'rel',
+  'width',
+  'height',
+  'median_price',
+  'bins_median',
+  'bins_low',
+  'bins_high',
+  'calibrated',
+  ...PRICE_BIN_LABELS.map((l) => `p_price_${l}`),
+  ...[1, 2, 3, 4, 5].flatMap((i) => [`make_model_${i}`, `make_model_p${i}`]),
+  ...[1, 2, 3].flatMap((i) => [`year_${i}`, `year_p${i}`]),
+  'has_car',
+  'car_score',
+  'car_x1',
+  'car_y1',
+  'car_x2',
+  'car_y2',
+  'filter_score',
+  'filter_threshold',
+  'junk',
+  'ood_distance',
+  'ood_threshold',
+  'far',
+  'warning_codes',
+  'warnings',
+  'error',
+];
+
+const yesNo = (v: boolean | undefined | null): string => (v == null ? '' : v ? 'yes' : 'no');
+const fixed = (v: number | undefined | null, d: number): string => (v == null || !Number.isFinite(v) ? '' : v.toFixed(d));
+
+/** One record's CSV cells, in CSV_HEAD order. */
+function csvRow(r: PredictRecord): Array<string | number> {
+  const p = r.prediction;
+  const bins = PRICE_BIN_LABELS.map((_, j) => fixed(p?.priceBins[j]?.p, 6));
+  const mm = [0, 1, 2, 3, 4].flatMap((i) => [p?.makeModels[i]?.label ?? '', fixed(p?.makeModels[i]?.p, 6)]);
+  const yr = [0, 1, 2].flatMap((i) => [p?.topYears[i]?.label ?? '', fixed(p?.topYears[i]?.p, 6)]);
+  const car = p?.car ?? null;
+  const b = car?.box ?? null;
+  const t = p?.trust;
+  return [
+    r.path,
+    r.rel,
+    r.width ?? '',
+    r.height ?? '',
+    fixed(p?.medianPrice, 2),
+    fixed(p?.binPrice?.median, 2),
+    fixed(p?.binPrice?.low, 2),
+    fixed(p?.binPrice?.high, 2),
+    p ? yesNo(p.calibrated ?? false) : '',
+    ...bins,
+    ...mm,
+    ...yr,
+    car ? yesNo(car.hasCar) : '',
+    fixed(car?.score, 4),
+    ...(b ? [b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(4)) : ['', '', '', '']),
+    fixed(t?.filter?.score, 4),
+    fixed(t?.filter?.threshold, 4),
+    yesNo(t?.filter?.junk),
+    fixed(t?.ood?.distance, 4),
+    fixed(t?.ood?.threshold, 4),
+    yesNo(t?.ood?.far),
+    t ? t.warnings.map((w) => w.code).join(';') : '',
+    t ? t.warnings.map((w) => w.message).join(' | ') : '',
+    r.error ?? '',
+  ];
+}
 
 export function exportSet(workspaceDir: string, jobId: number, format: 'csv' | 'json'): { filename: string; mime: string; content: string } {
   const meta = readSetMeta(workspaceDir, jobId);
   const recs = readRecords(workspaceDir, jobId);
   const base = `predictions-${meta.runId}-${meta.checkpoint}-job${jobId}`;
   if (format === 'json') return { filename: `${base}.json`, mime: 'application/json', content: JSON.stringify({ ...meta, records: recs }, null, 2) };
-  const lines = [CSV_HEAD.join(',')];
-  for (const r of recs) {
-    const p = r.prediction;
-    const topBin = p ? p.priceBins.reduce((a, b) => (b.p > a.p ? b : a)) : null;
-    const mm = (i: number) => [p?.makeModels[i]?.label ?? '', p?.makeModels[i] ? p.makeModels[i].p.toFixed(6) : ''];
-    const car = p?.car ?? null;
-    const b = car?.box ?? null;
-    const carCells = [car ? (car.hasCar ? 'yes' : 'no') : '', car ? car.score.toFixed(4) : '', ...(b ? [b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(4)) : ['', '', '', ''])];
-    lines.push(
-      [r.path, r.rel, r.width ?? '', r.height ?? '', p ? p.medianPrice.toFixed(2) : '', topBin?.label ?? '', topBin ? topBin.p.toFixed(6) : '', ...mm(0), ...mm(1), ...mm(2), p?.topYears[0]?.label ?? '', p?.topYears[0] ? p.topYears[0].p.toFixed(6) : '', ...carCells, r.error ?? '']
-        .map(csvCell)
-        .join(','),
-    );
-  }
+  const lines = [CSV_HEAD.map(csvCell).join(',')];
+  for (const r of recs) lines.push(csvRow(r).map(csvCell).join(','));
   return { filename: `${base}.csv`, mime: 'text/csv', content: lines.join('\n') + '\n' };
 }
 

@@ -30,12 +30,63 @@ export interface PredictCar {
   areaShare: number;
 }
 
+/** A head of the price model (train/trainer.ts HeadName). */
+export type PredictHead = 'price' | 'median' | 'makeModel' | 'year';
+
+/**
+ * The price the ten bins say, read off their cumulative distribution with the probability spread
+ * evenly inside each bin ($0-10k from $0, the open $60k+ bin as $60k-100k): the median and the
+ * 80% interval (10th to 90th percentile), in dollars.
+ */
+export interface BinPrice {
+  median: number;
+  low: number;
+  high: number;
+}
+
+/** One thing a prediction is not sure of, in the user's words. */
+export interface PredictionWarning {
+  /**
+   * junk: the junk filter scores the photo below its threshold (not a whole-car photo);
+   * far: the photo's features are far from every training photo's;
+   * no-car: the car detector found no vehicle;
+   * untrained: a head of the run never trained (its output is meaningless);
+   * clipped: a run trained before the non-negative median head predicted a negative median, shown as $0.
+   */
+  code: 'junk' | 'far' | 'no-car' | 'untrained' | 'clipped';
+  message: string;
+}
+
+/** What a prediction knows of its own reliability (predict/trust.ts). */
+export interface PredictionTrust {
+  /** The workspace's junk filter on this photo; null when no filter is fitted (or it cannot score here). */
+  filter: { modelId: number; extractor: string; score: number; threshold: number; junk: boolean } | null;
+  /**
+   * Distance from the photo's features to the nearest training photo's (1 - cosine similarity),
+   * against the run's threshold (the 99th percentile of the test split's nearest distances); null
+   * where it cannot be measured (a finetune run, no cached training features).
+   */
+  ood: { distance: number; threshold: number; far: boolean } | null;
+  /** Heads of the run that never trained (loss weight 0 or no labels): their outputs mean nothing. */
+  untrained: PredictHead[];
+  warnings: PredictionWarning[];
+}
+
 /** What a run's model says about one image. */
 export interface Prediction {
-  /** The ten price bins, in bin order; the probabilities sum to 1. */
+  /** The ten price bins, in bin order; the probabilities sum to 1 (calibrated when `calibrated`). */
   priceBins: Prob[];
-  /** The median-price head, in dollars. */
+  /**
+   * The median-price regression head, in dollars; never negative (runs trained before the head
+   * predicted log-price are clipped at $0 with a `clipped` warning).
+   */
   medianPrice: number;
+  /** The bins' own median and 80% interval; absent in predictions stored before it was recorded. */
+  binPrice?: BinPrice;
+  /** The classification heads' probabilities are temperature-scaled (the run was calibrated); absent = false. */
+  calibrated?: boolean;
+  /** Filter score, distance to the training data, untrained heads, warnings; absent in predictions stored before, and for crops. */
+  trust?: PredictionTrust;
   /** The five most probable make/model classes (Unknown included when it ranks). */
   makeModels: MakeModelProb[];
   /** The full year distribution (1983..2023, unknown); sums to 1. */
@@ -83,6 +134,19 @@ export interface PredictRunInfo {
   best: { step: number; loss: number } | null;
   steps: number;
   makeModels: number;
+  /**
+   * What the run was trained on: photos per source (e.g. demo, an imported folder's name), train
+   * and test photos; null for runs from before it was recorded.
+   */
+  data: { sources: Array<{ source: string; images: number }>; trainImages: number; testImages: number } | null;
+  /** Per head: whether it trained, and why not. */
+  heads: Array<{ head: PredictHead; trains: boolean; reason: string | null }>;
+  /** The best checkpoint's test metrics (null before its first evaluation). */
+  test: { priceAccuracy: number; medianMaeDollars: number; makeModelAccuracy: number | null; yearAccuracy: number | null } | null;
+  /** The run's calibration (carstudio calibrate), or null when not calibrated. */
+  calibration: { temperatures: Record<'price' | 'makeModel' | 'year', number>; priceEce: { before: number; after: number } } | null;
+  /** The run prediction uses unless told otherwise: the best by test price accuracy. */
+  recommended: boolean;
 }
 
 export interface PredictSetInfo {
@@ -149,7 +213,7 @@ export const PREDICT_UPLOAD_MAX_BYTES = 5 * 1024 * 1024;
 export const PREDICT_SORTS = ['path', 'price', 'makeConfidence'] as const;
 
 const runChoice = {
-  /** Run id (as in the runs table: `carstudio runs`); default: the newest run that has a checkpoint. */
+  /** Run id (as in the runs table: `carstudio runs`); default: the recommended run (best test price accuracy). */
   runId: z.string().min(1).optional(),
   /** best (default), last, or another checkpoint name in the run folder. */
   checkpoint: z.string().min(1).optional(),
@@ -171,6 +235,8 @@ export const predictMethods = {
     minConfidence: z.number().min(0).max(1).optional(),
     /** all (default), ok (predicted only) or errors (failed only). */
     show: z.enum(['all', 'ok', 'errors']).default('all'),
+    /** all (default), with (records whose photo carries a warning: junk, far, no car) or without. */
+    warnings: z.enum(['all', 'with', 'without']).default('all'),
   }),
   'predict.result': z.object({ jobId: z.number().int().positive(), index: z.number().int().min(0) }),
   'predict.thumbnail': z.object({ path: z.string().min(1), size: z.number().int().min(16).max(1024).default(240) }),

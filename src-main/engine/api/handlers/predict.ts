@@ -5,14 +5,21 @@ import { listRuns, resolveRun } from '../../predict/runs.ts';
 import { exportSet, listSetMetas, readRecords, readSetMeta, resultsPage, setInfo } from '../../predict/store.ts';
 import { isImageName } from '../../predict/decode-file.ts';
 import type { ModelRef } from '../../predict/service.ts';
+import { currentFilterSpec, ensureOodReference } from '../../predict/trust.ts';
 import { UserError } from '../../workspace/errors.ts';
 import type { PredictParams } from '../../predict/predict-kind.ts';
 import type { Engine } from '../../engine.ts';
 
-/** The run and checkpoint a prediction uses, resolved here (the worker has no database). */
-function model(e: Engine, runId?: string, checkpoint?: string): ModelRef {
+/**
+ * The run and checkpoint a prediction uses, resolved here (the worker has no engine), with the
+ * workspace's junk filter and the run's distance reference (built here on first use).
+ */
+async function model(e: Engine, runId?: string, checkpoint?: string): Promise<ModelRef> {
   const r = resolveRun(e.ws, runId, checkpoint);
-  return { runId: r.run.id, runDir: r.run.dir, checkpoint: r.checkpoint };
+  await ensureOodReference(e.ws, r.run.dir).catch((err: unknown) => {
+    console.warn(`run ${r.run.id}: no distance reference (${err instanceof Error ? err.message : String(err)})`);
+  });
+  return { runId: r.run.id, runDir: r.run.dir, checkpoint: r.checkpoint, filter: currentFilterSpec(e.ws) };
 }
 
 // Every path goes through the engine's path policy (api/path-policy.ts) before any file is touched;
@@ -36,18 +43,18 @@ export const predictHandlers: Handlers<keyof PredictResults> = {
     if (!isImageName(p.path)) throw new UserError(`${path.resolve(p.path)} does not have an image extension`);
     return e.predictions.run('thumbnail', { file: e.paths.readable(p.path), size: p.size });
   },
-  'predict.image': (p, e) => {
+  'predict.image': async (p, e) => {
     if (p.path && p.data) throw new UserError('give either path or data');
     const file = p.path ? e.paths.readable(p.path) : undefined;
-    return e.predictions.run('image', { file, data: p.data, name: p.name }, model(e, p.runId, p.checkpoint));
+    return e.predictions.run('image', { file, data: p.data, name: p.name }, await model(e, p.runId, p.checkpoint));
   },
-  'predict.cropPan': (p, e) => {
+  'predict.cropPan': async (p, e) => {
     const file = e.paths.readable(p.path);
-    return e.predictions.run('cropPan', { file, steps: p.steps }, model(e, p.runId, p.checkpoint));
+    return e.predictions.run('cropPan', { file, steps: p.steps }, await model(e, p.runId, p.checkpoint));
   },
-  'predict.compare': (p, e) => {
+  'predict.compare': async (p, e) => {
     const files = p.paths.map((f) => e.paths.readable(f));
-    return e.predictions.run('compare', { files }, model(e, p.runId, p.checkpoint));
+    return e.predictions.run('compare', { files }, await model(e, p.runId, p.checkpoint));
   },
   'predict.export': (p, e) => exportSet(e.ws.dir, p.jobId, p.format),
 };
