@@ -50,13 +50,15 @@ export function registerDedup(program: Command): void {
     .option('--clear', 'remove the override (back to the policy)')
     .option('--json', 'print the group as JSON')
     .action((opts: { workspace?: string; group: number; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean }, sub: Command) => {
-      const parent = sub.parent?.opts() as { workspace?: string } | undefined;
+      const parent = sub.parent?.opts() as { workspace?: string; json?: boolean } | undefined;
+      // the parent command has --workspace and --json of its own, which commander gives it
+      const json = opts.json ?? parent?.json;
       const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
       if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
       const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
       try {
         const g = setOverride(engine.ws.db, { groupId: opts.group, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
-        if (opts.json) printJson(g);
+        if (json) printJson(g);
         else process.stdout.write(`group ${g.id} (${g.size} images, ${g.listings} listings): ${g.override ?? 'policy'}; ${g.members.filter((m) => m.excluded).length} excluded\n`);
       } finally {
         void engine.close();
@@ -73,13 +75,15 @@ export function registerDedup(program: Command): void {
     .option('--clear', 'remove the decision (back to the group override or the policy)')
     .option('--json', 'print the group as JSON')
     .action((opts: { workspace?: string; image: number; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean }, sub: Command) => {
-      const parent = sub.parent?.opts() as { workspace?: string } | undefined;
+      const parent = sub.parent?.opts() as { workspace?: string; json?: boolean } | undefined;
+      // the parent command has --workspace and --json of its own, which commander gives it
+      const json = opts.json ?? parent?.json;
       const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
       if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
       const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
       try {
         const g = setDecision(engine.ws.db, { imageId: opts.image, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
-        if (opts.json) printJson(g);
+        if (json) printJson(g);
         else {
           const m = g.members.find((x) => x.imageId === opts.image);
           process.stdout.write(`image ${opts.image} in group ${g.id}: ${m?.excluded ? 'excluded' : 'kept'}; ${g.members.filter((x) => x.excluded).length} of ${g.size} excluded\n`);
@@ -97,17 +101,19 @@ export function registerDedup(program: Command): void {
     .option('--all', 'every group without a keep/drop decision of yours')
     .option('--json', 'print the result as JSON')
     .action((opts: { workspace?: string; group?: number; all?: boolean; json?: boolean }, sub: Command) => {
-      const parent = sub.parent?.opts() as { workspace?: string } | undefined;
+      const parent = sub.parent?.opts() as { workspace?: string; json?: boolean } | undefined;
+      // the parent command has --workspace and --json of its own, which commander gives it
+      const json = opts.json ?? parent?.json;
       if ((opts.group === undefined) === !opts.all) throw new UserError('give either --group <id> or --all');
       const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
       try {
         if (opts.all) {
           const r = acceptAll(engine.ws.db);
-          if (opts.json) printJson(r);
+          if (json) printJson(r);
           else process.stdout.write(`kept the best copy in ${r.groups} groups; ${r.excluded} images excluded from training\n`);
         } else {
           const g = keepBest(engine.ws.db, { groupId: opts.group! });
-          if (opts.json) printJson(g);
+          if (json) printJson(g);
           else process.stdout.write(`group ${g.id}: kept image ${g.representative}, dropped ${g.members.filter((x) => x.excluded).length} of ${g.size}\n`);
         }
       } finally {
