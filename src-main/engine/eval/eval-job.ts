@@ -31,6 +31,7 @@ import { trainingSet } from '../train/dataset.ts';
 import { encodeColumns, makeModelLabels, numMakeModelClasses, splitRows, yearValues, type LabelColumns, type LabelRow, type LabelSpace } from '../train/labels.ts';
 import { buildRunHeads, HEAD_NAMES, loadRunConfig, runExtractor, runSplit, runTestFraction, type CheckpointMeta, type RunConfigFile } from '../train/trainer.ts';
 import { runDirOf } from '../train/train-job.ts';
+import { medianDollars, medianHeadOf } from '../train/model.ts';
 import { UserError } from '../workspace/errors.ts';
 import { checkValues, readValueRanges } from '../workspace/value-ranges.ts';
 import type { Workspace } from '../workspace/workspace.ts';
@@ -72,7 +73,8 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
   if (run.cfg.config.mode === 'heads' && feats.dim !== run.cfg.featureDim) {
     throw new UserError(`run ${run.id} was trained on ${run.cfg.featureDim}-d features, but its extractor ${run.extractor} gives ${feats.dim}-d rows; its config.json does not describe it`);
   }
-  const predictor = run.cfg.config.mode === 'heads' ? await loadFeatureHeads(run) : await loadPredictor(run.dir, { checkpoint: run.checkpoint });
+  // Raw probabilities, as trained: the calibration's effect is in calibration.json (calibrate.ts).
+  const predictor = run.cfg.config.mode === 'heads' ? await loadFeatureHeads(run) : await loadPredictor(run.dir, { checkpoint: run.checkpoint, calibration: false });
   let model: HeadMatrices | null;
   try {
     model = await modelOutputs(predictor, run.cfg.space, kept, feats.scored, ctx.signal, progress);
@@ -117,7 +119,7 @@ function cancelled(ctx: JobContext<EvalParams>): EvalJobResult {
 
 // ---------- the run ----------
 
-interface OpenRun {
+export interface OpenRun {
   id: number;
   name: string;
   dir: string;
@@ -128,7 +130,7 @@ interface OpenRun {
   extractor: ExtractorName;
 }
 
-async function openRun(ws: Workspace, runId: number, checkpoint: 'best' | 'last'): Promise<OpenRun> {
+export async function openRun(ws: Workspace, runId: number, checkpoint: 'best' | 'last'): Promise<OpenRun> {
   const row = ws.db.prepare(`SELECT id, name FROM runs WHERE id = ?`).get(runId) as { id: number; name: string } | undefined;
   if (!row) throw new UserError(`no run ${runId} (carstudio runs lists them)`);
   const dir = runDirOf(ws.dir, runId);
@@ -235,7 +237,7 @@ interface Features {
  * (extracting the missing ones into it), or extracted from a manifest's files.
  */
 async function features(
-  ctx: JobContext<EvalParams>,
+  ctx: { workspace: Workspace; signal: AbortSignal },
   extractor: ExtractorName,
   trainRows: LabelRow[],
   scoredRows: ScoredRow[],
@@ -333,6 +335,7 @@ async function loadFeatureHeads(run: OpenRun): Promise<Scorer> {
   }
   const space = run.cfg.space;
   const dim = run.cfg.featureDim;
+  const medianHead = medianHeadOf(run.cfg.config);
   const normalise = (p: Float32Array): number[] => {
     let s = 0;
     for (let i = 0; i < p.length; i++) s += p[i];
@@ -361,7 +364,7 @@ async function loadFeatureHeads(run: OpenRun): Promise<Scorer> {
           const yp = normalise(year.subarray(i * ny, (i + 1) * ny));
           res.push({
             priceBins: pb.map((p, j) => ({ label: space.priceBins[j], p })),
-            medianPrice: Math.round(median[i] * space.medianPriceScale * 100) / 100,
+            medianPrice: medianDollars(median[i], medianHead, space.medianPriceScale).dollars,
             makeModels: [],
             years: yp.map((p, j) => ({ label: space.years[j], p })),
             topYears: [],
@@ -377,7 +380,7 @@ async function loadFeatureHeads(run: OpenRun): Promise<Scorer> {
   };
 }
 
-interface HeadMatrices {
+export interface HeadMatrices {
   price: Matrix;
   /** Median-price predictions in dollars. */
   dollars: Float64Array;
@@ -433,6 +436,49 @@ async function predictImages(predictor: Scorer, rows: ScoredRow[], full: number[
   return predictor.predictInputs(batch, rows.length, full);
 }
 
+/** The model's outputs on a run's own test split, with the rows and their labels (calibrate.ts). */
+export interface TestSplitOutputs {
+  run: OpenRun;
+  rows: LabelRow[];
+  labels: LabelColumns;
+  model: HeadMatrices;
+}
+
+/**
+ * The checkpoint's raw (uncalibrated) probabilities on the run's test split (its own split kind
+ * and test fraction), as the evaluation computes them, without the baselines: a heads run from
+ * the cached features of the test rows, a finetune run from the decoded photos. null when cancelled.
+ */
+export async function testSplitOutputs(
+  ws: Workspace,
+  runId: number,
+  checkpoint: 'best' | 'last',
+  opts: { signal: AbortSignal; progress: Progress; log: (l: 'info' | 'warn', m: string) => void },
+): Promise<TestSplitOutputs | null> {
+  const run = await openRun(ws, runId, checkpoint);
+  const { rows } = trainingSet(ws.db);
+  const split = splitRows(rows, runSplit(run.cfg), runTestFraction(run.cfg));
+  if (split.test.length === 0) throw new UserError(`run ${run.id}'s test split is empty`);
+  const keyOf = ws.db.prepare(`SELECT key FROM images WHERE id = ?`).pluck();
+  const scoredRows = split.test.map((r): ScoredRow => ({ ...r, file: null, pixels: ws.store.pathFor(keyOf.get(r.imageId) as string) }));
+  let kept = scoredRows;
+  let feats: Float32Array = new Float32Array(0);
+  if (run.cfg.config.mode === 'heads') {
+    const f = await features({ workspace: ws, signal: opts.signal }, run.extractor, [], scoredRows, opts.progress, opts.log);
+    if (!f) return null;
+    if (f.dim !== run.cfg.featureDim) throw new UserError(`run ${run.id} was trained on ${run.cfg.featureDim}-d features, but its extractor ${run.extractor} gives ${f.dim}-d rows`);
+    kept = scoredRows.filter((_, i) => f.scoredOk[i]);
+    feats = f.scored;
+  }
+  const predictor = run.cfg.config.mode === 'heads' ? await loadFeatureHeads(run) : await loadPredictor(run.dir, { checkpoint: run.checkpoint, calibration: false });
+  try {
+    const model = await modelOutputs(predictor, run.cfg.space, kept, feats, opts.signal, opts.progress);
+    return model ? { run, rows: kept, labels: encodeColumns(run.cfg.space, kept), model } : null;
+  } finally {
+    predictor.dispose();
+  }
+}
+
 // ---------- baselines ----------
 
 interface Baselines {
@@ -441,7 +487,7 @@ interface Baselines {
 }
 
 /** -1 where the row has no label for the head. */
-function maskedLabels(labels: Int32Array, mask: Float32Array): Int32Array {
+export function maskedLabels(labels: Int32Array, mask: Float32Array): Int32Array {
   return Int32Array.from(labels, (v, i) => (mask[i] ? v : -1));
 }
 

@@ -16,10 +16,12 @@ import { carInDetections, carInRow, CAR_V1_DIM, type CarInPhoto } from '../filte
 import { DETECTOR_INPUT_SIZE, loadCarDetector, type CarDetector } from '../ml/car-detector.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import { makeModelLabels } from '../train/labels.ts';
-import { tinyCnnBackbone, type Heads } from '../train/model.ts';
+import { medianDollars, medianHeadOf, tinyCnnBackbone, type Heads } from '../train/model.ts';
+import { checkpointStamp, readCalibration, type CalibratedHead } from '../train/calibrate.ts';
+import { binPrice } from './bin-price.ts';
 import { buildRunHeads, loadRunConfig, runExtractor, type CheckpointMeta, type RunConfigFile } from '../train/trainer.ts';
 import { UserError } from '../workspace/errors.ts';
-import type { MakeModelProb, PredictCar, Prediction, Prob } from '../api/contract/predict.ts';
+import type { MakeModelProb, PredictCar, Prediction, PredictHead, PredictionTrust, PredictionWarning, Prob } from '../api/contract/predict.ts';
 import { decodeImage, type DecodedImage, type DecodeOptions } from './decode-file.ts';
 import { createTrust, type TrustAssessor, type TrustOptions } from './trust.ts';
 
@@ -73,6 +75,8 @@ export interface Predictor {
   predictFeatures: ((features: Float32Array, n: number, full?: FullMakeModels) => Promise<Prediction[]>) | null;
   /** Make/model labels in class order (the order of FullMakeModels rows). */
   makeModelLabels: string[];
+  /** The temperatures applied to the classification heads (calibration.json of this checkpoint), or null: raw probabilities. */
+  temperatures: Record<CalibratedHead, number> | null;
   /** Decodes (files or bytes) and predicts; a file that fails throws (use decodeImage to handle them one by one). */
   predictBatch(images: Array<string | Buffer>, opts?: DecodeOptions): Promise<Prediction[]>;
   dispose(): void;
@@ -97,6 +101,11 @@ export interface LoadPredictorOptions {
   workspaceDir?: string;
   /** ONNX Runtime's CPU threads (default: os.availableParallelism()). */
   threads?: number;
+  /**
+   * Apply the run's calibration (temperatures of calibration.json, when its stamp matches the
+   * checkpoint loaded); default true. false: the heads' raw probabilities (to calibrate them).
+   */
+  calibration?: boolean;
   /**
    * The workspace's junk filter and the run's distance reference for whole-photo predictions
    * (predict/trust.ts); absent (a run folder without its workspace): no filter score, no distance.
@@ -183,6 +192,10 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     }
   }
 
+  const temperatures = opts.calibration === false ? null : calibrationFor(runDir, name, file, log);
+  const medianHead = medianHeadOf(cfg.config);
+  const untrained = untrainedHeadsOf(cfg);
+
   const labels = {
     price: cfg.space.priceBins,
     makeModel: makeModelLabels(cfg.space),
@@ -242,11 +255,18 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     return preds;
   }
 
-  /** The heads on the features `feats` makes (inside a tidy), as Predictions (`cars` per image when known). */
+  /**
+   * The heads on the features `feats` makes (inside a tidy), as Predictions (`cars` per image when
+   * known): the classification heads' logits divided by the calibration's temperatures, the median
+   * in dollars (never negative), the bins' own price, and the base of what each prediction knows of
+   * its reliability (untrained heads, a clipped median; predictPhotos adds the rest).
+   */
   async function predictions(n: number, full: FullMakeModels | undefined, feats: () => TF.Tensor2D, cars: PredictCar[] | null = null): Promise<Prediction[]> {
+    const T = temperatures ?? { price: 1, makeModel: 1, year: 1 };
     const outs = tf.tidy(() => {
       const o = heads.forward(feats(), false);
-      return [tf.softmax(o.price), o.median, tf.softmax(o.makeModel), tf.softmax(o.year)] as TF.Tensor[];
+      const scaled = (logits: TF.Tensor2D, t: number): TF.Tensor2D => (t === 1 ? logits : tf.div(logits, t));
+      return [tf.softmax(scaled(o.price, T.price)), o.median, tf.softmax(scaled(o.makeModel, T.makeModel)), tf.softmax(scaled(o.year, T.year))] as TF.Tensor[];
     });
     try {
       const [price, median, mm, year] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
@@ -266,9 +286,13 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
           model: labels.makeModelParts[j].model,
           p: mp[j],
         }));
+        const med = medianDollars(median[i], medianHead, labels.scale);
         result.push({
           priceBins: pb.map((p, j) => ({ label: labels.price[j], p })),
-          medianPrice: Math.round(median[i] * labels.scale * 100) / 100,
+          medianPrice: med.dollars,
+          binPrice: binPrice(pb),
+          calibrated: temperatures !== null,
+          trust: baseTrust(untrained, med.clipped ? Math.round(median[i] * labels.scale) : null),
           makeModels,
           years,
           topYears: topK(yp, TOP_YEARS).map((j) => years[j]),
@@ -299,6 +323,7 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
     predictPhotos,
     predictFeatures: cfg.config.mode === 'heads' ? predictFeatures : null,
     makeModelLabels: labels.makeModel,
+    temperatures,
     async predictBatch(images, dopts = {}) {
       const decoded = await Promise.all(images.map((im) => decodePhoto(im, { maxPixels: dopts.maxPixels })));
       return predictPhotos(decoded);
@@ -309,6 +334,46 @@ export async function loadPredictor(runDir: string, opts: LoadPredictorOptions =
       disposeBackbone();
     },
   };
+}
+
+/**
+ * The temperatures of the run's calibration.json when it calibrated this very checkpoint file
+ * (same name, size and sha256); a stale one (the checkpoint was written again since) is ignored
+ * with a log line. null: no calibration applies.
+ */
+function calibrationFor(runDir: string, checkpoint: string, file: string, log: (level: 'info' | 'warn', m: string) => void): Record<CalibratedHead, number> | null {
+  const cal = readCalibration(runDir);
+  if (!cal || cal.checkpoint !== checkpoint) return null;
+  const stamp = checkpointStamp(file);
+  if (stamp.size !== cal.stamp.size || stamp.sha256 !== cal.stamp.sha256) {
+    log('warn', `run ${path.basename(runDir)}'s calibration is of an earlier ${checkpoint} checkpoint and is not applied; run carstudio calibrate --run ${path.basename(runDir)} to calibrate this one`);
+    return null;
+  }
+  return { ...cal.temperatures };
+}
+
+const HEAD_WORDS: Record<PredictHead, string> = { price: 'price-bin', median: 'median-price', makeModel: 'make/model', year: 'year' };
+const HEAD_OUTPUT: Record<PredictHead, string> = { price: 'price bins', median: 'median price', makeModel: 'make/model', year: 'year' };
+
+/** The heads of a run that never trained (config.json heads: loss weight 0 or no labels; runs without that record: none). */
+function untrainedHeadsOf(cfg: RunConfigFile): Array<{ head: PredictHead; reason: string }> {
+  if (!cfg.heads) return [];
+  return (Object.keys(HEAD_WORDS) as PredictHead[]).filter((h) => cfg.heads![h] && !cfg.heads![h].trains).map((h) => ({ head: h, reason: cfg.heads![h].reason ?? 'not trained' }));
+}
+
+/** A prediction's trust before the filter and the distance to the training data are known. */
+function baseTrust(untrained: Array<{ head: PredictHead; reason: string }>, clippedFrom: number | null): PredictionTrust {
+  const warnings: PredictionWarning[] = untrained.map(({ head, reason }) => ({
+    code: 'untrained',
+    message: `the ${HEAD_WORDS[head]} head of this run never trained (${reason}): its ${HEAD_OUTPUT[head]} ${head === 'price' ? 'are' : 'is'} meaningless`,
+  }));
+  if (clippedFrom !== null) {
+    warnings.push({
+      code: 'clipped',
+      message: `the median-price head said $${clippedFrom.toLocaleString('en-US')}, a negative price (this run was trained before the head predicted log-price); shown as $0`,
+    });
+  }
+  return { filter: null, ood: null, untrained: untrained.map((u) => u.head), warnings };
 }
 
 function warnOnStderr(level: 'info' | 'warn', message: string): void {

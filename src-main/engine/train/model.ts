@@ -1,11 +1,19 @@
 // The price model's four heads over a backbone feature vector, as a small functional graph of
 // named tf.Variables (so the trainer controls initialisation, dropout randomness, the optimizer
-// state and checkpoints exactly): price-bin logits (10), median price (1 linear output, in units
-// of $30,000), make/model logits (top pairs + Unknown) and year logits (42). An optional hidden
-// layer (ReLU) and dropout sit in front of them. The four output layers share one matrix, sliced
-// by head, so a step is one matmul.
+// state and checkpoints exactly): price-bin logits (10), median price (1 output z), make/model
+// logits (top pairs + Unknown) and year logits. An optional hidden layer (ReLU) and dropout sit
+// in front of them. The four output layers share one matrix, sliced by head, so a step is one
+// matmul.
 //
-// Loss = w_price * CE(price) + w_median * L1(price) / 30000 + w_year * CE(year) + w_make * CE(make/model).
+// The median head's parameterisation (config.json config.medianHead):
+//   log (new runs):     price = $30,000 * exp(z), never negative; L1 loss on z - ln(price / $30,000).
+//                       The median of log-price is the log of the median price, so exp(z) is still
+//                       a median. Near $30k the loss reads as the linear one's (a 10% error costs
+//                       about 0.1 in both), so the default weight 1 keeps the same balance.
+//   linear (older runs, absent in config): price = $30,000 * z, L1 loss on z - price / $30,000;
+//                       it can go negative, and prediction clips it at $0.
+//
+// Loss = w_price * CE(price) + w_median * L1(median) + w_year * CE(year) + w_make * CE(make/model).
 import type * as TF from '@tensorflow/tfjs';
 import type { TfModule } from '../ml/backend.ts';
 import { UserError } from '../workspace/errors.ts';
@@ -23,6 +31,32 @@ export interface HeadsConfig {
   dropout: number;
   /** Initialisation seed. */
   seed: number;
+  /** The median head's parameterisation (see the top of this file); default log. */
+  medianHead?: MedianHead;
+}
+
+/** log: price = scale * exp(z) (runs from now on); linear: price = scale * z (runs trained before). */
+export type MedianHead = 'log' | 'linear';
+/** The parameterisation a run's config records (absent: linear, every run trained before log). */
+export function medianHeadOf(c: { medianHead?: MedianHead }): MedianHead {
+  return c.medianHead ?? 'linear';
+}
+/** Log-price targets are ln(max(price / scale, this)): a $0 price would be -Infinity. */
+const MIN_MEDIAN_RATIO = 1e-3;
+/** z is clamped to this range before exp (z = 8 is about $89M): a garbage output stays finite. */
+const LOG_Z_RANGE = [-20, 8] as const;
+
+/**
+ * The median head's output in dollars (rounded to cents): never negative. `clipped` says a
+ * linear (older) run's output was negative and is reported as $0.
+ */
+export function medianDollars(z: number, head: MedianHead, scale = MEDIAN_PRICE_SCALE): { dollars: number; clipped: boolean } {
+  if (head === 'log') {
+    const zc = Math.min(LOG_Z_RANGE[1], Math.max(LOG_Z_RANGE[0], z));
+    return { dollars: Math.round(scale * Math.exp(zc) * 100) / 100, clipped: false };
+  }
+  const d = Math.round(z * scale * 100) / 100;
+  return d < 0 ? { dollars: 0, clipped: true } : { dollars: d, clipped: false };
 }
 
 export function headsConfig(p: Partial<HeadsConfig> & Pick<HeadsConfig, 'inputDim' | 'numMakeModels'>): HeadsConfig {
@@ -32,7 +66,7 @@ export function headsConfig(p: Partial<HeadsConfig> & Pick<HeadsConfig, 'inputDi
 export interface HeadOutputs {
   /** [N, 10] */
   price: TF.Tensor2D;
-  /** [N], price / 30000 */
+  /** [N], z: price = 30000 * exp(z) (log head) or 30000 * z (linear head); see medianDollars */
   median: TF.Tensor1D;
   /** [N, numMakeModels] */
   makeModel: TF.Tensor2D;
@@ -104,8 +138,8 @@ export function createHeads(tf: TfModule, config: HeadsConfig): Heads {
   const s = headSlices(c);
   const kernel = glorot(dim, s.width, [c.numPriceBins, 1, c.numMakeModels, c.numYears]);
   const bias = new Float32Array(s.width);
-  // The median head starts at $30k (target 1.0) rather than $0.
-  bias[s.median[0]] = 1;
+  // The median head starts at $30k: z = 0 for log (exp(0) = 1), z = 1 for linear, rather than $0.
+  bias[s.median[0]] = (c.medianHead ?? 'log') === 'log' ? 0 : 1;
   vars.set('out/kernel', tf.variable(tf.tensor2d(kernel, [dim, s.width]), true, uniqueName('out_kernel')));
   vars.set('out/bias', tf.variable(tf.tensor1d(bias), true, uniqueName('out_bias')));
 
@@ -248,8 +282,10 @@ export interface BatchLabels {
 /**
  * Order of the values in the metrics vector `lossesAndCounts` returns: the weighted total (a
  * batch mean), then per head the SUM over its labelled samples of its loss (price CE, median
- * L1 / 30000, make/model CE, year CE), the number of correct top-1 predictions, and the number
- * of labelled samples. Sums, so batches add up exactly (see addBatchMetrics).
+ * L1, make/model CE, year CE), the number of correct top-1 predictions, the number of labelled
+ * samples, and the sum of the median's absolute error in dollars / 30000 (`medianAbs`: the
+ * linear head's loss itself; for the log head, |30000 exp(z) - price| / 30000). Sums, so batches
+ * add up exactly (see addBatchMetrics).
  */
 export const METRIC_ORDER = [
   'total',
@@ -263,6 +299,7 @@ export const METRIC_ORDER = [
   'priceN',
   'makeModelN',
   'yearN',
+  'medianAbs',
 ] as const;
 export const METRIC_COUNT = METRIC_ORDER.length;
 
@@ -288,10 +325,12 @@ export function lossesAndCounts(
   out: HeadOutputs,
   labels: BatchLabels,
   w: LossWeights,
+  medianHead: MedianHead = 'log',
 ): { total: TF.Scalar; metrics: TF.Tensor1D } {
+  const median = medianLoss(tf, out.median, labels.median, medianHead);
   const perHead = [
     { loss: crossEntropyPerSample(tf, out.price, labels.priceBin), mask: labels.priceMask, w: w.price },
-    { loss: tf.abs(tf.sub(out.median, labels.median)) as TF.Tensor1D, mask: labels.priceMask, w: w.median },
+    { loss: median.loss, mask: labels.priceMask, w: w.median },
     { loss: crossEntropyPerSample(tf, out.makeModel, labels.makeModel), mask: labels.makeModelMask, w: w.makeModel },
     { loss: crossEntropyPerSample(tf, out.year, labels.year), mask: labels.yearMask, w: w.year },
   ];
@@ -313,8 +352,24 @@ export function lossesAndCounts(
     counts[0],
     counts[2],
     counts[3],
+    tf.sum(tf.mul(median.absDollars, labels.priceMask)),
   ]) as TF.Tensor1D;
   return { total, metrics };
+}
+
+/**
+ * Per-sample L1 loss of the median head on targets price / 30000 (`target`), and its absolute
+ * error in dollars / 30000: log head, |z - ln(target)| and |exp(z) - target|; linear head, both
+ * |z - target|.
+ */
+function medianLoss(tf: TfModule, z: TF.Tensor1D, target: TF.Tensor1D, head: MedianHead): { loss: TF.Tensor1D; absDollars: TF.Tensor1D } {
+  if (head === 'linear') {
+    const loss = tf.abs(tf.sub(z, target)) as TF.Tensor1D;
+    return { loss, absDollars: loss };
+  }
+  const loss = tf.abs(tf.sub(z, tf.log(tf.maximum(target, MIN_MEDIAN_RATIO)))) as TF.Tensor1D;
+  const dollars = tf.exp(tf.clipByValue(z, LOG_Z_RANGE[0], LOG_Z_RANGE[1]));
+  return { loss, absDollars: tf.abs(tf.sub(dollars, target)) as TF.Tensor1D };
 }
 
 export interface HeadMetrics {
@@ -330,7 +385,7 @@ export interface Metrics {
   /** The weighted total loss: the weighted sum of the heads' mean losses. */
   loss: number;
   price: HeadMetrics;
-  /** L1 loss of the median-price head (dollars / 30000) and its mean absolute error in dollars. */
+  /** L1 loss of the median-price head (on log-price, or dollars / 30000 for linear runs) and its mean absolute error in dollars. */
   median: { loss: number; maeDollars: number; n: number };
   makeModel: HeadMetrics;
   year: HeadMetrics;
@@ -355,7 +410,7 @@ export function metricsFromSums(sums: ArrayLike<number>, n: number, weights?: Lo
   return {
     loss,
     price: { loss: price, accuracy: mean(sums[5], priceN), n: priceN },
-    median: { loss: median, maeDollars: median * MEDIAN_PRICE_SCALE, n: priceN },
+    median: { loss: median, maeDollars: mean(sums[11] ?? sums[2], priceN) * MEDIAN_PRICE_SCALE, n: priceN },
     makeModel: { loss: mm, accuracy: mean(sums[6], mmN), n: mmN },
     year: { loss: year, accuracy: mean(sums[7], yearN), n: yearN },
     samples: n,

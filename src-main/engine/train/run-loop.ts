@@ -20,7 +20,7 @@ import { UserError } from '../workspace/errors.ts';
 import { AugmentPool, PrefetchLoader, type AugmentTask } from './augment-pool.ts';
 import { writeCheckpoint, writeFileAtomic, type NamedArray, type readCheckpoint } from './checkpoint.ts';
 import type { LabelColumns } from './labels.ts';
-import { addBatchMetrics, lossesAndCounts, METRIC_COUNT, metricsFromSums, type Backbone, type BatchLabels, type Heads, type Metrics } from './model.ts';
+import { addBatchMetrics, lossesAndCounts, medianHeadOf, METRIC_COUNT, metricsFromSums, type Backbone, type BatchLabels, type Heads, type Metrics } from './model.ts';
 import { epochPermutation, mixSeed, Rng } from './rng.ts';
 import type { CheckpointMeta, EvalEvent, FeatureSplit, RunSummary, StepEvent, TrainConfig, TrainInputs, TrainResult } from './trainer.ts';
 import { buildRunHeads, featureDimOf, RUN_FILES, splitSize } from './trainer.ts';
@@ -139,7 +139,7 @@ class TrainingRun {
       let metrics: TF.Tensor1D | null = null;
       const { grads } = tf.variableGrads(
         () => {
-          const r = lossesAndCounts(tf, this.forward(x, true, dropoutSeed), labels, cfg.lossWeights);
+          const r = lossesAndCounts(tf, this.forward(x, true, dropoutSeed), labels, cfg.lossWeights, medianHeadOf(cfg));
           metrics = tf.keep(r.metrics);
           return r.total;
         },
@@ -205,7 +205,7 @@ class TrainingRun {
       }
       const vec = tf.tidy(() => {
         const labels = labelTensors(tf, data.test.labels, idx);
-        return lossesAndCounts(tf, this.forward(tf.tensor(x, this.inputShape(idx.length)), false, 0), labels, cfg.lossWeights).metrics;
+        return lossesAndCounts(tf, this.forward(tf.tensor(x, this.inputShape(idx.length)), false, 0), labels, cfg.lossWeights, medianHeadOf(cfg)).metrics;
       });
       const vals = await vec.data();
       vec.dispose();

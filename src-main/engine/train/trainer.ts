@@ -24,7 +24,7 @@ import type { AugmentPool } from './augment-pool.ts';
 import { ORIGINAL_AUGMENT, type AugmentOptions } from './augment.ts';
 import { readCheckpoint, sweepTemporaries, writeFileAtomic, type NamedArray } from './checkpoint.ts';
 import { DEFAULT_TEST_FRACTION, labelledCounts, numMakeModelClasses, type LabelColumns, type LabelSpace, type SplitKind } from './labels.ts';
-import { backboneKindOf, createHeads, headsConfig, type Backbone, type Heads, type LossWeights, type Metrics } from './model.ts';
+import { backboneKindOf, createHeads, headsConfig, medianHeadOf, type Backbone, type Heads, type LossWeights, type MedianHead, type Metrics } from './model.ts';
 import { mixSeed, type RngState } from './rng.ts';
 import { runLoop } from './run-loop.ts';
 
@@ -52,6 +52,11 @@ export interface TrainConfig {
   evalBatchSize: number;
   /** finetune: batches prepared ahead of the one training. */
   prefetch: number;
+  /**
+   * The median head's parameterisation (model.ts): log for new runs; absent in runs trained
+   * before it existed, which are linear (medianHeadOf).
+   */
+  medianHead?: MedianHead;
 }
 
 export const DEFAULT_LR: Record<TrainMode, number> = { heads: 1e-3, finetune: 1e-4 };
@@ -73,6 +78,7 @@ export function trainConfig(mode: TrainMode, over: Partial<Omit<TrainConfig, 'mo
     augmentOptions: ORIGINAL_AUGMENT,
     evalBatchSize: 256,
     prefetch: 2,
+    medianHead: 'log',
     ...over,
   };
   validateConfig(c);
@@ -414,6 +420,7 @@ export function buildRunHeads(tf: TfModule, cfg: TrainConfig, space: LabelSpace,
       hidden: cfg.hidden,
       dropout: cfg.dropout,
       seed: mixSeed(cfg.seed, 0x4eadd),
+      medianHead: medianHeadOf(cfg),
     }),
   );
 }
