@@ -13,6 +13,7 @@ import { registerPredict } from './predict.ts';
 import { registerRanges } from './ranges.ts';
 import { registerImport } from './import.ts';
 import { registerEval } from './eval.ts';
+import { registerCalibrate } from './calibrate.ts';
 import { registerStudy } from './study.ts';
 
 /** Each command lives in its own file; a stage adds its registrar here. */
@@ -31,5 +32,6 @@ export function registerCommands(program: Command): void {
   registerRanges(program);
   registerImport(program);
   registerEval(program);
+  registerCalibrate(program);
   registerStudy(program);
 }

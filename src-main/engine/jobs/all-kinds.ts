@@ -7,3 +7,4 @@ import '../filter/filter-kinds.ts';
 import '../train/train-kind.ts';
 import '../import/import-kind.ts';
 import '../eval/eval-kind.ts';
+import '../train/calibrate-kind.ts';

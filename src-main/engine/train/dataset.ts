@@ -22,6 +22,13 @@ export interface PriceOutliers {
  * several listings takes the labels of the first listing with a usable price (else the first).
  * Rows without any label are left out.
  */
+/**
+ * The name a run records for a listing's source: its source column (an import's import:<name>, a
+ * scraped site's kbb), except that KBB-format listings scraped from a site on this machine (the
+ * bundled demo site, `--base-url demo` or `carstudio demo-site`) are `demo`: generated cars.
+ */
+const SOURCE_NAME = `CASE WHEN l.source = 'kbb' AND (l.url LIKE 'http://127.0.0.1:%' OR l.url LIKE 'http://localhost:%') THEN 'demo' ELSE l.source END`;
+
 export function trainingSet(db: Db): { rows: LabelRow[]; outliers: PriceOutliers } {
   const range = readValueRanges(db).ranges.price;
   const usable = `typeof(l.price) IN ('integer','real') AND l.price BETWEEN @min AND @max`;
@@ -30,7 +37,7 @@ export function trainingSet(db: Db): { rows: LabelRow[]; outliers: PriceOutliers
       `SELECT imageId, hash, price, make, model, year, listingKey, source FROM (
          SELECT t.id AS imageId, COALESCE(t.exact_hash, t.key) AS hash,
                 CASE WHEN ${usable} THEN l.price END AS price, l.make, l.model, l.year,
-                l.source || ':' || COALESCE(l.external_id, CAST(l.listing_id AS TEXT)) AS listingKey, l.source AS source,
+                l.source || ':' || COALESCE(l.external_id, CAST(l.listing_id AS TEXT)) AS listingKey, ${SOURCE_NAME} AS source,
                 ROW_NUMBER() OVER (PARTITION BY t.id ORDER BY (CASE WHEN ${usable} THEN 0 ELSE 1 END), l.id) AS rk
          FROM training_images t
          JOIN listing_images li ON li.image_id = t.id

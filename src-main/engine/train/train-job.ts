@@ -28,6 +28,7 @@ import {
   type TrainResult,
 } from './trainer.ts';
 import { trainingSet } from './dataset.ts';
+import { calibrateRun, type CalibrationReport } from './calibrate.ts';
 import type { TrainParams } from './train-kind.ts';
 
 const EMIT_MS = 150;
@@ -294,6 +295,7 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       result = await train(runDir, cfg, inputs);
     }
     setRun({ state: result.state === 'done' ? 'done' : 'stopped', step: result.step });
+    const calibration = result.state === 'done' ? await calibrateAtEnd(ctx, runId, runDir) : null;
     return {
       runId,
       state: result.state,
@@ -311,12 +313,34 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
       /** Listings whose price is outside the workspace's price range: their price is not used (their photos still train the other heads). */
       ignoredPrices: { listings: outliers.listings, images: outliers.images, priceRange: outliers.range, message: outliers.message },
       fresh,
+      /** The temperatures fitted on the test split at the end (calibration.json), or null. */
+      calibration: calibration ? { temperatures: calibration.temperatures } : null,
     };
   } catch (e) {
     setRun({ state: ctx.signal.aborted ? 'stopped' : 'failed', error: (e as Error).message });
     throw e;
   } finally {
     for (const r of openRows) r.close();
+  }
+}
+
+/**
+ * The end of a run that finished: its best checkpoint (last when it has none) calibrated on its
+ * test split (calibrate.ts; seconds for a heads run, from the cached features). A calibration that
+ * fails is logged and leaves the run as it is: `carstudio calibrate --run ID` can redo it.
+ */
+async function calibrateAtEnd(ctx: JobContext<TrainParams>, runId: number, runDir: string): Promise<CalibrationReport | null> {
+  const checkpoint = fs.existsSync(path.join(runDir, RUN_FILES.best)) ? 'best' : 'last';
+  try {
+    ctx.log('info', `calibrating the ${checkpoint} checkpoint on the test split (temperature scaling)`);
+    return await calibrateRun(ctx.workspace, runId, checkpoint, {
+      signal: ctx.signal,
+      progress: (step, done, total, message) => ctx.progress({ step, done, total, message }),
+      log: (l, m) => ctx.log(l, m),
+    });
+  } catch (e) {
+    ctx.log('warn', `the run is trained, but its calibration failed: ${(e as Error).message}; run carstudio calibrate --run ${runId} to retry`);
+    return null;
   }
 }
 
