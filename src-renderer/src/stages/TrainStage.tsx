@@ -3,6 +3,7 @@ import { useCall, useEvent, useJobRefresh, useJobs, useQuery } from '../hooks.ts
 import { fmtInt, fmtPct, fmtPrice } from '../format.ts';
 import { LiveChart, type Series } from '../components/LiveChart.tsx';
 import { EvaluatePanel } from '../components/EvaluatePanel.tsx';
+import { CalibrationPanel } from '../components/CalibrationPanel.tsx';
 import { ClassLists, LabelCounts } from '../components/TrainDataset.tsx';
 import type { RunInfo, RunMetricPoint, TrainMetrics } from '../../../src-main/engine/api/contract/index.ts';
 
@@ -181,6 +182,7 @@ export function TrainStage() {
         busy={Boolean(running)}
       />
       {selected && <EvaluatePanel key={selected.id} run={selected} />}
+      {selected && <CalibrationPanel key={`cal-${selected.id}`} run={selected} />}
       {d && <LabelCounts d={d} />}
       {d && <ClassLists d={d} />}
     </div>
