@@ -75,4 +75,86 @@ describe.runIf(hasChromium())('Dedup stage in Chromium', () => {
     await page.getByTestId('dedup-excluded').locator('.metric-value').filter({ hasText: /^3$/ }).waitFor();
     expect(errors).toEqual([]);
   }, 400_000);
+
+  it('reviews photo by photo: per-photo keep/drop, keep the best copy, accept all, listings opened in the studio; screenshots at 1280, 1440 and 1920 px', async () => {
+    const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const popups: string[] = [];
+    page.context().on('page', (p) => popups.push(p.url()));
+    const stageUrl = `${served.url}?token=${served.token}#/dedup`;
+    await page.goto(stageUrl);
+    await page.getByTestId('connection').and(page.locator('[data-state="open"]')).waitFor();
+    const excludedMetric = async () => Number(await page.getByTestId('dedup-excluded').locator('.metric-value').textContent());
+    const groups = page.locator('[data-testid^="dup-group-"]');
+    await groups.nth(2).waitFor();
+
+    // the near group C spans two listings: both photos excluded, the larger original first as the best copy
+    const c = groups.filter({ hasText: 'near' }).filter({ has: page.locator('[data-best="1"]') }).filter({ hasText: '2 listings' }).filter({ hasNot: page.locator('[data-decision]:not([data-decision=""])') });
+    const cCard = page.getByTestId((await c.last().getAttribute('data-testid'))!);
+    const members = cCard.locator('[data-testid^="dup-member-"]');
+    expect(await members.count()).toBe(2);
+    expect(await members.first().getAttribute('data-best')).toBe('1');
+    await expect.poll(() => members.first().locator('.muted').first().textContent()).toMatch(/^\d+×\d+/);
+    const sizes = await members.locator('img').evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth));
+    expect(sizes[0]).toBeGreaterThan(sizes[1]!);
+    expect(await members.evaluateAll((ms) => ms.map((m) => m.getAttribute('data-excluded')))).toEqual(['1', '1']);
+
+    // keep one photo: only it becomes usable for training
+    const before = await excludedMetric();
+    const best = members.first();
+    await best.getByTestId('dup-photo-keep').click();
+    await best.and(page.locator('[data-excluded="0"][data-decision="keep"]')).waitFor();
+    expect(await members.nth(1).getAttribute('data-excluded')).toBe('1');
+    await expect.poll(excludedMetric).toBe(before - 1);
+
+    // drop the photo the policy keeps in the one-listing group B
+    const b = groups.filter({ hasText: '1 listing ·' }).first();
+    const bId = (await b.getAttribute('data-testid'))!;
+    const bKept = page.getByTestId(bId).locator('[data-excluded="0"]');
+    await bKept.first().waitFor();
+    expect(await bKept.count()).toBe(1);
+    expect(await bKept.getAttribute('data-best')).toBe('1');
+    const bBest = page.getByTestId(bId).locator('[data-best="1"]');
+    await bBest.getByTestId('dup-photo-drop').click();
+    await bBest.and(page.locator('[data-excluded="1"][data-decision="drop"]')).waitFor();
+    await expect.poll(excludedMetric).toBe(before);
+    // ... and keep the best copy again, in one click
+    await page.getByTestId(bId).getByTestId('dup-keep-best').click();
+    await bBest.and(page.locator('[data-excluded="0"][data-decision="keep"]')).waitFor();
+    await expect.poll(excludedMetric).toBe(before - 1);
+
+    // the listing opens inside the studio, not on the (perhaps stopped) site
+    const urlBefore = page.url();
+    await best.getByTestId('dup-listing').first().click();
+    const detail = page.getByTestId('listing-detail');
+    await detail.waitFor();
+    await expect.poll(() => page.getByTestId('detail-title').textContent()).toMatch(/^Car \d$/);
+    expect(page.url()).toBe(urlBefore);
+    await page.screenshot({ path: artifactPath('dedup-review-listing.png') });
+    await page.getByTestId('detail-close').click();
+    await detail.waitFor({ state: 'detached' });
+
+    // decisions survive a re-run from the stage
+    const doneBefore = await page.locator('.job[data-state="done"]').count();
+    await page.getByTestId('dedup-run').click();
+    await expect.poll(() => page.locator('.job[data-state="done"]').count(), { timeout: 300_000 }).toBe(doneBefore + 1);
+    await page.getByTestId('dedup-job').and(page.locator('[data-state="done"]')).waitFor();
+    await page.locator('[data-decision="keep"][data-best="1"][data-excluded="0"]').first().waitFor();
+    await expect.poll(excludedMetric).toBe(before - 1);
+
+    // accept all: every group left undecided keeps its best copy
+    await page.getByTestId('dedup-accept-all').click();
+    await page.getByTestId('dedup-accepted').waitFor();
+    await expect.poll(async () => (await page.locator('[data-best="1"][data-excluded="1"]').count())).toBe(0);
+
+    // side by side at the widths people use, without the page scrolling sideways
+    for (const width of [1280, 1440, 1920]) {
+      await page.setViewportSize({ width, height: 1000 });
+      await expect.poll(() => page.evaluate('document.documentElement.scrollWidth <= document.documentElement.clientWidth')).toBe(true);
+      await page.screenshot({ path: artifactPath(`dedup-review-${width}.png`), fullPage: true });
+    }
+    expect(popups).toEqual([]);
+    expect(errors).toEqual([]);
+  }, 400_000);
 });

@@ -1,8 +1,9 @@
 import { useEffect, useState } from 'react';
-import { api } from '../api/client.ts';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtInt, fmtPct } from '../format.ts';
 import type { DedupGroup, DedupNearCount } from '../../../src-main/engine/api/contract/index.ts';
+import { DedupGroupCard, type DedupGroupActions } from '../components/DedupGroupCard.tsx';
+import { ListingDetailPanel } from '../components/ListingDetail.tsx';
 
 type Method = 'exact' | 'near';
 type Policy = 'default' | 'original';
@@ -29,12 +30,24 @@ export function DedupStage() {
   const run = async () => {
     await call('jobs.start', { kind: 'dedup', params: { method, maxDistance, policy } });
   };
-  const override = async (g: DedupGroup, action: 'keep' | 'drop' | null) => {
-    const r = await call('dedup.override', { groupId: g.id, action });
+  const [listing, setListing] = useState<number | null>(null);
+  const [accepted, setAccepted] = useState<string | null>(null);
+  const refresh = (r: unknown) => {
     if (r) {
       void groups.reload();
       void summary.reload();
     }
+  };
+  const actionsFor = (g: DedupGroup): DedupGroupActions => ({
+    onOverride: (action) => void call('dedup.override', { groupId: g.id, action }).then(refresh),
+    onDecide: (imageId, action) => void call('dedup.decide', { imageId, action }).then(refresh),
+    onKeepBest: () => void call('dedup.keepBest', { groupId: g.id }).then(refresh),
+    onOpenListing: setListing,
+  });
+  const acceptAll = async () => {
+    const r = await call('dedup.acceptAll', {});
+    if (r) setAccepted(`Kept the best copy in ${fmtInt(r.groups)} group${r.groups === 1 ? '' : 's'}; ${fmtInt(r.excluded)} images excluded from training.`);
+    refresh(r);
   };
 
   return (
@@ -54,7 +67,7 @@ export function DedupStage() {
         <p className="muted small">
           Hashes the images not hashed yet, then groups duplicates. <b>exact</b>: the original pipeline's hash (16×16, 4 bits a channel, aspect, SHA-256).{' '}
           <b>near</b>: 64-bit pHash within a distance, each pair checked by colour. Policy <b>default</b>: exclude groups whose copies span listings,
-          keep one copy within a listing; <b>original</b>: drop every image whose exact hash repeats. Your keep/drop choices always win.
+          keep the best copy within a listing; <b>original</b>: drop every image whose exact hash repeats. Your keep/drop choices always win.
         </p>
         <div className="form">
           <label>
@@ -117,8 +130,25 @@ export function DedupStage() {
           )}
         </div>
         {groups.data && groups.data.groups.length === 0 && <p className="muted">{s?.last ? 'No duplicate groups.' : 'Run dedup to find duplicate groups.'}</p>}
-        {groups.data?.groups.map((g) => <GroupCard key={g.id} group={g} onOverride={(a) => void override(g, a)} />)}
+        {groups.data && groups.data.total > 0 && (
+          <div className="row dup-review-bar">
+            <span className="muted small">
+              Review side by side: the best copy (largest, then sharpest: most bytes) comes first. Keep or drop single photos, a whole group, or accept the best copy of
+              every group you have not decided on.
+            </span>
+            <button data-testid="dedup-accept-all" onClick={() => void acceptAll()}>
+              Accept all: keep the best copies
+            </button>
+            {accepted && (
+              <span className="small" data-testid="dedup-accepted">
+                {accepted}
+              </span>
+            )}
+          </div>
+        )}
+        {groups.data?.groups.map((g) => <DedupGroupCard key={g.id} group={g} actions={actionsFor(g)} />)}
       </section>
+      {listing !== null && <ListingDetailPanel id={listing} version={0} onClose={() => setListing(null)} />}
     </div>
   );
 }
@@ -145,52 +175,6 @@ function NearSlider({ maxDistance, initial }: { maxDistance: number; initial: nu
       </div>
       <p className="muted small">Counts come from the pairs the last run verified (up to distance {maxDistance}); run dedup with a larger distance to look further.</p>
     </section>
-  );
-}
-
-function GroupCard({ group: g, onOverride }: { group: DedupGroup; onOverride: (a: 'keep' | 'drop' | null) => void }) {
-  return (
-    <div className="dup-group" data-testid={`dup-group-${g.id}`} data-override={g.override ?? ''}>
-      <div className="dup-head">
-        <span>
-          <b>{g.size} images</b> · {g.listings} listing{g.listings === 1 ? '' : 's'} · {g.method}
-          {g.override && <span className={`badge dup-override-${g.override}`}> {g.override === 'keep' ? 'kept by you' : 'dropped by you'}</span>}
-        </span>
-        <span className="row">
-          <button data-testid="dup-keep" disabled={g.override === 'keep'} onClick={() => onOverride('keep')}>
-            Keep all
-          </button>
-          <button data-testid="dup-drop" disabled={g.override === 'drop'} onClick={() => onOverride('drop')}>
-            Drop all
-          </button>
-          {g.override && (
-            <button className="link" data-testid="dup-clear" onClick={() => onOverride(null)}>
-              back to policy
-            </button>
-          )}
-        </span>
-      </div>
-      <div className="dup-members">
-        {g.members.map((m) => (
-          <figure key={m.imageId} className={`dup-member ${m.excluded ? 'excluded' : 'kept'}`} title={m.excludedReason ?? 'kept for training'}>
-            <img src={api.imageUrl(m.key)} alt={`image ${m.imageId}`} loading="lazy" />
-            <figcaption className="small">
-              <span className={m.excluded ? 'dup-x' : 'dup-ok'}>{m.excluded ? 'excluded' : 'kept'}</span>
-              {g.method === 'near' && <span className="muted"> · d {m.distance}</span>}
-              {m.listings.length === 0 && <div className="muted">no listing</div>}
-              {m.listings.map((l) => (
-                <div key={l.id} className="dup-listing">
-                  <a href={l.url} target="_blank" rel="noreferrer">
-                    {l.title ?? `listing ${l.listingId}`}
-                  </a>
-                </div>
-              ))}
-            </figcaption>
-          </figure>
-        ))}
-        {g.size > g.members.length && <div className="muted small dup-more">+{g.size - g.members.length} more</div>}
-      </div>
-    </div>
   );
 }
 
