@@ -177,6 +177,30 @@ describe('calibration and price outputs of a trained demo run', () => {
     }
   }, 120_000);
 
+  it('a price_ce_only run: its untrained heads are left uncalibrated and every prediction says they never trained', async () => {
+    const t = await runCli(['train', '--workspace', dir, '--extractor', 'mobilenet_v2', '--steps', '60', '--eval-every', '30', '--split', 'photo', '--loss-weights', 'price_ce_only', '--json'], { timeoutMs: 180_000 });
+    expect(t.code, t.stderr).toBe(0);
+    const id = (JSON.parse(t.stdout) as { runId: number }).runId;
+    const pceDir = path.join(dir, 'runs', String(id));
+    const cal = readCalibration(pceDir)!;
+    expect(cal.heads.makeModel).toEqual({ skipped: 'not trained (loss weight 0)' });
+    expect(cal.heads.year).toEqual({ skipped: 'not trained (loss weight 0)' });
+    expect(cal.temperatures.makeModel).toBe(1);
+    expect((cal.heads.price as HeadCalibration).n).toBeGreaterThan(20);
+    const p = await loadPredictor(pceDir, { log: () => undefined });
+    try {
+      for (const pr of await p.predictBatch(photos.slice(0, 3))) {
+        expect(pr.medianPrice).toBeGreaterThanOrEqual(0);
+        expect(pr.trust!.untrained).toEqual(['median', 'makeModel', 'year']);
+        const msgs = pr.trust!.warnings.filter((w) => w.code === 'untrained').map((w) => w.message);
+        expect(msgs).toHaveLength(3);
+        expect(msgs[1]).toBe('the make/model head of this run never trained (loss weight 0): its make/model is meaningless');
+      }
+    } finally {
+      p.dispose();
+    }
+  }, 240_000);
+
   it('carstudio calibrate --run ID refits the same temperatures (deterministic) and prints ECE before -> after; a bad run is a clear error', async () => {
     const before = readCalibration(runDir)!;
     const j = await runCli(['calibrate', '--workspace', dir, '--run', String(runId), '--json'], { timeoutMs: 120_000 });
