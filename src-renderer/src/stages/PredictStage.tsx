@@ -4,7 +4,7 @@ import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtPct, fmtPrice, fmtRate } from '../format.ts';
 import { BarChart } from '../components/charts.tsx';
 import { Studies, type StudyRequest } from '../components/Studies.tsx';
-import type { Prediction, PredictCar, PredictRecord } from '../../../src-main/engine/api/contract/index.ts';
+import type { Prediction, PredictCar, PredictHead, PredictRecord, PredictRunInfo } from '../../../src-main/engine/api/contract/index.ts';
 
 type Sort = 'path' | 'price' | 'makeConfidence';
 type Rec = PredictRecord & { index?: number };
@@ -88,6 +88,57 @@ function PriceBars({ p, testid }: { p: Prediction; testid?: string }) {
   return <BarChart ariaLabel="price-range probabilities" testid={testid} bars={p.priceBins.map((b) => ({ label: b.label.replace(/\$/g, ''), value: Math.round(b.p * 1000) / 10, title: `${b.label}: ${fmtPct(b.p)}` }))} />;
 }
 
+/** A prediction's warnings about its photo (junk, far, no car) as badges, the message in the tooltip. */
+function WarningBadges({ p }: { p: Prediction }) {
+  const ws = (p.trust?.warnings ?? []).filter((w) => w.code !== 'untrained');
+  if (!ws.length) return null;
+  const short: Record<string, string> = { junk: 'not a whole car', far: 'unlike training', 'no-car': 'no car', clipped: 'clipped at $0' };
+  return (
+    <div className="predict-warnings" data-testid="predict-warnings">
+      {ws.map((w) => (
+        <span key={w.code} className="badge badge-warn" data-testid="predict-warning" data-code={w.code} title={w.message} style={{ background: '#b45309', color: '#fff', borderRadius: 4, padding: '0 4px', marginRight: 4, fontSize: 11 }}>
+          ⚠ {short[w.code] ?? w.code}
+        </span>
+      ))}
+    </div>
+  );
+}
+
+const untrainedOf = (p: Prediction): PredictHead[] => p.trust?.untrained ?? [];
+
+/** The regression head's median and the bins' own median with their 80% interval, or "not trained" per head. */
+function PriceLine({ p, testid }: { p: Prediction; testid?: string }) {
+  const un = untrainedOf(p);
+  const reg = un.includes('median') ? 'not trained' : fmtPrice(p.medianPrice);
+  const bins = un.includes('price') ? 'not trained' : p.binPrice ? `${fmtPrice(p.binPrice.median)} (80%: ${fmtPrice(p.binPrice.low)}–${fmtPrice(p.binPrice.high)})` : '—';
+  return (
+    <div data-testid={testid ?? 'predict-prices'} title="Regression: the median-price head's own estimate. Bins: the median and 80% interval read off the ten price-bin probabilities.">
+      <div className="predict-median" data-testid="predict-median">
+        <span data-testid="predict-regression">{reg}</span> <span className="muted small">regression</span>
+      </div>
+      <div className="small">
+        <span data-testid="predict-bins-median">{bins}</span> <span className="muted">bins</span>
+        {p.calibrated ? (
+          <span className="muted" data-testid="predict-calibrated">
+            {' '}
+            · calibrated
+          </span>
+        ) : null}
+      </div>
+    </div>
+  );
+}
+
+function FilterScore({ p }: { p: Prediction }) {
+  const f = p.trust?.filter;
+  if (!f) return null;
+  return (
+    <div className="muted small" data-testid="predict-filter-score" data-junk={String(f.junk)}>
+      junk filter {f.score.toFixed(2)} (threshold {f.threshold.toFixed(2)})
+    </div>
+  );
+}
+
 function Card({ r, onOpen, selected, onSelect }: { r: Rec; onOpen: () => void; selected: boolean; onSelect: (v: boolean) => void }) {
   const p = r.prediction;
   return (
@@ -107,18 +158,22 @@ function Card({ r, onOpen, selected, onSelect }: { r: Rec; onOpen: () => void; s
         </div>
         {p ? (
           <>
+            <WarningBadges p={p} />
             <PriceBars p={p} />
-            <div className="predict-median" data-testid="predict-median">
-              {fmtPrice(p.medianPrice)}
-            </div>
-            <ol className="predict-mm">
-              {p.makeModels.slice(0, 3).map((m) => (
-                <li key={m.label}>
-                  {m.label} <span className="muted">{fmtPct(m.p)}</span>
-                </li>
-              ))}
-            </ol>
-            <div className="muted small">year {p.topYears[0]?.label} ({fmtPct(p.topYears[0]?.p)})</div>
+            <PriceLine p={p} />
+            {untrainedOf(p).includes('makeModel') ? (
+              <div className="muted small">make/model: not trained</div>
+            ) : (
+              <ol className="predict-mm">
+                {p.makeModels.slice(0, 3).map((m) => (
+                  <li key={m.label}>
+                    {m.label} <span className="muted">{fmtPct(m.p)}</span>
+                  </li>
+                ))}
+              </ol>
+            )}
+            <div className="muted small">{untrainedOf(p).includes('year') ? 'year: not trained' : `year ${p.topYears[0]?.label} (${fmtPct(p.topYears[0]?.p)})`}</div>
+            <FilterScore p={p} />
             <button onClick={onOpen} data-testid="predict-open">
               Details
             </button>
@@ -150,7 +205,23 @@ function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () 
         </CarPhoto>
         <div>
           <p>
-            Median price <b data-testid="predict-detail-median">{fmtPrice(p.medianPrice)}</b> · {r.width}×{r.height}
+            Median price <b data-testid="predict-detail-median">{untrainedOf(p).includes('median') ? 'not trained' : fmtPrice(p.medianPrice)}</b> · {r.width}×{r.height}
+          </p>
+          <PriceLine p={p} testid="predict-detail-prices" />
+          <p className="small muted">Regression is the median-price head&apos;s estimate; bins is the median and 80% interval of the ten price-range probabilities below.</p>
+          {(p.trust?.warnings ?? []).length > 0 && (
+            <ul className="small" data-testid="predict-detail-warnings">
+              {p.trust!.warnings.map((w, i) => (
+                <li key={i} data-code={w.code}>
+                  ⚠ {w.message}
+                </li>
+              ))}
+            </ul>
+          )}
+          <p className="small" data-testid="predict-detail-trust">
+            {p.trust?.filter ? `Junk filter score ${p.trust.filter.score.toFixed(2)} (threshold ${p.trust.filter.threshold.toFixed(2)}${p.trust.filter.junk ? ': below it, not a whole-car photo' : ''}). ` : 'No junk filter score (none fitted). '}
+            {p.trust?.ood ? `Distance to the nearest training photo ${p.trust.ood.distance.toFixed(2)} (99% of test photos within ${p.trust.ood.threshold.toFixed(2)}).` : 'No distance to the training photos for this run.'}
+            {p.calibrated ? ' Probabilities are calibrated.' : ''}
           </p>
           <p className="small" data-testid="predict-detail-car">
             {!p.car
@@ -163,7 +234,7 @@ function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () 
           <PriceBars p={p} testid="predict-detail-price" />
         </div>
       </div>
-      <h4>Make / model (top 5)</h4>
+      <h4>Make / model (top 5){untrainedOf(p).includes('makeModel') ? ' — not trained' : ''}</h4>
       <table className="table" data-testid="predict-detail-mm">
         <tbody>
           {p.makeModels.map((m) => (
@@ -177,9 +248,66 @@ function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () 
           ))}
         </tbody>
       </table>
-      <h4>Year</h4>
+      <h4>Year{untrainedOf(p).includes('year') ? ' — not trained' : ''}</h4>
       <BarChart ariaLabel="year probabilities" testid="predict-detail-years" bars={p.years.map((y) => ({ label: y.label, value: Math.round(y.p * 1000) / 10, title: `${y.label}: ${fmtPct(y.p)}` }))} />
     </section>
+  );
+}
+
+const HEAD_LABEL: Record<PredictHead, string> = { price: 'price bins', median: 'median', makeModel: 'make/model', year: 'year' };
+
+/** An expected calibration error (null when the head was not calibrated: NaN does not survive JSON). */
+const fmtEce = (v: number | null): string => (v == null || !Number.isFinite(v) ? '—' : v.toFixed(3));
+
+/** What a run was trained on, in one line: sources and photos. */
+function trainedOn(r: PredictRunInfo): string {
+  if (!r.data) return 'not recorded';
+  const src = r.data.sources.map((s) => `${s.source} (${fmtInt(s.images)})`).join(', ');
+  return `${src || 'no sources'}; ${fmtInt(r.data.trainImages)} train / ${fmtInt(r.data.testImages)} test photos`;
+}
+
+/** The runs to choose from: what each trained on, its heads, test metrics and calibration; the recommended one marked. */
+function RunPicker({ runs, selected, onSelect }: { runs: PredictRunInfo[]; selected: string; onSelect: (id: string) => void }) {
+  return (
+    <table className="table small" data-testid="predict-runs">
+      <thead>
+        <tr>
+          <th>Run</th>
+          <th>Trained on</th>
+          <th>Heads</th>
+          <th>Test</th>
+          <th>Calibrated</th>
+        </tr>
+      </thead>
+      <tbody>
+        {runs.map((r) => (
+          <tr key={r.id} data-testid="predict-run-row" data-run={r.id} data-recommended={String(r.recommended)} data-selected={String(r.id === selected)} onClick={() => onSelect(r.id)} style={{ cursor: 'pointer', fontWeight: r.id === selected ? 600 : undefined }}>
+            <td>
+              <input type="radio" readOnly checked={r.id === selected} /> #{r.id} {r.name}
+              {r.recommended ? (
+                <span className="badge" data-testid="predict-run-recommended" title="the best run by test price accuracy" style={{ marginLeft: 4 }}>
+                  ★ recommended
+                </span>
+              ) : null}
+            </td>
+            <td data-testid="predict-run-data">{trainedOn(r)}</td>
+            <td data-testid="predict-run-heads">
+              {r.heads.map((h) => (
+                <span key={h.head} title={h.reason ?? undefined} style={{ marginRight: 6, opacity: h.trains ? 1 : 0.6 }}>
+                  {HEAD_LABEL[h.head]} {h.trains ? '✓' : `not trained (${h.reason ?? '?'})`}
+                </span>
+              ))}
+            </td>
+            <td data-testid="predict-run-test">
+              {r.test
+                ? `price ${fmtPct(r.test.priceAccuracy)} · MAE ${fmtPrice(r.test.medianMaeDollars)}${r.test.makeModelAccuracy != null ? ` · make/model ${fmtPct(r.test.makeModelAccuracy)}` : ''}${r.test.yearAccuracy != null ? ` · year ${fmtPct(r.test.yearAccuracy)}` : ''}`
+                : 'not evaluated'}
+            </td>
+            <td data-testid="predict-run-calibrated">{r.calibration ? (Number.isFinite(r.calibration.priceEce.before) ? `yes (price ECE ${fmtEce(r.calibration.priceEce.before)} → ${fmtEce(r.calibration.priceEce.after)})` : 'yes (price head not calibrated)') : 'no'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 
@@ -202,10 +330,13 @@ export function PredictStage() {
   const [studyRequest, setStudyRequest] = useState<StudyRequest | null>(null);
   const PAGE = 48;
 
-  const run = runs.data?.find((r) => r.id === runId) ?? runs.data?.[0];
+  const [warnings, setWarnings] = useState<'all' | 'with' | 'without'>('all');
+  // the default run is the recommended one (the best by test price accuracy), not the newest
+  const recommended = runs.data?.find((r) => r.recommended) ?? runs.data?.[0];
+  const run = runs.data?.find((r) => r.id === runId) ?? recommended;
   useEffect(() => {
-    if (!runId && runs.data?.[0]) setRunId(runs.data[0].id);
-  }, [runs.data, runId]);
+    if (!runId && recommended) setRunId(recommended.id);
+  }, [recommended, runId]);
   const ckpt = checkpoint || run?.defaultCheckpoint || '';
 
   const predictJobs = jobs.filter((j) => j.kind === 'predict');
@@ -213,7 +344,7 @@ export function PredictStage() {
   const shownJob = jobId ?? current?.id ?? null;
   const results = useQuery(
     'predict.results',
-    { jobId: shownJob ?? 1, offset: page * PAGE, limit: PAGE, sort, order, make: make || undefined, minConfidence: minConf > 0 ? minConf : undefined },
+    { jobId: shownJob ?? 1, offset: page * PAGE, limit: PAGE, sort, order, make: make || undefined, minConfidence: minConf > 0 ? minConf : undefined, warnings },
     [shownJob],
   );
   useJobRefresh(['predict'], () => void results.reload(), 700);
@@ -264,13 +395,23 @@ export function PredictStage() {
       <section className="card">
         <h3>Predict a folder</h3>
         {runs.data && runs.data.length === 0 && <p className="muted">No trained runs yet — train a model in the Train stage first.</p>}
+        {runs.data && runs.data.length > 0 && (
+          <RunPicker
+            runs={runs.data}
+            selected={run?.id ?? ''}
+            onSelect={(id) => {
+              setRunId(id);
+              setCheckpoint('');
+            }}
+          />
+        )}
         <div className="form">
           <label>
             Run
             <select data-testid="predict-run" value={run?.id ?? ''} onChange={(e) => { setRunId(e.target.value); setCheckpoint(''); }}>
               {runs.data?.map((r) => (
                 <option key={r.id} value={r.id}>
-                  #{r.id} {r.name} ({r.mode}, {r.steps} steps{r.best ? `, best loss ${r.best.loss.toFixed(3)} @${r.best.step}` : ''})
+                  {r.recommended ? '★ ' : ''}#{r.id} {r.name} ({r.mode}, {r.steps} steps{r.test ? `, test price ${fmtPct(r.test.priceAccuracy)}` : ''})
                 </option>
               ))}
             </select>
@@ -329,8 +470,10 @@ export function PredictStage() {
                   <div className="predict-name">{u.rel}</div>
                   {u.prediction ? (
                     <>
+                      <WarningBadges p={u.prediction} />
                       <PriceBars p={u.prediction} />
-                      <div className="predict-median">{fmtPrice(u.prediction.medianPrice)}</div>
+                      <PriceLine p={u.prediction} />
+                      <FilterScore p={u.prediction} />
                       <div>
                         {u.prediction.makeModels[0]!.label} {fmtPct(u.prediction.makeModels[0]!.p)} · {u.prediction.topYears[0]!.label}
                       </div>
@@ -380,6 +523,14 @@ export function PredictStage() {
                   {m.make} ({m.count})
                 </option>
               ))}
+            </select>
+          </label>
+          <label>
+            Warnings
+            <select data-testid="predict-warnings-filter" value={warnings} onChange={(e) => { setWarnings(e.target.value as 'all' | 'with' | 'without'); setPage(0); }}>
+              <option value="all">all photos</option>
+              <option value="with">with a warning</option>
+              <option value="without">without</option>
             </select>
           </label>
           <label>
