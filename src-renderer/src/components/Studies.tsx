@@ -2,7 +2,8 @@ import { useEffect, useState } from 'react';
 import { api } from '../api/client.ts';
 import { useCall } from '../hooks.ts';
 import { fmtPct, fmtPrice } from '../format.ts';
-import type { CompareItem, CropPan } from '../../../src-main/engine/api/contract/index.ts';
+import type { CompareItem, CropPan, EditFill, EditStudy, FracRect, OcclusionStudy, SwapStudy } from '../../../src-main/engine/api/contract/index.ts';
+import { EditView, ExportButtons, OcclusionView, PriceAxis, RectPicker, SwapView, type PriceMark } from './StudyViews.tsx';
 
 /** What the rest of the Predict stage asks the studies panel to do (`n` makes a repeat ask new). */
 export type StudyRequest = { kind: 'pan'; path: string; n: number } | { kind: 'compare'; paths: string[]; n: number };
@@ -59,9 +60,8 @@ export function MultiLine({ series, n, testid, max, fmt, xLabel = 'crop position
   );
 }
 
-function PanView({ pan, pos, setPos }: { pan: CropPan; pos: number; setPos: (n: number) => void }) {
+function PanView({ pan, pos, setPos, priceMax }: { pan: CropPan; pos: number; setPos: (n: number) => void; priceMax: number }) {
   const s = pan.steps[pos]!;
-  const maxPrice = Math.max(...pan.steps.map((x) => x.medianPrice));
   return (
     <div data-testid="predict-pan-result">
       <div className="predict-pan-image">
@@ -75,7 +75,7 @@ function PanView({ pan, pos, setPos }: { pan: CropPan; pos: number; setPos: (n: 
         <input type="range" min={0} max={pan.steps.length - 1} value={pos} onChange={(e) => setPos(Number(e.target.value))} data-testid="predict-pan-pos" />
       </label>
       <h4>Median price vs crop position</h4>
-      <MultiLine testid="predict-pan-price" n={pan.steps.length} max={maxPrice * 1.1} fmt={(v) => fmtPrice(v)} series={[{ label: 'median', values: pan.steps.map((x) => x.medianPrice) }]} />
+      <MultiLine testid="predict-pan-price" n={pan.steps.length} max={priceMax} fmt={(v) => fmtPrice(v)} series={[{ label: 'median', values: pan.steps.map((x) => x.medianPrice) }]} />
       <h4>Make/model probability vs crop position</h4>
       <MultiLine testid="predict-pan-mm" n={pan.steps.length} max={1} fmt={(v) => fmtPct(v, 0)} series={pan.tracked.map((label, k) => ({ label, values: pan.steps.map((x) => x.tracked[k]!) }))} />
       <div className="predict-legend">
@@ -130,19 +130,84 @@ function CompareView({ items }: { items: CompareItem[] }) {
   );
 }
 
+/** Every price on screen, per study, for the shared axis. */
+function priceMarks(r: { pan: CropPan | null; comparison: CompareItem[] | null; occ: OcclusionStudy | null; edit: EditStudy | null; swap: SwapStudy | null }): PriceMark[] {
+  const m: PriceMark[] = [];
+  r.pan?.steps.forEach((s) => m.push({ study: 'crop pan', label: `position ${s.position + 1}`, price: s.medianPrice }));
+  r.comparison?.forEach((c) => c.prediction && m.push({ study: 'compare', label: c.path, price: c.prediction.medianPrice }));
+  r.occ?.cells.forEach((c) => m.push({ study: 'occlusion', label: `square ${c.row + 1},${c.col + 1}`, price: c.medianPrice }));
+  if (r.occ) m.push({ study: 'occlusion', label: 'unoccluded', price: r.occ.base.medianPrice });
+  if (r.edit) m.push({ study: 'region edit', label: 'before', price: r.edit.before.medianPrice }, { study: 'region edit', label: 'after', price: r.edit.after.medianPrice });
+  if (r.swap) {
+    m.push({ study: 'background swap', label: 'original', price: r.swap.original.medianPrice });
+    r.swap.items.forEach((it) => it.prediction && m.push({ study: 'background swap', label: it.path, price: it.prediction.medianPrice }));
+  }
+  return m;
+}
+
+/** A round upper bound for the price axis: 10% above the highest price, to the next $5,000. */
+function axisMax(marks: PriceMark[]): number {
+  const hi = Math.max(0, ...marks.map((x) => x.price));
+  return Math.max(5000, Math.ceil((hi * 1.1) / 5000) * 5000);
+}
+
 /**
- * The Predict stage's intervention studies on one run and checkpoint: crop panning along a wide
- * photo and intervention sets (differences against the first image).
+ * The Predict stage's intervention studies on one run and checkpoint, as the seed made them:
+ * an occlusion map, a region edit, a background swap, crop panning along a wide photo and
+ * intervention sets (differences against the first image), their prices on one shared axis.
  */
 export function Studies({ runId, checkpoint, request }: { runId?: string; checkpoint?: string; request: StudyRequest | null }) {
   const call = useCall();
+  const [photo, setPhoto] = useState('');
+  const [preview, setPreview] = useState<{ path: string; url: string; width: number; height: number } | null>(null);
+  const [rect, setRect] = useState<FracRect | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [occSize, setOccSize] = useState(1 / 6);
+  const [occ, setOcc] = useState<OcclusionStudy | null>(null);
+  const [fill, setFill] = useState<EditFill>('grey');
+  const [patchPath, setPatchPath] = useState('');
+  const [edit, setEdit] = useState<EditStudy | null>(null);
+  const [bgFolder, setBgFolder] = useState('');
+  const [useBox, setUseBox] = useState(false);
+  const [swap, setSwap] = useState<SwapStudy | null>(null);
   const [panPath, setPanPath] = useState('');
   const [panSteps, setPanSteps] = useState(9);
   const [pan, setPan] = useState<CropPan | null>(null);
   const [panPos, setPanPos] = useState(0);
   const [panBusy, setPanBusy] = useState(false);
   const [comparison, setComparison] = useState<CompareItem[] | null>(null);
+  const marks = priceMarks({ pan, comparison, occ, edit, swap });
+  const priceMax = axisMax(marks);
 
+  // 1. the photo under study, shown for drawing a rectangle on
+  const loadPhoto = async (p = photo) => {
+    const t = await call('predict.thumbnail', { path: p, size: 640 });
+    if (t) {
+      setPreview({ path: p, url: t.dataUrl, width: t.width, height: t.height });
+      setRect(null);
+    }
+  };
+  const run = runId ? { runId, checkpoint } : { checkpoint };
+  // 2. the studies, each one request to the engine
+  const runOcclusion = async () => {
+    setBusy('occlusion');
+    const r = await call('study.occlusion', { ...run, path: photo, size: occSize, png: true });
+    setBusy(null);
+    if (r) setOcc(r);
+  };
+  const runEdit = async () => {
+    if (!rect) return;
+    setBusy('edit');
+    const r = await call('study.edit', { ...run, path: photo, rect, fill, patchPath: fill === 'patch' ? patchPath : undefined, png: true });
+    setBusy(null);
+    if (r) setEdit(r);
+  };
+  const runSwap = async () => {
+    setBusy('swap');
+    const r = await call('study.swap', { ...run, path: photo, backgrounds: bgFolder, box: useBox && rect ? rect : undefined, png: true });
+    setBusy(null);
+    if (r) setSwap(r);
+  };
   const runPan = async (p = panPath) => {
     setPanBusy(true);
     const r = await call('predict.cropPan', { runId, checkpoint, path: p, steps: panSteps });
@@ -160,6 +225,8 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
     if (!request) return;
     if (request.kind === 'pan') {
       setPanPath(request.path);
+      setPhoto(request.path);
+      void loadPhoto(request.path);
       void runPan(request.path);
     } else void runCompare(request.paths);
     // only a new request runs a study, not a change of run or steps
@@ -168,10 +235,121 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
 
   return (
     <>
+      <section className="card" data-testid="studies">
+        <h3>Intervention studies</h3>
+        <p className="muted small">
+          What the model relies on in one photo: hide regions under a grey square (occlusion map), edit a rectangle you draw (blur, grey, or a patch of another photo), or put the car on other backgrounds. Every price lands on the shared axis below, with the crop pan's and the comparison's.
+        </p>
+        <div className="form">
+          <label className="predict-folder">
+            Photo (path on the engine's machine)
+            <input data-testid="study-path" value={photo} onChange={(e) => setPhoto(e.target.value)} placeholder="/home/me/Pictures/cars/car.jpg" />
+          </label>
+          <div className="form-actions">
+            <button disabled={!photo} onClick={() => void loadPhoto()} data-testid="study-load">
+              Show photo
+            </button>
+          </div>
+        </div>
+        {preview && (
+          <>
+            <p className="small">Drag on the photo to draw a rectangle (the region to edit, or the car's box for the swap).</p>
+            <RectPicker image={preview.url} width={preview.width} height={preview.height} rect={rect} onRect={setRect} testid="study-rect-picker" />
+            {rect && (
+              <p className="small" data-testid="study-rect">
+                rectangle x {fmtPct(rect.x1, 0)}–{fmtPct(rect.x2, 0)}, y {fmtPct(rect.y1, 0)}–{fmtPct(rect.y2, 0)}
+              </p>
+            )}
+          </>
+        )}
+
+        <h4>Occlusion map</h4>
+        <div className="form">
+          <label>
+            Square
+            <select value={occSize} onChange={(e) => setOccSize(Number(e.target.value))} data-testid="study-occlusion-size">
+              <option value={1 / 8}>1/8 of the shorter side</option>
+              <option value={1 / 6}>1/6 of the shorter side</option>
+              <option value={1 / 4}>1/4 of the shorter side</option>
+            </select>
+          </label>
+          <div className="form-actions">
+            <button className="primary" disabled={!photo || !!busy} onClick={() => void runOcclusion()} data-testid="study-occlusion-run">
+              {busy === 'occlusion' ? 'Mapping…' : 'Occlusion map'}
+            </button>
+          </div>
+        </div>
+        {occ && (
+          <>
+            <OcclusionView s={occ} />
+            <ExportButtons name="occlusion" result={occ} png={occ.png} testid="study-occlusion-export" />
+          </>
+        )}
+
+        <h4>Region edit</h4>
+        <div className="form">
+          <label>
+            Replace by
+            <select value={fill} onChange={(e) => setFill(e.target.value as EditFill)} data-testid="study-edit-fill">
+              <option value="grey">flat grey</option>
+              <option value="blur">blur</option>
+              <option value="patch">a patch of another photo</option>
+            </select>
+          </label>
+          {fill === 'patch' && (
+            <label className="predict-folder">
+              Patch photo (its same region, the photo stretched to this one's size)
+              <input value={patchPath} onChange={(e) => setPatchPath(e.target.value)} data-testid="study-edit-patch" />
+            </label>
+          )}
+          <div className="form-actions">
+            <button className="primary" disabled={!photo || !rect || !!busy || (fill === 'patch' && !patchPath)} onClick={() => void runEdit()} data-testid="study-edit-run">
+              {busy === 'edit' ? 'Editing…' : rect ? 'Edit the rectangle' : 'Draw a rectangle first'}
+            </button>
+          </div>
+        </div>
+        {edit && (
+          <>
+            <EditView s={edit} />
+            <ExportButtons name="region-edit" result={edit} png={edit.png} testid="study-edit-export" />
+          </>
+        )}
+
+        <h4>Background swap</h4>
+        <div className="form">
+          <label className="predict-folder">
+            Folder of background photos (at most 24 are used)
+            <input value={bgFolder} onChange={(e) => setBgFolder(e.target.value)} data-testid="study-swap-folder" />
+          </label>
+          <label>
+            <input type="checkbox" checked={useBox} disabled={!rect} onChange={(e) => setUseBox(e.target.checked)} data-testid="study-swap-usebox" /> the drawn rectangle is the car (else: the detector's box)
+          </label>
+          <div className="form-actions">
+            <button className="primary" disabled={!photo || !bgFolder || !!busy} onClick={() => void runSwap()} data-testid="study-swap-run">
+              {busy === 'swap' ? 'Swapping…' : 'Swap backgrounds'}
+            </button>
+          </div>
+        </div>
+        {swap && (
+          <>
+            <SwapView s={swap} />
+            <ExportButtons name="background-swap" result={swap} png={swap.png} testid="study-swap-export" />
+          </>
+        )}
+
+        {marks.length > 0 && (
+          <>
+            <h4>Prices across studies</h4>
+            <PriceAxis marks={marks} max={priceMax} />
+          </>
+        )}
+      </section>
+
       {comparison && (
         <section className="card">
           <h3>Intervention set: differences against the first image</h3>
           <CompareView items={comparison} />
+          <ExportButtons name="compare" result={comparison} testid="study-compare-export" />
         </section>
       )}
 
@@ -193,7 +371,12 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
             </button>
           </div>
         </div>
-        {pan && <PanView pan={pan} pos={panPos} setPos={setPanPos} />}
+        {pan && (
+          <>
+            <PanView pan={pan} pos={panPos} setPos={setPanPos} priceMax={priceMax} />
+            <ExportButtons name="crop-pan" result={pan} testid="study-pan-export" />
+          </>
+        )}
       </section>
     </>
   );
