@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Prediction, PredictionTrust } from '../src-main/engine/api/contract/predict.ts';
 import { loadPredictor } from '../src-main/engine/predict/model-loader.ts';
 import { OOD_FILES } from '../src-main/engine/predict/trust.ts';
+import { appendRecords, CSV_HEAD, exportSet, listSetMetas, readRecords, writeSetMeta } from '../src-main/engine/predict/store.ts';
+import { api, startServe } from './helpers/processes.ts';
 import { fakePrice } from './helpers/predict-run.ts';
 import { hasOrt } from './helpers/onnx.ts';
 import { classJpeg, noiseJpeg, trustWorkspace, type TrustWorkspace } from './helpers/trust-fixture.ts';
@@ -67,6 +69,66 @@ describe('distance to the training photos', () => {
     }
     expect(r.stderr).toMatch(/\d+ of 7 photos carry a warning: .*3 far from the training photos/);
   });
+
+  it.runIf(hasOrt)(
+    "scores each photo with the workspace's junk filter of another extractor (car-v1 on a mobilenet_v2 run), in the job, the API and the export",
+    { timeout: 400_000 },
+    async () => {
+      const probe = path.join(t.fx, 'probe');
+      const good = path.join(t.fx, 'label-good');
+      const bad = path.join(t.fx, 'label-bad');
+      fs.mkdirSync(good);
+      fs.mkdirSync(bad);
+      for (const f of fs.readdirSync(path.join(t.fx, 'img')).filter((n) => /-[0-7]\.jpg$/.test(n))) fs.copyFileSync(path.join(t.fx, 'img', f), path.join(good, f));
+      for (let s = 0; s < 16; s++) fs.writeFileSync(path.join(bad, `noise-${s}.jpg`), await noiseJpeg(200 + s));
+      const label = await t.cli(['label', '--good', good, '--bad', bad]);
+      expect(label.code, label.stderr).toBe(0);
+      const fit = await t.cli(['filter', 'fit', '--extractor', 'car-v1', '--max-fnr', '0.1', '--json'], 300_000);
+      expect(fit.code, fit.stderr).toBe(0);
+      const r = await t.cli(['predict', '--run', String(runId), '--input', probe, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const got = lines(r.stdout);
+      for (const l of got) expect(l.trust?.filter, l.path).toMatchObject({ extractor: 'car-v1' });
+      const junkOf = (prefix: string) => got.filter((l) => path.basename(l.path).startsWith(prefix)).map((l) => l.trust!.filter!.junk);
+      expect(junkOf('noise-')).toEqual([true, true, true]);
+      expect(junkOf('train-')).toEqual([false, false, false, false]);
+      expect(r.stderr).toMatch(/3 not whole-car photos, 3 far from the training photos/);
+
+      // the same through the served API: one photo, and a compare set
+      const served = await startServe(['--workspace', t.ws]);
+      try {
+        const one = (await api(served, 'predict.image', { runId: String(runId), path: path.join(probe, 'noise-0.jpg') })) as { prediction: Prediction };
+        expect(one.prediction.trust).toMatchObject({ filter: { extractor: 'car-v1', junk: true }, ood: { far: true } });
+        expect(one.prediction.trust!.warnings.map((w) => w.code)).toEqual(expect.arrayContaining(['junk', 'far']));
+        const cmp = (await api(served, 'predict.compare', { runId: String(runId), paths: [path.join(probe, 'train-audi.jpg'), path.join(probe, 'noise-0.jpg')] })) as { items: Array<{ prediction: Prediction }> };
+        expect(cmp.items.map((i) => i.prediction.trust?.filter?.junk)).toEqual([false, true]);
+      } finally {
+        await served.stop('SIGKILL');
+      }
+
+      // the export: one row per file under the documented header; a record from before trust exports with empty cells
+      {
+        const jobId = listSetMetas(t.ws)[0]!.jobId;
+        const csv = exportSet(t.ws, jobId, 'csv').content.trim().split('\n');
+        expect(csv[0]).toBe(CSV_HEAD.join(','));
+        expect(csv).toHaveLength(1 + 7);
+        const col = (name: string) => CSV_HEAD.indexOf(name);
+        const noiseRow = csv.find((l) => l.includes('noise-0.jpg'))!.split(',');
+        expect(noiseRow[col('junk')]).toBe('yes');
+        expect(noiseRow[col('far')]).toBe('yes');
+        expect(noiseRow[col('warning_codes')]).toMatch(/junk;far/);
+        expect(Number(noiseRow[col('bins_median')])).toBeGreaterThan(0);
+        writeSetMeta(t.ws, { jobId: 99_999, runId: String(runId), checkpoint: 'best', input: probe, createdAt: new Date().toISOString() });
+        const old = readRecords(t.ws, jobId)[0]!;
+        const { trust: _t, binPrice: _b, calibrated: _c, ...legacy } = old.prediction!;
+        appendRecords(t.ws, 99_999, [{ ...old, prediction: legacy }]);
+        const oldRow = exportSet(t.ws, 99_999, 'csv').content.trim().split('\n')[1]!.split(',');
+        expect(oldRow).toHaveLength(CSV_HEAD.length);
+        for (const c of ['bins_median', 'filter_score', 'junk', 'ood_distance', 'far', 'warning_codes']) expect(oldRow[col(c)], c).toBe('');
+        expect(oldRow[col('calibrated')]).toBe('no');
+      }
+    },
+  );
 
   it('predicts from a run folder copied out of its workspace: no filter score, no distance, nothing breaks', { timeout: 120_000 }, async () => {
     const copy = path.join(tmpDir('carstudio-trust-copy-'), 'run');

@@ -63,7 +63,7 @@ export async function trustWorkspace(perClass = 12): Promise<TrustWorkspace> {
   const ws = path.join(tmpDir('carstudio-trust-'), 'ws');
   const init = await runCli(['init', '--workspace', ws]);
   if (init.code !== 0) throw new Error(init.stderr);
-  const cli = (args: string[], timeoutMs = 180_000) => runCli([...args.slice(0, 1), '--workspace', ws, ...args.slice(1)], { timeoutMs });
+  const cli = (args: string[], timeoutMs = 180_000) => runCli([...args, '--workspace', ws], { timeoutMs });
   const imp = await cli(['import', '--manifest', path.join(fx, 'cars.csv'), '--map', 'image=file']);
   if (imp.code !== 0) throw new Error(imp.stderr);
   const train = async (name: string, extra: string[] = []): Promise<number> => {
