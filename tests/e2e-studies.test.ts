@@ -106,6 +106,13 @@ describe.runIf(ok)('intervention studies in Chromium', () => {
     const prices = await page.getByTestId('study-swap-price').allTextContents();
     expect(prices.every((p) => /^\$[\d,]+$/.test(p))).toBe(true);
 
+    // the crop pan's chart downloads as a PNG too
+    const [panPng] = await Promise.all([page.waitForEvent('download'), page.getByTestId('study-pan-export-png').click()]);
+    expect(panPng.suggestedFilename()).toBe('crop-pan.png');
+    const panMeta = await sharp(await panPng.path()).metadata();
+    expect([panMeta.format, panMeta.width]).toEqual(['png', 1200]);
+    await panPng.saveAs(artifactPath('e2e-studies-pan.png'));
+
     // every study's prices on the one axis the crop pan's chart shares
     const axis = page.getByTestId('study-price-axis');
     for (const row of ['crop pan', 'occlusion', 'region edit', 'background swap']) expect(await axis.getByTestId(`study-price-row-${row}`).count()).toBe(1);

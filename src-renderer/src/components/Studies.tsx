@@ -349,7 +349,8 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
         <section className="card">
           <h3>Intervention set: differences against the first image</h3>
           <CompareView items={comparison} />
-          <ExportButtons name="compare" result={comparison} testid="study-compare-export" />
+          <PriceAxis testid="study-compare-prices" marks={marks.filter((m) => m.study === 'compare')} max={priceMax} />
+          <ExportButtons name="compare" result={comparison} chart="study-compare-prices" testid="study-compare-export" />
         </section>
       )}
 
@@ -374,7 +375,7 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
         {pan && (
           <>
             <PanView pan={pan} pos={panPos} setPos={setPanPos} priceMax={priceMax} />
-            <ExportButtons name="crop-pan" result={pan} testid="study-pan-export" />
+            <ExportButtons name="crop-pan" result={pan} chart="predict-pan-price" testid="study-pan-export" />
           </>
         )}
       </section>

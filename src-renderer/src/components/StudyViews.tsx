@@ -20,14 +20,63 @@ export function studyJson(v: unknown): string {
   return JSON.stringify(v, (k, x: unknown) => (typeof x === 'string' && (x.startsWith('data:image/') || k === 'png') ? undefined : x), 2);
 }
 
-export function ExportButtons({ name, result, png, testid }: { name: string; result: unknown; png?: string; testid: string }) {
+/**
+ * A chart drawn in the page (an <svg>) as PNG bytes, base64: the SVG with its stylesheet colours
+ * written inline (a standalone SVG has no page CSS), drawn on a canvas at twice its size.
+ */
+export async function svgPng(svg: SVGSVGElement): Promise<string> {
+  const copy = svg.cloneNode(true) as SVGSVGElement;
+  const from = [svg, ...Array.from(svg.querySelectorAll('*'))];
+  const to = [copy, ...Array.from(copy.querySelectorAll('*'))];
+  from.forEach((el, i) => {
+    const cs = getComputedStyle(el);
+    const t = to[i] as SVGElement;
+    for (const k of ['fill', 'stroke', 'stroke-width', 'font-size', 'font-family', 'opacity']) t.style.setProperty(k, cs.getPropertyValue(k));
+  });
+  const box = svg.viewBox.baseVal;
+  const w = box && box.width ? box.width : svg.clientWidth;
+  const h = box && box.height ? box.height : svg.clientHeight;
+  copy.setAttribute('width', String(w));
+  copy.setAttribute('height', String(h));
+  copy.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  const url = URL.createObjectURL(new Blob([new XMLSerializer().serializeToString(copy)], { type: 'image/svg+xml' }));
+  try {
+    const img = new Image();
+    await new Promise<void>((res, rej) => {
+      img.onload = () => res();
+      img.onerror = () => rej(new Error('the chart could not be drawn'));
+      img.src = url;
+    });
+    const canvas = document.createElement('canvas');
+    canvas.width = 2 * w;
+    canvas.height = 2 * h;
+    const ctx = canvas.getContext('2d')!;
+    ctx.fillStyle = getComputedStyle(document.body).backgroundColor || '#fff';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    return canvas.toDataURL('image/png').split(',')[1]!;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+/**
+ * JSON and PNG downloads of a study: `png` is the engine's picture (base64); without it, `chart`
+ * names the test id of the study's chart on the page, downloaded as a PNG of that chart.
+ */
+export function ExportButtons({ name, result, png, chart, testid }: { name: string; result: unknown; png?: string; chart?: string; testid: string }) {
+  const savePng = async () => {
+    if (png) return download(`${name}.png`, 'image/png', png, true);
+    const svg = chart ? document.querySelector<SVGSVGElement>(`svg[data-testid="${chart}"]`) : null;
+    if (svg) download(`${name}.png`, 'image/png', await svgPng(svg), true);
+  };
   return (
     <div className="form-actions">
       <button onClick={() => download(`${name}.json`, 'application/json', studyJson(result))} data-testid={`${testid}-json`}>
         Download JSON
       </button>
-      {png && (
-        <button onClick={() => download(`${name}.png`, 'image/png', png, true)} data-testid={`${testid}-png`}>
+      {(png || chart) && (
+        <button onClick={() => void savePng()} data-testid={`${testid}-png`}>
           Download PNG
         </button>
       )}
@@ -51,7 +100,7 @@ export interface PriceMark {
  * Every price the studies on screen predicted, on one horizontal axis from $0 to `max` (the same
  * scale the crop pan's chart uses), one row per study: read them side by side.
  */
-export function PriceAxis({ marks, max }: { marks: PriceMark[]; max: number }) {
+export function PriceAxis({ marks, max, testid = 'study-price-axis' }: { marks: PriceMark[]; max: number; testid?: string }) {
   const studies = [...new Set(marks.map((m) => m.study))];
   const W = 600;
   const L = 120;
@@ -59,7 +108,7 @@ export function PriceAxis({ marks, max }: { marks: PriceMark[]; max: number }) {
   const H = 24 + ROW * studies.length;
   const sx = (v: number) => L + (Math.max(0, v) / max) * (W - L - 12);
   return (
-    <svg className="chart" viewBox={`0 0 ${W} ${H}`} data-testid="study-price-axis" data-max={max} data-marks={marks.length} role="img" aria-label="prices across studies">
+    <svg className="chart" viewBox={`0 0 ${W} ${H}`} data-testid={testid} data-max={max} data-marks={marks.length} role="img" aria-label="prices across studies">
       {[0, 0.25, 0.5, 0.75, 1].map((f) => (
         <g key={f}>
           <line x1={sx(max * f)} x2={sx(max * f)} y1={4} y2={H - 18} className="chart-grid" />
