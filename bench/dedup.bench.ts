@@ -2,8 +2,9 @@
  * Dedup figures:
  * 1. hashing throughput of the dedup job over 10k stored 256px JPEGs using every core, against
  *    one image at a time on one thread (same hashing code, same run);
- * 2. the grouping (load hashes, exact classes, multi-index near search + colour check, policy,
- *    write) on a workspace with 1M synthetic hash rows (target < 10 s);
+ * 2. the grouping (load hashes, exact classes, multi-index near search + colour check, leader
+ *    groups, policy, write) on a workspace with 1M synthetic hash rows (target < 10 s), and the
+ *    former single-linkage grouping of the same rows for the ratio;
  * 3. accuracy: recall per perturbation and false merges for exact, near (pHash only) and near
  *    verified by colour (what the job does), on real photos from ../shared/data when present plus
  *    generated ones.
@@ -170,16 +171,33 @@ async function grouping(dir: string): Promise<Record<string, number>> {
   t = performance.now();
   const near = rebuildGroups(db, { method: 'near', maxDistance: DEFAULT_MAX_DISTANCE, policy: 'default' });
   const nearS = (performance.now() - t) / 1000;
+  // the former single-linkage grouping on the same rows, for the ratio
+  t = performance.now();
+  const single = rebuildGroups(db, { method: 'near', maxDistance: DEFAULT_MAX_DISTANCE, policy: 'default', linkage: 'single' });
+  const singleS = (performance.now() - t) / 1000;
   t = performance.now();
   const exact = rebuildGroups(db, { method: 'exact', maxDistance: DEFAULT_MAX_DISTANCE, policy: 'original' });
   const exactS = (performance.now() - t) / 1000;
   ws.close();
   console.log(
-    `grouping ${N.toLocaleString('en-US')} hash rows (seeded in ${seedS.toFixed(1)} s): near <= ${DEFAULT_MAX_DISTANCE} ${nearS.toFixed(2)} s ` +
-      `(load ${near.seconds.load.toFixed(2)}, search+verify ${near.seconds.near.toFixed(2)}, policy+write ${near.seconds.write.toFixed(2)}; ${near.groups} groups, ${near.excluded} excluded); ` +
+    `grouping ${N.toLocaleString('en-US')} hash rows (seeded in ${seedS.toFixed(1)} s): near <= ${DEFAULT_MAX_DISTANCE} (leader) ${nearS.toFixed(2)} s ` +
+      `(load ${near.seconds.load.toFixed(2)}, search+verify ${near.seconds.near.toFixed(2)}, leader groups ${near.seconds.group.toFixed(2)}, policy+write ${near.seconds.write.toFixed(2)}; ` +
+      `${near.groups} groups, ${near.excluded} excluded, ${near.chained.groups} chained); ` +
+      `single linkage ${singleS.toFixed(2)} s (groups ${single.seconds.group.toFixed(2)}; ${single.groups} groups, ${single.chained.groups} chained; leader/single ${(nearS / singleS).toFixed(2)}x); ` +
       `exact ${exactS.toFixed(2)} s (${exact.groups} groups); target < 10 s`,
   );
-  return { rows: N, near_s: nearS, exact_s: exactS, near_groups: near.groups, exact_groups: exact.groups, near_candidates: near.candidatePairs };
+  return {
+    rows: N,
+    near_s: nearS,
+    single_linkage_s: singleS,
+    leader_vs_single: nearS / singleS,
+    exact_s: exactS,
+    near_groups: near.groups,
+    single_linkage_groups: single.groups,
+    single_linkage_chained: single.chained.groups,
+    exact_groups: exact.groups,
+    near_candidates: near.candidatePairs,
+  };
 }
 
 interface Entry {

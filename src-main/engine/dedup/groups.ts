@@ -17,7 +17,7 @@ import type { Db } from '../workspace/db.ts';
 import { nearGroups, DEFAULT_MAX_DISTANCE } from './near-index.ts';
 import { hamming32, phashToHalves } from './phash.ts';
 import { thumbDistance } from './hash-row.ts';
-import { bestFirst, copyQuality, groupExclusions, leaderPass, type Decision } from './leader.ts';
+import { bestOf, copyQuality, groupExclusions, leaderPass, type Decision } from './leader.ts';
 
 export const THUMB_MAX_DISTANCE = 20;
 export { DEFAULT_MAX_DISTANCE };
@@ -232,23 +232,23 @@ function leaderGroups(
         nodes.add(p.b);
       }
   // 2. each node's best copy, and the visiting order: best copies first
-  const bestOf = new Map<number, number>();
-  for (const n of nodes) {
-    const m = members.get(n);
-    bestOf.set(n, m ? bestFirst(m, quality)[0]! : n);
+  const bestOfNode = new Map<number, number>();
+  const ranked: Array<{ node: number; best: number; q: number }> = [];
+  for (const node of nodes) {
+    const m = members.get(node);
+    const best = m ? bestOf(m, quality) : node;
+    bestOfNode.set(node, best);
+    ranked.push({ node, best, q: quality(best) });
   }
-  const order = [...nodes].sort((a, b) => {
-    const ba = bestOf.get(a)!;
-    const bb = bestOf.get(b)!;
-    return quality(bb) - quality(ba) || ba - bb;
-  });
+  ranked.sort((a, b) => b.q - a.q || a.best - b.best);
+  const order = ranked.map((r) => r.node);
   // 3. how far a node's members are from a leader's best copy (the pair's own distance when
   //    both are single photos)
   const join =
     phashOf &&
     ((u: number, v: number, pairD: number): number => {
       const mu = members.get(u);
-      const bv = bestOf.get(v)!;
+      const bv = bestOfNode.get(v)!;
       if (!mu && bv === v) return pairD;
       const [hh, hl] = phashOf(bv);
       let d = 0;
@@ -334,7 +334,7 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   const keyQ = db.prepare(`SELECT exact_hash FROM images WHERE id = ?`).pluck();
   const listingCounts = countListings(db, idLists.map((ids) => ({ ids })));
   const groups: BuiltGroup[] = idLists.map((ids, i) => {
-    const representative = bestFirst(ids, quality)[0]!;
+    const representative = bestOf(ids, quality);
     const dist = new Map<number, number>();
     if (near) {
       const [rh, rl] = phashOf(representative);

@@ -23,6 +23,21 @@ export function copyQuality(width: number | null, height: number | null, bytes: 
   return px * 2 ** 24 + Math.min(2 ** 24 - 1, Math.max(0, bytes ?? 0));
 }
 
+/** The best copy among ids: highest quality, then the lowest id (one pass). */
+export function bestOf(ids: readonly number[], quality: (id: number) => number): number {
+  let best = ids[0]!;
+  let bestQ = quality(best);
+  for (let i = 1; i < ids.length; i++) {
+    const id = ids[i]!;
+    const q = quality(id);
+    if (q > bestQ || (q === bestQ && id < best)) {
+      best = id;
+      bestQ = q;
+    }
+  }
+  return best;
+}
+
 /** Ids best copy first: higher quality, then the lower id. */
 export function bestFirst(ids: readonly number[], quality: (id: number) => number): number[] {
   return ids.slice().sort((a, b) => quality(b) - quality(a) || a - b);
@@ -49,10 +64,17 @@ export function leaderPass(
   const leaderOf = new Map<number, number>();
   const size = new Map<number, number>(); // leader -> nodes in its group
   for (const u of order) {
+    const near = neighbours.get(u);
+    if (!near) {
+      // no near pair (an exact class on its own): a group of its own
+      leaderOf.set(u, u);
+      size.set(u, 1);
+      continue;
+    }
     // 1. u's near neighbours per group already formed, and its pair distance to each leader
     const inGroup = new Map<number, number>();
     const toLeader = new Map<number, number>();
-    for (const [v, pairD] of neighbours.get(u) ?? []) {
+    for (const [v, pairD] of near) {
       const l = leaderOf.get(v);
       if (pairD > maxDistance || l === undefined) continue;
       inGroup.set(l, (inGroup.get(l) ?? 0) + 1);
