@@ -136,7 +136,18 @@ const RECHECK_MS = 30_000;
  * the workspace's feature cache when missing or stale) and returns it; null for a finetune run or
  * when no training row has cached features. Checked at most every 30 s per run.
  */
-export async function ensureOodReference(ws: Workspace, runDir: string, log?: (level: 'info' | 'warn', message: string) => void): Promise<OodReference | null> {
+export function ensureOodReference(ws: Workspace, runDir: string, log?: (level: 'info' | 'warn', message: string) => void): Promise<OodReference | null> {
+  // one check (and build) per run at a time: concurrent requests wait for it
+  const running = inFlight.get(runDir);
+  if (running) return running;
+  const p = checkOrBuild(ws, runDir, log).finally(() => inFlight.delete(runDir));
+  inFlight.set(runDir, p);
+  return p;
+}
+
+const inFlight = new Map<string, Promise<OodReference | null>>();
+
+async function checkOrBuild(ws: Workspace, runDir: string, log?: (level: 'info' | 'warn', message: string) => void): Promise<OodReference | null> {
   const last = checked.get(runDir);
   if (last && Date.now() - last < RECHECK_MS) return readOodReference(runDir);
   const cfg = await loadRunConfig(runDir);
@@ -181,10 +192,16 @@ async function buildReference(ws: Workspace, cfg: RunConfigFile, extractor: Extr
   if (testIds.length > 0) {
     const test = await cache.read(testIds);
     normaliseRows(test.data, dim);
-    for (let i = 0; i < test.ids.length; i++) distances.push(nearestDistance(data, n, dim, test.data, i * dim));
+    for (let i = 0; i < test.ids.length; i++) {
+      distances.push(nearestDistance(data, n, dim, test.data, i * dim));
+      await yieldEvery(i);
+    }
   } else {
     // no cached test rows: each sampled training row's nearest other one stands in
-    for (let i = 0; i < Math.min(n, OOD_MAX_QUERIES); i++) distances.push(nearestDistance(data, n, dim, data, i * dim, i));
+    for (let i = 0; i < Math.min(n, OOD_MAX_QUERIES); i++) {
+      distances.push(nearestDistance(data, n, dim, data, i * dim, i));
+      await yieldEvery(i);
+    }
   }
   const threshold = Math.round(quantile(distances, OOD_QUANTILE) * 1e4) / 1e4;
   const meta: OodReferenceMeta = {
@@ -199,6 +216,11 @@ async function buildReference(ws: Workspace, cfg: RunConfigFile, extractor: Extr
     testRows: distances.length,
   };
   return { meta, data };
+}
+
+/** Lets the event loop run every 16 queries (the engine builds a reference on its main thread: its API keeps answering). */
+function yieldEvery(i: number): Promise<void> | undefined {
+  return i % 16 === 15 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
 }
 
 function writeReference(runDir: string, ref: OodReference): void {
