@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src-main/engine/engine.ts';
 import type { EditStudy, OcclusionStudy, SwapStudy } from '../src-main/engine/api/contract/studies.ts';
 import { placement, windowStarts } from '../src-main/engine/predict/studies.ts';
-import { buildHeadsRun } from './helpers/predict-run.ts';
+import { buildHeadsRun, LABELLED } from './helpers/predict-run.ts';
+import { buildCarV1Run } from './helpers/car-run.ts';
 import { runCli } from './helpers/processes.ts';
 import { makeJpeg, SHARED_DATA, tmpDir } from './helpers/workspace.ts';
 
@@ -220,4 +221,49 @@ describe('intervention studies', () => {
     const occ = JSON.parse(occ1.stdout) as OcclusionStudy;
     expect(occ.image).toBeUndefined();
   }, 240_000);
+});
+
+const haveLabelled = fs.existsSync(GOOD) && fs.existsSync(path.join(LABELLED, 'labels.csv'));
+if (!haveLabelled) console.log(`skipping the car-v1 studies test: ${GOOD} or ${LABELLED}/labels.csv is absent`);
+
+/**
+ * A car-v1 run's input also holds the detector's view of the whole photo: an edit the model's
+ * centre square never sees still reaches it through the detector, and a study reads the car box
+ * from the features as prediction does.
+ */
+describe.runIf(haveLabelled)('intervention studies on a car-v1 run', () => {
+  let engine: Engine;
+  let runId: string;
+  let photo: string;
+  beforeAll(async () => {
+    const wsDir = path.join(tmpDir('carstudio-studies-car-'), 'ws');
+    engine = Engine.open(wsDir, { create: true });
+    runId = path.basename(await buildCarV1Run(wsDir, 'car-run', 16, 10));
+    const side = fs.readdirSync(GOOD).filter((f) => f.startsWith('profile-on-right__') && f.endsWith('.jpg')).sort()[0]!;
+    photo = path.join(wsDir, 'side.jpg');
+    fs.copyFileSync(path.join(GOOD, side), photo);
+  }, 300_000);
+  afterAll(async () => {
+    await engine?.close();
+  });
+
+  it('edits outside the centre square move the prediction through the detector view; the swap finds the car', async () => {
+    const meta = await sharp(photo).metadata();
+    expect(meta.width!).toBeGreaterThan(meta.height!);
+    // the leftmost fifth lies outside the centre square of a landscape photo wider than 5:3
+    const edge = (1 - meta.height! / meta.width!) / 2;
+    const rect = { x1: 0, y1: 0, x2: Math.min(0.2, edge - 0.02), y2: 1 };
+    expect(rect.x2).toBeGreaterThan(0.05);
+    const e = await engine.request('study.edit', { runId, path: photo, rect, fill: 'grey' });
+    expect(e.before.medianPrice).toBeGreaterThanOrEqual(0);
+    expect(e.diff.priceBinsTv).toBeGreaterThan(0);
+    const again = await engine.request('study.edit', { runId, path: photo, rect, fill: 'grey' });
+    expect(again).toEqual(e);
+    const bgs = path.join(path.dirname(photo), 'bgs');
+    fs.mkdirSync(bgs);
+    fs.writeFileSync(path.join(bgs, 'a.jpg'), await makeJpeg(640, 400, 9));
+    const s = await engine.request('study.swap', { runId, path: photo, backgrounds: bgs });
+    expect(s.boxSource).toBe('detector');
+    expect(s.items[0]!.prediction!.medianPrice).toBeGreaterThanOrEqual(0);
+  }, 120_000);
 });

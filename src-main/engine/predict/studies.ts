@@ -393,11 +393,14 @@ export async function backgroundSwap(ref: ModelRef, q: SwapParams): Promise<Swap
     backgrounds: q.total,
     note: q.total > q.backgrounds.length ? `the folder holds ${q.total} background photos; the swap used the first ${q.backgrounds.length} by name (at most ${SWAP_MAX_BACKGROUNDS})` : null,
   };
-  if (q.png) study.png = await contactSheet(comps.map((c, i) => ({ img: c.img, label: items[i]!.prediction ? `$${Math.round(items[i]!.prediction!.medianPrice).toLocaleString('en-US')}` : 'error' })));
+  if (q.png) {
+    const label = (c: (typeof comps)[number], it: SwapItem) => `${c.file.given.split(/[\\/]/).pop()}: ${it.prediction ? `$${Math.round(it.prediction.medianPrice).toLocaleString('en-US')}` : 'does not decode'}`;
+    study.png = await contactSheet(comps.map((c, i) => ({ img: c.img, label: label(c, items[i]!) })));
+  }
   return study;
 }
 
-/** The composites in a grid of 240x180 tiles (4 across), each with its median price under it, as a PNG (base64). */
+/** The composites in a grid of 240x180 tiles (4 across), each with its background's name and median price under it, as a PNG (base64). */
 async function contactSheet(tiles: Array<{ img: Raw | null; label: string }>): Promise<string> {
   const TW = 240;
   const TH = 180;
