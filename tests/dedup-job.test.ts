@@ -5,7 +5,7 @@ import { ImageStore } from '../src-main/engine/workspace/image-store.ts';
 import { getStats } from '../src-main/engine/stats.ts';
 import { hashImage } from '../src-main/engine/dedup/exact-hash.ts';
 import { hashRow, THUMB_BYTES } from '../src-main/engine/dedup/hash-row.ts';
-import { dedupGroups, dedupSummary, nearCount, setOverride } from '../src-main/engine/dedup/summary.ts';
+import { acceptAll, dedupGroups, dedupSummary, keepBest, nearCount, setDecision, setOverride } from '../src-main/engine/dedup/summary.ts';
 import { rebuildGroups } from '../src-main/engine/dedup/groups.ts';
 import { ingestImage } from '../src-main/engine/scrape/image-ingest.ts';
 import { openLedger } from '../src-main/engine/scrape/ledger.ts';
@@ -96,6 +96,52 @@ describe('dedup job', () => {
       const stats = getStats(engine.ws.db);
       expect(stats.dedup).toMatchObject({ hashed: 12, groups: 2, images_in_groups: 4, excluded: 4, hash_errors: 1 });
       expect(dedupSummary(engine.ws.db).excludedShare).toBeCloseTo(4 / 13);
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
+
+  it('per-photo decisions win over the group override, are cleared by it, and apply while the photo is grouped', async () => {
+    const { dir, ids } = await fixture();
+    const engine = Engine.open(dir);
+    try {
+      await runDedup(engine, { method: 'near', maxDistance: 10, policy: 'default' });
+      const db = engine.ws.db;
+      const gc = dedupGroups(db, { offset: 0, limit: 10, maxMembers: 10 }).groups.find((g) => g.members.some((m) => m.imageId === ids.c1))!;
+      // the larger original is the best copy, listed first
+      expect(gc.representative).toBe(ids.c1);
+      expect(gc.members.map((m) => m.imageId)).toEqual([ids.c1, ids.c2]);
+      expect(excludedNames(engine, ids)).toEqual(['a1', 'a2', 'b2', 'c1', 'c2']);
+      // keep one photo of a group that spans listings
+      const kept = setDecision(db, { imageId: ids.c2!, action: 'keep' });
+      expect(kept.decisions).toBe(1);
+      expect(excludedNames(engine, ids)).toEqual(['a1', 'a2', 'b2', 'c1']);
+      // the whole-group choice replaces the photo decisions
+      const dropped = setOverride(db, { groupId: gc.id, action: 'drop' });
+      expect(dropped.decisions).toBe(0);
+      expect(excludedNames(engine, ids)).toEqual(['a1', 'a2', 'b2', 'c1', 'c2']);
+      // a photo decision wins over the group override
+      setDecision(db, { imageId: ids.c1!, action: 'keep' });
+      expect(excludedNames(engine, ids)).toEqual(['a1', 'a2', 'b2', 'c2']);
+      // the exact method does not group C: the decision waits, unapplied, and is back with the near method
+      const exact = await runDedup(engine, { method: 'exact', policy: 'default' });
+      expect((exact.result as { decisionsApplied: number }).decisionsApplied).toBe(0);
+      expect(excludedNames(engine, ids)).toEqual(['a1', 'a2', 'b2']);
+      const near = await runDedup(engine, { method: 'near', maxDistance: 10, policy: 'default' });
+      expect((near.result as { decisionsApplied: number; overridesApplied: number }).decisionsApplied).toBe(1);
+      expect(excludedNames(engine, ids)).toEqual(['a1', 'a2', 'b2', 'c2']);
+      // keep the best copy in the one-listing group B: b1 kept, b2 dropped by the user
+      const gb = dedupGroups(db, { offset: 0, limit: 10, maxMembers: 10 }).groups.find((g) => g.members.some((m) => m.imageId === ids.b1))!;
+      const best = keepBest(db, { groupId: gb.id });
+      expect(best.members.map((m) => [m.imageId, m.excluded, m.decision])).toEqual([
+        [ids.b1, false, 'keep'],
+        [ids.b2, true, 'drop'],
+      ]);
+      // accept all: only group A is undecided; its best copy (equal copies: the lower id) stays
+      expect(acceptAll(db)).toEqual({ groups: 1, excluded: 3 });
+      expect(excludedNames(engine, ids)).toEqual(['a2', 'b2', 'c2']);
+      // a photo in no group
+      expect(() => setDecision(db, { imageId: ids.d0!, action: 'drop' })).toThrow(/is in no duplicate group/);
     } finally {
       await engine.close();
     }
