@@ -90,6 +90,11 @@ describe('intervention studies', () => {
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 1200, 400]);
     const b = await engine.request('study.occlusion', params);
     expect(b).toEqual(a);
+    // the PNG of another target: the same cells, another map
+    const mm = await engine.request('study.occlusion', { ...params, target: 'makeModel' });
+    expect([a.pngTarget, mm.pngTarget]).toEqual(['price', 'makeModel']);
+    expect(mm.cells).toEqual(a.cells);
+    expect(mm.png).not.toBe(a.png);
   }, 120_000);
 
   it('region edit: grey, blur and a patch from another photo; before and after side by side', async () => {

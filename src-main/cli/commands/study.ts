@@ -24,6 +24,7 @@ interface StudyOpts {
   out?: string;
   size?: string;
   stride?: string;
+  target?: string;
   rect?: string;
   fill?: string;
   patch?: string;
@@ -100,8 +101,8 @@ async function runStudy(engine: Engine, kind: Kind, photos: string[], o: StudyOp
     return engine.predictions.run('cropPan', { file, steps: q.steps }, model);
   }
   if (kind === 'occlusion') {
-    const q = checked(studyMethods['study.occlusion'], { path: file.given, size: numArg(o.size, '--size'), stride: numArg(o.stride, '--stride'), png: wantPng });
-    return engine.predictions.run('occlusion', { file, size: q.size, stride: q.stride, png: q.png }, model);
+    const q = checked(studyMethods['study.occlusion'], { path: file.given, size: numArg(o.size, '--size'), stride: numArg(o.stride, '--stride'), png: wantPng, target: o.target });
+    return engine.predictions.run('occlusion', { file, size: q.size, stride: q.stride, png: q.png, target: q.target }, model);
   }
   if (kind === 'edit') {
     const rect = rectArg(o.rect, '--rect');
@@ -192,6 +193,7 @@ export function registerStudy(program: Command): void {
     .option('--out <dir>', 'write <kind>.json, <kind>.png and the pictures into a folder')
     .option('--size <fraction>', 'occlusion: the grey square, a fraction of the shorter side (default 1/6)')
     .option('--stride <fraction>', 'occlusion: its step, a fraction of the shorter side (default half the size)')
+    .option('--target <what>', "occlusion: what the PNG's heat map shows: price (default), makeModel or year (the drop of the top class's probability)")
     .option('--rect <x1,y1,x2,y2>', 'edit: the rectangle, fractions of the photo')
     .option('--fill <how>', 'edit: blur, grey (default) or patch')
     .option('--patch <photo>', "edit with --fill patch: the photo (stretched to this one's size) whose same region fills the rectangle")

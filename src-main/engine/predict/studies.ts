@@ -9,7 +9,7 @@
 // random: the same photo, run and options give the same numbers and the same PNGs.
 import sharp from 'sharp';
 import type { Prediction } from '../api/contract/predict.ts';
-import type { EditFill, EditStudy, FracRect, OcclusionCell, OcclusionStudy, StudyDiff, StudyReading, SwapItem, SwapStudy } from '../api/contract/studies.ts';
+import type { EditFill, EditStudy, FracRect, HeatTarget, OcclusionCell, OcclusionStudy, StudyDiff, StudyReading, SwapItem, SwapStudy } from '../api/contract/studies.ts';
 import { SWAP_MAX_BACKGROUNDS } from '../api/contract/studies.ts';
 import type { ReadablePath } from '../api/path-policy.ts';
 import { DETECTOR_INPUT_SIZE } from '../ml/car-detector.ts';
@@ -32,7 +32,16 @@ export interface OcclusionParams {
   size: number;
   stride?: number;
   png: boolean;
+  /** What the PNG's heat map shows (default price). */
+  target?: HeatTarget;
 }
+
+/** Each heat-map target's value of a cell: positive where hiding the region raised the price, or lowered the probability. */
+export const HEAT_VALUE: Record<HeatTarget, (c: OcclusionCell) => number> = {
+  price: (c) => c.dPrice,
+  makeModel: (c) => c.dropMakeModel,
+  year: (c) => c.dropYear,
+};
 export interface EditParams {
   file: ReadablePath;
   rect: FracRect;
@@ -249,14 +258,17 @@ export async function occlusion(ref: ModelRef, q: OcclusionParams): Promise<Occl
     cells,
     image: await jpegUrl(img, 640),
   };
-  if (q.png) study.png = await pngBase64(heatOverlay(img, cells, (c) => c.dPrice));
+  if (q.png) {
+    study.pngTarget = q.target ?? 'price';
+    study.png = await pngBase64(heatOverlay(img, cells, HEAT_VALUE[study.pngTarget]));
+  }
   return study;
 }
 
 /**
  * The photo with the cells' values painted over it: each pixel gets the mean value of the squares
- * covering it, red where hiding the region raised the value, blue where it lowered it, more opaque
- * the larger the change (scaled to the largest change on the map).
+ * covering it, red where the value is positive (hiding the region raised the price, or lowered the
+ * probability), blue where negative, more opaque the larger (scaled to the largest on the map).
  */
 export function heatOverlay(img: Raw, cells: readonly OcclusionCell[], value: (c: OcclusionCell) => number): Raw {
   const { width: w, height: h } = img;

@@ -2,8 +2,8 @@ import { useEffect, useState } from 'react';
 import { api } from '../api/client.ts';
 import { useCall } from '../hooks.ts';
 import { fmtPct, fmtPrice } from '../format.ts';
-import type { CompareItem, CropPan, EditFill, EditStudy, FracRect, OcclusionStudy, SwapStudy } from '../../../src-main/engine/api/contract/index.ts';
-import { EditView, ExportButtons, OcclusionView, PriceAxis, RectPicker, SwapView, type PriceMark } from './StudyViews.tsx';
+import type { CompareItem, CropPan, EditFill, EditStudy, FracRect, HeatTarget, OcclusionStudy, SwapStudy } from '../../../src-main/engine/api/contract/index.ts';
+import { EditView, ExportButtons, HEAT_LABELS, HeatTargetSelect, OcclusionView, PriceAxis, RectPicker, SwapView, type PriceMark } from './StudyViews.tsx';
 
 /** What the rest of the Predict stage asks the studies panel to do (`n` makes a repeat ask new). */
 export type StudyRequest = { kind: 'pan'; path: string; n: number } | { kind: 'compare'; paths: string[]; n: number };
@@ -164,6 +164,7 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
   const [busy, setBusy] = useState<string | null>(null);
   const [occSize, setOccSize] = useState(1 / 6);
   const [occ, setOcc] = useState<OcclusionStudy | null>(null);
+  const [target, setTarget] = useState<HeatTarget>('price');
   const [fill, setFill] = useState<EditFill>('grey');
   const [patchPath, setPatchPath] = useState('');
   const [edit, setEdit] = useState<EditStudy | null>(null);
@@ -191,7 +192,7 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
   // 2. the studies, each one request to the engine
   const runOcclusion = async () => {
     setBusy('occlusion');
-    const r = await call('study.occlusion', { ...run, path: photo, size: occSize, png: true });
+    const r = await call('study.occlusion', { ...run, path: photo, size: occSize, png: true, target });
     setBusy(null);
     if (r) setOcc(r);
   };
@@ -273,6 +274,7 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
               <option value={1 / 4}>1/4 of the shorter side</option>
             </select>
           </label>
+          <HeatTargetSelect target={target} setTarget={setTarget} />
           <div className="form-actions">
             <button className="primary" disabled={!photo || !!busy} onClick={() => void runOcclusion()} data-testid="study-occlusion-run">
               {busy === 'occlusion' ? 'Mapping…' : 'Occlusion map'}
@@ -281,7 +283,8 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
         </div>
         {occ && (
           <>
-            <OcclusionView s={occ} />
+            <OcclusionView s={occ} target={target} />
+            {occ.pngTarget && occ.pngTarget !== target && <p className="muted small">The PNG shows the {HEAT_LABELS[occ.pngTarget]} it was mapped for; map again for this one.</p>}
             <ExportButtons name="occlusion" result={occ} png={occ.png} testid="study-occlusion-export" />
           </>
         )}

@@ -1,6 +1,6 @@
 import { useRef, useState } from 'react';
 import { fmtPct, fmtPrice } from '../format.ts';
-import type { EditStudy, FracRect, OcclusionCell, OcclusionStudy, Prediction, StudyDiff, SwapStudy } from '../../../src-main/engine/api/contract/index.ts';
+import type { EditStudy, FracRect, HeatTarget, OcclusionCell, OcclusionStudy, Prediction, StudyDiff, SwapStudy } from '../../../src-main/engine/api/contract/index.ts';
 
 // The views of the intervention studies the engine makes (study.occlusion, study.edit,
 // study.swap): a heat map over the photo, a rectangle drawn on it, before/after and the
@@ -181,15 +181,30 @@ export function RectPicker({ image, width, height, rect, onRect, testid }: { ima
 
 // ---- occlusion map ----
 
-export type HeatTarget = 'price' | 'makeModel' | 'year';
 const HEAT_VALUE: Record<HeatTarget, (c: OcclusionCell) => number> = {
   price: (c) => c.dPrice,
   makeModel: (c) => c.dropMakeModel,
   year: (c) => c.dropYear,
 };
 
-export function OcclusionView({ s }: { s: OcclusionStudy }) {
-  const [target, setTarget] = useState<HeatTarget>('price');
+export const HEAT_LABELS: Record<HeatTarget, string> = { price: 'price change', makeModel: 'make/model probability drop', year: 'year probability drop' };
+
+export function HeatTargetSelect({ target, setTarget }: { target: HeatTarget; setTarget: (t: HeatTarget) => void }) {
+  return (
+    <label>
+      Heat map of{' '}
+      <select value={target} onChange={(e) => setTarget(e.target.value as HeatTarget)} data-testid="study-heat-target">
+        {(Object.keys(HEAT_LABELS) as HeatTarget[]).map((t) => (
+          <option key={t} value={t}>
+            {HEAT_LABELS[t]}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+export function OcclusionView({ s, target }: { s: OcclusionStudy; target: HeatTarget }) {
   const value = HEAT_VALUE[target];
   const max = Math.max(1e-12, ...s.cells.map((c) => Math.abs(value(c))));
   const top = [...s.cells].sort((a, b) => Math.abs(value(b)) - Math.abs(value(a))).slice(0, 5);
@@ -203,14 +218,6 @@ export function OcclusionView({ s }: { s: OcclusionStudy }) {
         Unoccluded: {fmtPrice(s.base.medianPrice)}
         {s.base.binMedian !== null ? ` (bins' median ${fmtPrice(s.base.binMedian)})` : ''}, {s.base.makeModel} {fmtPct(s.base.makeModelP)}, year {s.base.year} {fmtPct(s.base.yearP)} · {s.rows}×{s.cols} positions
       </p>
-      <label>
-        Heat map of{' '}
-        <select value={target} onChange={(e) => setTarget(e.target.value as HeatTarget)} data-testid="study-heat-target">
-          <option value="price">price change</option>
-          <option value="makeModel">make/model probability drop</option>
-          <option value="year">year probability drop</option>
-        </select>
-      </label>
       <div style={{ position: 'relative', width: '100%', maxWidth: 560 }}>
         <svg viewBox={`0 0 ${s.width} ${s.height}`} style={{ width: '100%', display: 'block' }} data-testid="study-heatmap" data-cells={s.cells.length} data-target={target}>
           <image href={s.image} width={s.width} height={s.height} />

@@ -36,6 +36,10 @@ export interface OcclusionCell extends StudyReading {
   dropYear: number;
 }
 
+/** What an occlusion heat map shows: the price change, or the drop of the top make/model's or top year's probability. */
+export const HEAT_TARGETS = ['price', 'makeModel', 'year'] as const;
+export type HeatTarget = (typeof HEAT_TARGETS)[number];
+
 export interface OcclusionStudy {
   runId: string;
   checkpoint: string;
@@ -52,8 +56,9 @@ export interface OcclusionStudy {
   cells: OcclusionCell[];
   /** A JPEG of the photo (data URL) to draw the heat map on. */
   image: string;
-  /** The heat map (price change) over the photo, PNG base64; with `png` only. */
+  /** The heat map of `pngTarget` over the photo, PNG base64; with `png` only. */
   png?: string;
+  pngTarget?: HeatTarget;
 }
 
 export interface StudyDiff {
@@ -138,6 +143,8 @@ export const studyMethods = {
     /** Its step, a fraction of the shorter side (default half the size). */
     stride: z.number().min(0.01).max(0.5).optional(),
     png: z.boolean().default(false),
+    /** What the PNG's heat map shows (default the price change). */
+    target: z.enum(HEAT_TARGETS).default('price'),
   }),
   'study.edit': z.object({
     ...runChoice,

@@ -16,7 +16,7 @@ function model(e: Engine, runId?: string, checkpoint?: string): ModelRef {
 export const studyHandlers: Handlers<keyof StudyResults> = {
   'study.occlusion': (p, e) => {
     const file = e.paths.readable(p.path);
-    return e.predictions.run('occlusion', { file, size: p.size, stride: p.stride, png: p.png }, model(e, p.runId, p.checkpoint));
+    return e.predictions.run('occlusion', { file, size: p.size, stride: p.stride, png: p.png, target: p.target }, model(e, p.runId, p.checkpoint));
   },
   'study.edit': (p, e) => {
     const file = e.paths.readable(p.path);
