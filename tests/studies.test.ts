@@ -156,14 +156,21 @@ describe('intervention studies', () => {
     expect(lots.note).toMatch(/holds 26 background photos; the swap used the first 24/);
 
     // an empty folder, a folder outside the readable ones, a corrupt photo: clear errors
-    const empty = path.join(wsDir, 'pics', 'empty');
-    fs.mkdirSync(empty);
-    const e1 = await engine.call('study.swap', { runId, path: wide, backgrounds: empty, box });
-    expect(!e1.ok && e1.error.message).toMatch(/holds no background photos/);
+    // (a symlink in the folder to a photo outside the readable folders does not count)
     const elsewhere = tmpDir('carstudio-studies-outside-');
     fs.writeFileSync(path.join(elsewhere, 'bg.jpg'), tiny);
+    const empty = path.join(wsDir, 'pics', 'empty');
+    fs.mkdirSync(empty);
+    fs.symlinkSync(path.join(elsewhere, 'bg.jpg'), path.join(empty, 'link.jpg'));
+    const e1 = await engine.call('study.swap', { runId, path: wide, backgrounds: empty, box });
+    expect(!e1.ok && e1.error.message).toMatch(/holds no background photos/);
+    const refused = /no such file in the folders this studio may read/;
     const e2 = await engine.call('study.swap', { runId, path: wide, backgrounds: elsewhere, box });
-    expect(!e2.ok && e2.error.message).toMatch(/no such file in the folders this studio may read/);
+    expect(!e2.ok && e2.error.message).toMatch(refused);
+    const e2b = await engine.call('study.occlusion', { runId, path: path.join(elsewhere, 'bg.jpg') });
+    expect(!e2b.ok && e2b.error.message).toMatch(refused);
+    const e2c = await engine.call('study.edit', { runId, path: wide, rect: box, fill: 'patch', patchPath: path.join(elsewhere, 'bg.jpg') });
+    expect(!e2c.ok && e2c.error.message).toMatch(refused);
     const e3 = await engine.call('study.occlusion', { runId, path: path.join(bgDir, 'broken.jpg') });
     expect(!e3.ok && e3.error.message).toMatch(/broken\.jpg: not an image/);
     // a photo without a car and no box drawn
