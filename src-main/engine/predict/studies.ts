@@ -268,7 +268,8 @@ export async function occlusion(ref: ModelRef, q: OcclusionParams): Promise<Occl
 /**
  * The photo with the cells' values painted over it: each pixel gets the mean value of the squares
  * covering it, red where the value is positive (hiding the region raised the price, or lowered the
- * probability), blue where negative, more opaque the larger (scaled to the largest on the map).
+ * probability), blue where negative, more opaque the larger (scaled to the largest on the map,
+ * opacity growing with the square root so that middling changes show too).
  */
 export function heatOverlay(img: Raw, cells: readonly OcclusionCell[], value: (c: OcclusionCell) => number): Raw {
   const { width: w, height: h } = img;
@@ -289,7 +290,7 @@ export function heatOverlay(img: Raw, cells: readonly OcclusionCell[], value: (c
   for (let i = 0; i < w * h; i++) {
     if (!cnt[i] || max === 0) continue;
     const v = sum[i]! / cnt[i]! / max;
-    const a = 0.65 * Math.abs(v);
+    const a = 0.75 * Math.sqrt(Math.abs(v)); // the square root lifts the middling changes into view
     const col = v > 0 ? [220, 38, 38] : [37, 99, 235];
     for (let k = 0; k < 3; k++) data[i * 3 + k] = Math.round(data[i * 3 + k]! * (1 - a) + col[k]! * a);
   }
