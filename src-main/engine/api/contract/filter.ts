@@ -23,11 +23,42 @@ export interface LabelQueueItem {
 
 export interface FilterMeter {
   threshold: number;
+  /** Out-of-fold (10-fold CV) share of good labels scoring below the threshold. */
   falseNegativeRate: number;
+  /** The 90% Wilson interval of that FNR, with its counts (good thrown away of good labels). */
+  fnrInterval: { lower: number; upper: number; goodRemoved: number; good: number };
   badRemoved: number;
   accuracy: number;
+  /** Share of the scored (applied) images kept; null before the filter is applied. */
   keptShare: number | null;
   scored: number;
+  /** Why the figures may look more certain than they are (too few labels of a class, unbalanced); empty when none. */
+  warnings: string[];
+}
+
+/** `filter.chooseThreshold`: the meter at the threshold picked, and why it was picked. */
+export interface ChosenThreshold extends FilterMeter {
+  explanation: string;
+}
+
+/** A label given so far (`filter.labels`). */
+export interface LabelledItem extends LabelQueueItem {
+  label: 'good' | 'bad';
+  source: 'ui' | 'import';
+  /** When it was given (ms since the epoch). */
+  at: number;
+}
+
+/** What each image's label is after an undo or redo, and what is left to undo/redo. */
+export interface LabelHistoryResult {
+  /** The first image touched (null when there was nothing to undo/redo); kept for older callers. */
+  imageId: number | null;
+  label: 'good' | 'bad' | null;
+  /** Every image the step touched, with its label now (a bulk action is one step). */
+  items: Array<{ imageId: number; label: 'good' | 'bad' | null }>;
+  counts: { good: number; bad: number };
+  canUndo: boolean;
+  canRedo: boolean;
 }
 
 export interface FilterState {
@@ -45,6 +76,8 @@ export interface FilterState {
     /** Out-of-fold decision values range. */
     minScore: number;
     maxScore: number;
+    /** Labels changed (relabelled or cleared) and added since the fit; null when the fit is on the current labels. */
+    stale: { changed: number; added: number } | null;
   };
 }
 
@@ -95,7 +128,17 @@ export const filterMethods = {
   'filter.state': z.object({}),
   'filter.queue': z.object({ limit: z.number().int().min(1).max(500).default(60), order: z.enum(['auto', 'random', 'uncertain']).default('auto'), seed: z.number().int().default(1) }),
   'filter.setLabel': z.object({ imageId: z.number().int().positive(), label: z.enum(['good', 'bad']).nullable() }),
+  'filter.setLabels': z.object({
+    imageIds: z.array(z.number().int().positive()).min(1, 'choose at least one image to label').max(5000, 'label at most 5000 images at once'),
+    label: z.enum(['good', 'bad']).nullable(),
+  }),
   'filter.undo': z.object({}),
+  'filter.redo': z.object({}),
+  'filter.labels': z.object({
+    filter: z.enum(['all', 'good', 'bad', 'imported', 'ui']).default('all'),
+    limit: z.number().int().min(1).max(500).default(60),
+    offset: z.number().int().min(0).default(0),
+  }),
   'filter.curve': z.object({ points: z.number().int().min(2).max(500).default(100) }),
   'filter.meter': z.object({ threshold: z.number() }),
   'filter.near': z.object({ threshold: z.number(), n: z.number().int().min(1).max(50).default(8) }),
@@ -109,10 +152,13 @@ export interface FilterResults {
   'filter.state': FilterState;
   'filter.queue': LabelQueueItem[];
   'filter.setLabel': { counts: { good: number; bad: number } };
-  'filter.undo': { imageId: number | null; label: 'good' | 'bad' | null; counts: { good: number; bad: number } };
+  'filter.setLabels': { counts: { good: number; bad: number }; changed: number; canUndo: boolean; canRedo: boolean };
+  'filter.undo': LabelHistoryResult;
+  'filter.redo': LabelHistoryResult;
+  'filter.labels': { total: number; items: LabelledItem[] };
   'filter.curve': ThresholdCurvePoint[];
   'filter.meter': FilterMeter;
   'filter.near': { above: LabelQueueItem[]; below: LabelQueueItem[] };
-  'filter.chooseThreshold': FilterMeter;
+  'filter.chooseThreshold': ChosenThreshold;
   'filter.setThreshold': FilterMeter;
 }

@@ -2,14 +2,14 @@ import fs from 'node:fs';
 import type { Engine } from '../../engine.ts';
 import type { Workspace } from '../../workspace/workspace.ts';
 import { UserError } from '../../workspace/errors.ts';
-import { labelCounts, setLabel, undoLabel } from '../../filter/labels.ts';
-import { currentModel, cvTable, meterAt, setThreshold, thresholdForFnr, type FilterModelRow } from '../../filter/filter-model.ts';
+import { labelCounts, labelHistory, listLabels, redoLabels, setLabel, setLabels, undoLabels, type LabelChange } from '../../filter/labels.ts';
+import { currentModel, cvTable, explainChoice, meterAt, setThreshold, staleness, thresholdForFnr, type FilterModelRow } from '../../filter/filter-model.ts';
 import { CLIP_DEFAULT_URL, CLIP_DIM, CLIP_NAME, clipNotReadyHelp, clipWeightsPath, clipWeightsState, ortAvailable } from '../../filter/clip.ts';
 import { nsfwjsModelDir } from '../../ml/mobilenet.ts';
 import { humanModelDir } from '../../ml/car-detector.ts';
 import { DEFAULT_EXTRACTOR, EXTRACTORS, EXTRACTOR_INFO, featureDir, openCache, type ExtractorName } from '../../filter/features.ts';
 import { carInRow } from '../../filter/car-features.ts';
-import type { FilterCar, ExtractorInfo, FeatureCoverage, FilterResults, LabelQueueItem } from '../contract/filter.ts';
+import type { FilterCar, ExtractorInfo, FeatureCoverage, FilterResults, LabelHistoryResult, LabelQueueItem } from '../contract/filter.ts';
 import type { Handlers } from './types.ts';
 
 function needModel(e: Engine): FilterModelRow {
@@ -54,6 +54,11 @@ async function toItems(ws: Workspace, rows: Row[]): Promise<LabelQueueItem[]> {
     rows.map((r) => r.imageId),
   );
   return rows.map((r) => ({ imageId: r.imageId, key: r.key, label: r.label, score: r.score, car: cars.get(r.imageId) ?? null }));
+}
+
+/** An undo or redo step's answer: every image it touched, the counts, what is left to undo/redo. */
+function historyResult(ws: Workspace, items: LabelChange[]): LabelHistoryResult {
+  return { imageId: items[0]?.imageId ?? null, label: items[0]?.label ?? null, items, counts: labelCounts(ws), ...labelHistory(ws) };
 }
 
 function extractorName(name: string): ExtractorName {
@@ -166,6 +171,7 @@ export const filterHandlers: Handlers<keyof FilterResults> = {
         applied: applied === String(m.id),
         minScore: Math.min(...m.cv.scores),
         maxScore: Math.max(...m.cv.scores),
+        stale: staleness(e.ws, m),
       },
     };
   },
@@ -198,9 +204,19 @@ export const filterHandlers: Handlers<keyof FilterResults> = {
     setLabel(e.ws, p.imageId, p.label, 'ui');
     return { counts: labelCounts(e.ws) };
   },
-  'filter.undo': (_p, e) => {
-    const r = undoLabel(e.ws);
-    return { imageId: r?.imageId ?? null, label: r?.label ?? null, counts: labelCounts(e.ws) };
+  'filter.setLabels': (p, e) => {
+    const changed = setLabels(e.ws, p.imageIds, p.label, 'ui');
+    return { counts: labelCounts(e.ws), changed, ...labelHistory(e.ws) };
+  },
+  'filter.undo': (_p, e) => historyResult(e.ws, undoLabels(e.ws)),
+  'filter.redo': (_p, e) => historyResult(e.ws, redoLabels(e.ws)),
+  'filter.labels': async (p, e) => {
+    const { total, rows } = listLabels(e.ws, p.filter, p.limit, p.offset);
+    const cars = await toItems(
+      e.ws,
+      rows.map((r) => ({ imageId: r.imageId, key: r.key, label: r.label, score: null })),
+    );
+    return { total, items: rows.map((r, i) => ({ ...cars[i]!, label: r.label, source: r.source, at: r.at })) };
   },
   'filter.curve': (p, e) => {
     const table = cvTable(needModel(e));
@@ -232,7 +248,7 @@ export const filterHandlers: Handlers<keyof FilterResults> = {
   'filter.chooseThreshold': (p, e) => {
     const m = needModel(e);
     const row = thresholdForFnr(m, p.maxFnr);
-    return meterAt(e.ws, m, row.threshold);
+    return { ...meterAt(e.ws, m, row.threshold), explanation: explainChoice(m, p.maxFnr, row) };
   },
   'filter.setThreshold': (p, e) => {
     const m = needModel(e);
