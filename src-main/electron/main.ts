@@ -104,6 +104,12 @@ app.whenReady().then(async () => {
       return { ok: false, error: { name: 'ConnectionError', message: `cannot reach the engine: ${(err as Error).message}` } };
     }
   });
+  // the Predict stage's folder picker: the native dialog, the chosen folder's path or null
+  ipcMain.handle('carstudio:pickFolder', async () => {
+    const opts: Electron.OpenDialogOptions = { title: 'Choose a folder of photos', properties: ['openDirectory'] };
+    const r = await (win ? dialog.showOpenDialog(win, opts) : dialog.showOpenDialog(opts));
+    return r.canceled ? null : (r.filePaths[0] ?? null);
+  });
   protocol.handle('carstudio-image', (req) => {
     const key = new URL(req.url).pathname.replace(/^\//, '');
     return net.fetch(`${h.url}images/${key}`, { headers: { Authorization: `Bearer ${h.token}` } });

@@ -9,4 +9,6 @@ contextBridge.exposeInMainWorld('carstudio', {
     return () => ipcRenderer.removeListener('carstudio:event', fn);
   },
   imageBase: 'carstudio-image://img/',
+  /** The native folder dialog: the chosen folder's path, or null when cancelled. */
+  pickFolder: (): Promise<string | null> => ipcRenderer.invoke('carstudio:pickFolder'),
 });
