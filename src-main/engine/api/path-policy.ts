@@ -71,6 +71,47 @@ export class PathPolicy {
   }
 
   /**
+   * The folders the folder browser (`fs.list`) starts at and stays below: the home folder, the
+   * workspace, the --allow-path folders, the folders opened for prediction and the recorded sets'
+   * inputs (real paths, each once).
+   */
+  browseRoots(home: string): { label: string; path: string }[] {
+    const out: { label: string; path: string }[] = [];
+    const add = (label: string, dir: string): void => {
+      const real = realPathOf(path.resolve(dir));
+      if (real && !out.some((r) => r.path === real)) out.push({ label, path: real });
+    };
+    add('home', home);
+    add('workspace', this.workspaceDir);
+    this.roots.slice(1).forEach((d) => add('allowed', d));
+    [...this.opened].forEach((d) => add('predicted', d));
+    for (const m of listSetMetas(this.workspaceDir)) add('predicted', m.input);
+    return out;
+  }
+
+  /**
+   * Checks a folder for the folder browser, which lists folder names and image counts only (never
+   * a file's name or contents) so that a user can reach a folder to start a prediction on. Only
+   * below a browse root (browseRoots), and never into a hidden folder below it (a name starting
+   * with a dot: ~/.ssh, ~/.config). Outside that, missing and refused are the one refusal, as for
+   * reading; inside, "does not exist" and "is not a folder" are said as they are (the user could
+   * browse there anyway). `~` and `~/...` mean the home folder.
+   */
+  browsable(p: string, home: string): ReadablePath {
+    const given = path.resolve(expandHome(p, home));
+    const bases = this.browseRoots(home).map((r) => r.path);
+    const lexical = [path.resolve(home), ...bases];
+    // below a root as written (a missing folder has no real path yet), with no hidden folder on the way
+    if (!lexical.some((b) => isBrowsableBelow(b, given))) throw PathPolicy.refusal(given);
+    const real = realPathOf(given);
+    if (!real) throw new FolderError(`${given}: folder does not exist`);
+    // and where it really is (a symlink out of the home folder leads nowhere)
+    if (!bases.some((b) => isBrowsableBelow(b, real))) throw PathPolicy.refusal(given);
+    if (!fs.statSync(real).isDirectory()) throw new FolderError(`${given}: not a folder (choose the folder that holds the photos)`);
+    return { given, real };
+  }
+
+  /**
    * The path rules for a job started through the API: a predict job opens its input folder; a
    * weights job may copy only from a readable path (and copies from its real path); an import or
    * an eval reads its manifest, folder and images root only where the API may read (a manifest's
@@ -88,6 +129,24 @@ export class PathPolicy {
     }
     return params;
   }
+}
+
+/** A folder that does not exist, or a file where a folder was asked for, inside the browsable folders. */
+export class FolderError extends UserError {
+  override name = 'FolderError';
+}
+
+/** `~` and `~/...` (and `~\\...` on Windows) as the home folder; anything else as it is. */
+export function expandHome(p: string, home: string): string {
+  if (p === '~') return home;
+  if (p.startsWith('~/') || (path.sep === '\\' && p.startsWith('~\\'))) return path.join(home, p.slice(2));
+  return p;
+}
+
+/** True when `p` is `dir` or below it, with no hidden folder (a name starting with a dot) on the way. */
+function isBrowsableBelow(dir: string, p: string): boolean {
+  if (p !== dir && !isInside(dir, p)) return false;
+  return path.relative(dir, p).split(path.sep).every((part) => !part.startsWith('.'));
 }
 
 function realPathOf(p: string): string | null {

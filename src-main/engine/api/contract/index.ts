@@ -14,6 +14,7 @@ import { valuesMethods, type ValuesResults } from './values.ts';
 import { importMethods, type ImportResults } from './import.ts';
 import { evalMethods, type EvalResults } from './eval.ts';
 import { studyMethods, type StudyResults } from './studies.ts';
+import { fsMethods, type FsResults } from './fs.ts';
 
 export * from './core.ts';
 export * from './dataset.ts';
@@ -25,6 +26,7 @@ export * from './values.ts';
 export * from './import.ts';
 export * from './eval.ts';
 export * from './studies.ts';
+export * from './fs.ts';
 
 export const methods = {
   ...coreMethods,
@@ -37,9 +39,10 @@ export const methods = {
   ...importMethods,
   ...evalMethods,
   ...studyMethods,
+  ...fsMethods,
 } as const;
 
-export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults, EvalResults, StudyResults {}
+export interface Results extends CoreResults, DatasetResults, DedupResults, PredictResults, FilterResults, TrainResults, ValuesResults, ImportResults, EvalResults, StudyResults, FsResults {}
 
 export interface Events extends CoreEvents, TrainEvents {}
 

@@ -8,6 +8,7 @@ import { valuesHandlers } from './values.ts';
 import { importHandlers } from './import.ts';
 import { evalHandlers } from './eval.ts';
 import { studyHandlers } from './studies.ts';
+import { fsHandlers } from './fs.ts';
 import type { Handlers } from './types.ts';
 
 /** Every method of the contract mapped to its handler; the type makes a missing one an error. */
@@ -22,4 +23,5 @@ export const handlers: Handlers = {
   ...importHandlers,
   ...evalHandlers,
   ...studyHandlers,
+  ...fsHandlers,
 };
