@@ -1,12 +1,12 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
-import { api } from '../api/client.ts';
+import { useCallback, useRef, useState } from 'react';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
-import { fmtDuration, fmtInt, fmtPct, fmtRate } from '../format.ts';
-import type { ExtractorInfo, FeatureCoverage, FilterMeter, JobInfo, LabelQueueItem, ThresholdCurvePoint } from '../../../src-main/engine/api/contract/index.ts';
+import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
+import type { ExtractorInfo, FeatureCoverage, FilterState, JobInfo } from '../../../src-main/engine/api/contract/index.ts';
 import { JobProgress, LIVE } from '../components/JobProgress.tsx';
-import { CarThumb } from '../components/CarBox.tsx';
+import { LabelGrid } from './filter/LabelGrid.tsx';
+import { LabelsView } from './filter/LabelsView.tsx';
+import { ThresholdPanel } from './filter/ThresholdPanel.tsx';
 
-const COLS = 6;
 type ExtractorName = ExtractorInfo['name'];
 /** The engine's default extractor, shown until features.extractors answers. */
 const FALLBACK_DEFAULT: ExtractorName = 'car-v1';
@@ -18,9 +18,20 @@ const FEATURE_JOBS = ['features', 'filter-fit', 'filter-apply'];
 /** The extractor of a feature set name as filter models record it (`mobilenet_v2.crops3` -> mobilenet_v2). */
 const extractorOfSet = (set: string): ExtractorName => set.replace(/\.crops\d+$/, '') as ExtractorName;
 
+/**
+ * Label & Filter: the counts, the filter's jobs, the labelling grid, the labels given so far and
+ * the threshold panel. Every labelling action bumps `labelsVersion` so the views that show labels
+ * reload.
+ */
 export function FilterStage() {
   const state = useQuery('filter.state', {});
   useJobRefresh(['features', 'filter-fit', 'filter-apply', 'scrape', 'dedup'], () => void state.reload());
+  const [labelsVersion, setLabelsVersion] = useState(0);
+  const { reload } = state;
+  const onLabelled = useCallback(() => {
+    void reload();
+    setLabelsVersion((v) => v + 1);
+  }, [reload]);
   const s = state.data;
   return (
     <div>
@@ -48,8 +59,12 @@ export function FilterStage() {
         </div>
       </section>
       <FilterJobs onChange={() => void state.reload()} modelExtractor={s?.model ? extractorOfSet(s.model.extractor) : null} />
-      <LabelGrid onCounts={() => void state.reload()} hasModel={Boolean(s?.model)} />
-      {s?.model ? <ThresholdPanel min={s.model.minScore} max={s.model.maxScore} initial={s.model.threshold} onSaved={() => void state.reload()} /> : null}
+      {s?.model?.stale ? <StaleNote model={s.model} /> : null}
+      <LabelGrid onLabelled={onLabelled} hasModel={Boolean(s?.model)} />
+      {s?.model ? (
+        <ThresholdPanel min={s.model.minScore} max={s.model.maxScore} initial={s.model.threshold} onSaved={() => void state.reload()} onLabelled={onLabelled} />
+      ) : null}
+      <LabelsView version={labelsVersion} onLabelled={onLabelled} />
     </div>
   );
 }
@@ -283,234 +298,14 @@ function ExtractorSetup({ info, onStarted }: { info: ExtractorInfo; onStarted: (
   );
 }
 
-function LabelGrid({ onCounts, hasModel }: { onCounts: () => void; hasModel: boolean }) {
-  const call = useCall();
-  const [items, setItems] = useState<LabelQueueItem[]>([]);
-  const [cursor, setCursor] = useState(0);
-  const [page, setPage] = useState(1);
-  const gridRef = useRef<HTMLDivElement>(null);
-  const load = useCallback(async () => {
-    const q = await call('filter.queue', { limit: 36, order: 'auto', seed: page });
-    if (q) {
-      setItems(q);
-      setCursor(0);
-    }
-  }, [call, page]);
-  useEffect(() => {
-    void load();
-  }, [load]);
-
-  // Keys arrive faster than renders: the cursor and items live in refs, the screen updates at
-  // once, and API calls go out one after another in key order.
-  const cursorRef = useRef(0);
-  const itemsRef = useRef<LabelQueueItem[]>([]);
-  itemsRef.current = items;
-  const queue = useRef<Promise<unknown>>(Promise.resolve());
-  const move = useCallback((to: number) => {
-    cursorRef.current = Math.max(0, Math.min(itemsRef.current.length - 1, to));
-    setCursor(cursorRef.current);
-  }, []);
-  useEffect(() => {
-    cursorRef.current = 0;
-  }, [items.length]);
-  const label = useCallback(
-    (i: number, l: 'good' | 'bad' | null) => {
-      const it = itemsRef.current[i];
-      if (!it) return;
-      itemsRef.current = itemsRef.current.map((x, k) => (k === i ? { ...x, label: l } : x));
-      setItems(itemsRef.current);
-      move(i + 1);
-      queue.current = queue.current.then(() => call('filter.setLabel', { imageId: it.imageId, label: l })).then(() => onCounts());
-    },
-    [call, onCounts, move],
-  );
-  const undo = useCallback(() => {
-    queue.current = queue.current.then(async () => {
-      const r = await call('filter.undo', {});
-      if (!r?.imageId) return;
-      const i = itemsRef.current.findIndex((x) => x.imageId === r.imageId);
-      if (i >= 0) {
-        itemsRef.current = itemsRef.current.map((x, k) => (k === i ? { ...x, label: r.label } : x));
-        setItems(itemsRef.current);
-        move(i);
-      }
-      onCounts();
-    });
-  }, [call, onCounts, move]);
-
-  const onKey = (e: React.KeyboardEvent) => {
-    const k = e.key;
-    const c = cursorRef.current;
-    if (k === 'ArrowRight') move(c + 1);
-    else if (k === 'ArrowLeft') move(c - 1);
-    else if (k === 'ArrowDown') move(c + COLS);
-    else if (k === 'ArrowUp') move(c - COLS);
-    else if (k === 'g') label(c, 'good');
-    else if (k === 'b') label(c, 'bad');
-    else if (k === 's') move(c + 1);
-    else if (k === 'u' || k === 'Backspace') undo();
-    else if (k === 'n' || k === 'Enter') setPage((p) => p + 1);
-    else return;
-    e.preventDefault();
-  };
-
+/** The fit was made on other labels than the current ones: its CV figures describe those. */
+function StaleNote({ model }: { model: NonNullable<FilterState['model']> }) {
+  const st = model.stale!;
+  const parts = [st.changed ? `${fmtInt(st.changed)} changed or cleared` : '', st.added ? `${fmtInt(st.added)} added` : ''].filter(Boolean).join(', ');
   return (
-    <section className="card">
-      <h3>Label</h3>
-      <p className="muted small">
-        Click the grid, then: <kbd>g</kbd> good · <kbd>b</kbd> bad · <kbd>s</kbd> skip · <kbd>u</kbd>/<kbd>⌫</kbd> undo · arrows move · <kbd>n</kbd>/<kbd>Enter</kbd>{' '}
-        next page. {hasModel ? 'Images nearest the threshold come first.' : 'Random order until a filter is fitted and applied.'}
-      </p>
-      {items.length === 0 ? (
-        <p className="muted">No unlabelled usable images. Scrape some, or import labels with `carstudio label --good DIR --bad DIR`.</p>
-      ) : (
-        <div ref={gridRef} className="label-grid" tabIndex={0} onKeyDown={onKey} data-testid="label-grid" style={{ gridTemplateColumns: `repeat(${COLS}, 1fr)` }}>
-          {items.map((it, i) => (
-            <div
-              key={it.imageId}
-              className={`thumb ${it.label ?? ''} ${i === cursor ? 'selected' : ''}`}
-              data-testid="label-item"
-              data-label={it.label ?? ''}
-              data-image-id={it.imageId}
-              onClick={() => {
-                move(i);
-                gridRef.current?.focus();
-              }}
-            >
-              <img src={api.imageUrl(it.key)} alt="" loading="lazy" />
-              <div className="label-actions">
-                <button onClick={() => label(i, 'good')}>good</button>
-                <button onClick={() => label(i, 'bad')}>bad</button>
-              </div>
-            </div>
-          ))}
-        </div>
-      )}
-      <div className="row" style={{ marginTop: 8 }}>
-        <button onClick={() => undo()}>Undo</button>
-        <button onClick={() => setPage((p) => p + 1)} data-testid="next-page">
-          Next page
-        </button>
-      </div>
-    </section>
-  );
-}
-
-function ThresholdPanel({ min, max, initial, onSaved }: { min: number; max: number; initial: number; onSaved: () => void }) {
-  const call = useCall();
-  const [t, setT] = useState(initial);
-  const [meter, setMeter] = useState<FilterMeter | null>(null);
-  const [curve, setCurve] = useState<ThresholdCurvePoint[]>([]);
-  const [near, setNear] = useState<{ above: LabelQueueItem[]; below: LabelQueueItem[] } | null>(null);
-  const [fnr, setFnr] = useState(1);
-  useEffect(() => {
-    void call('filter.curve', { points: 120 }).then((c) => c && setCurve(c));
-  }, [call, initial]);
-  useEffect(() => {
-    const id = setTimeout(() => {
-      void call('filter.meter', { threshold: t }).then((m) => m && setMeter(m));
-      void call('filter.near', { threshold: t, n: 6 }).then((n) => n && setNear(n));
-    }, 60);
-    return () => clearTimeout(id);
-  }, [call, t]);
-  // a margin past the extreme scores, so the ends of the slider keep everything / nothing
-  const pad = (Math.max(max, initial) - Math.min(min, initial)) * 0.02 || 0.01;
-  const lo = Math.min(min, initial) - pad;
-  const hi = Math.max(max, initial) + pad;
-  return (
-    <section className="card" data-testid="threshold-panel">
-      <h3>Threshold</h3>
-      <div className="row">
-        <input
-          type="range"
-          min={lo}
-          max={hi}
-          step={(hi - lo) / 500}
-          value={t}
-          onChange={(e) => setT(Number(e.target.value))}
-          style={{ flex: 1 }}
-          data-testid="threshold-slider"
-          aria-label="threshold"
-        />
-        <code data-testid="threshold-value">{t.toFixed(3)}</code>
-      </div>
-      <div className="cards" data-testid="meter">
-        <MeterBox label="false-negative rate (good thrown away)" value={fmtPct(meter?.falseNegativeRate, 2)} testid="meter-fnr" warn={(meter?.falseNegativeRate ?? 0) > fnr / 100} />
-        <MeterBox label="bad images removed" value={fmtPct(meter?.badRemoved)} testid="meter-bad" />
-        <MeterBox label="accuracy (CV)" value={fmtPct(meter?.accuracy)} testid="meter-acc" />
-        <MeterBox label={`dataset kept${meter?.scored ? ` (of ${fmtInt(meter.scored)} scored)` : ' (apply to see)'}`} value={fmtPct(meter?.keptShare)} testid="meter-kept" />
-      </div>
-      <Curve curve={curve} t={t} />
-      <div className="row">
-        <label className="row">
-          largest threshold with FNR under
-          <input type="number" min={0} max={100} step={0.5} value={fnr} onChange={(e) => setFnr(Number(e.target.value))} style={{ width: 70 }} />%
-        </label>
-        <button
-          data-testid="choose-threshold"
-          onClick={() =>
-            void call('filter.chooseThreshold', { maxFnr: fnr / 100 }).then((m) => {
-              if (m) setT(m.threshold);
-            })
-          }
-        >
-          Choose
-        </button>
-        <button className="primary" onClick={() => void call('filter.setThreshold', { threshold: t }).then(() => onSaved())}>
-          Save threshold
-        </button>
-      </div>
-      {near && (
-        <div className="grid2">
-          <NearRow title="Just above (kept)" items={near.above} />
-          <NearRow title="Just below (removed)" items={near.below} />
-        </div>
-      )}
-    </section>
-  );
-}
-
-function MeterBox({ label, value, testid, warn }: { label: string; value: string; testid: string; warn?: boolean }) {
-  return (
-    <div className="metric" data-testid={testid} style={warn ? { borderColor: 'var(--bad)' } : undefined}>
-      <div className="metric-value">{value}</div>
-      <div className="metric-label">{label}</div>
-    </div>
-  );
-}
-
-function NearRow({ title, items }: { title: string; items: LabelQueueItem[] }) {
-  return (
-    <div>
-      <h4 className="muted">{title}</h4>
-      <div className="thumbs">
-        {items.map((it) => (
-          <CarThumb key={it.imageId} src={api.imageUrl(it.key)} car={it.car} className={it.label ?? ''} title={`score ${it.score?.toFixed(3)}`} testid="near-thumb" />
-        ))}
-        {items.length === 0 && <p className="muted small">none (apply the filter to score the dataset)</p>}
-      </div>
-    </div>
-  );
-}
-
-function Curve({ curve, t }: { curve: ThresholdCurvePoint[]; t: number }) {
-  if (curve.length < 2) return null;
-  const W = 640;
-  const H = 180;
-  const x0 = curve[0]!.threshold;
-  const x1 = curve[curve.length - 1]!.threshold;
-  const sx = (x: number) => ((x - x0) / (x1 - x0 || 1)) * (W - 40) + 30;
-  const sy = (y: number) => H - 20 - y * (H - 30);
-  const line = (f: (p: ThresholdCurvePoint) => number) => curve.map((p, i) => `${i ? 'L' : 'M'}${sx(p.threshold).toFixed(1)},${sy(f(p)).toFixed(1)}`).join('');
-  return (
-    <svg viewBox={`0 0 ${W} ${H}`} className="chart" data-testid="threshold-curve">
-      <path d={line((p) => p.falseNegativeRate)} stroke="var(--bad)" fill="none" strokeWidth={2} />
-      <path d={line((p) => p.badRemoved)} stroke="var(--good)" fill="none" strokeWidth={2} />
-      <path d={line((p) => p.accuracy)} stroke="var(--accent)" fill="none" strokeWidth={2} />
-      <line x1={sx(t)} x2={sx(t)} y1={5} y2={H - 20} stroke="var(--text)" strokeDasharray="4 3" />
-      <text x={30} y={H - 4} fill="var(--muted)" fontSize={11}>
-        threshold {x0.toFixed(2)} … {x1.toFixed(2)} — red FNR, green bad removed, blue accuracy
-      </text>
-    </svg>
+    <p className="small" data-testid="filter-stale" data-changed={st.changed} data-added={st.added} style={{ borderLeft: '3px solid var(--warn)', paddingLeft: 8 }}>
+      <strong>The filter is stale:</strong> labels changed since it was fitted on {fmtInt(model.labelledGood)} good and {fmtInt(model.labelledBad)} bad ({parts}). Its meter
+      describes the old labels; fit again to use the new ones.
+    </p>
   );
 }
