@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedStoredImages, tmpDir } from './helpers/workspace.ts';
-import { api, startServe, type Served } from './helpers/processes.ts';
+import { api, runCli, startServe, type Served } from './helpers/processes.ts';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
 import { labelCounts, labelHistory, redoLabels, setLabel, setLabels, undoLabels } from '../src-main/engine/filter/labels.ts';
 import { currentModel, explainChoice, FEW_LABELS, meterAt, meterWarnings, staleness, thresholdForFnr } from '../src-main/engine/filter/filter-model.ts';
@@ -181,4 +181,41 @@ describe('the labelling API', () => {
     expect(m.fnrInterval.good).toBe(30);
     expect(m.falseNegativeRate).toBeLessThanOrEqual(0.05);
   });
+});
+
+describe('carstudio filter meter', () => {
+  it('prints the meter with its interval and warnings, the choice with its reason, and a stale fit; refuses a workspace without a fit', async () => {
+    const dir = path.join(tmpDir(), 'ws');
+    const ws = Workspace.open(dir, { create: true });
+    await seedStoredImages(ws, 30);
+    const all = ids(ws);
+    const none = await runCli(['filter', 'meter', '--workspace', dir]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/no filter has been fitted yet: label some images, then run `carstudio filter fit`/);
+    setLabels(ws, all.slice(0, 22), 'good');
+    setLabels(ws, all.slice(22), 'bad');
+    recordFit(ws);
+    setLabels(ws, [all[0]!], 'bad');
+    const fit = currentModel(ws)!;
+    ws.close();
+
+    const r = await runCli(['filter', 'meter', '--workspace', dir, '--max-fnr', '0.1', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as FilterMeter & { explanation: string; stale: { changed: number; added: number } };
+    const row = thresholdForFnr(fit, 0.1);
+    expect(out.threshold).toBe(row.threshold);
+    expect(out.fnrInterval).toMatchObject({ goodRemoved: row.goodRemovedCount, good: 22 });
+    expect(out.explanation).toBe(explainChoice(fit, 0.1, row));
+    expect(out.warnings).toHaveLength(2);
+    expect(out.stale).toEqual({ changed: 1, added: 0 });
+
+    const text = await runCli(['filter', 'meter', '--workspace', dir, '--threshold', '0']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^threshold 0\.0000: CV FNR \d+\.\d\d% \(90% CI \d+\.\d%-\d+\.\d%, \d+ of 22 good\)/);
+    expect(text.stdout).toMatch(/^warning: only 22 good labels/m);
+    expect(text.stdout).toMatch(/^stale: 1 labels changed or cleared and 0 added since this fit/m);
+    const both = await runCli(['filter', 'meter', '--workspace', dir, '--threshold', '0', '--max-fnr', '0.1']);
+    expect(both.code).not.toBe(0);
+    expect(both.stderr).toMatch(/give --threshold or --max-fnr, not both/);
+  }, 60_000);
 });

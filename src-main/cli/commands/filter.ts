@@ -6,7 +6,7 @@ import { UserError } from '../../engine/workspace/errors.ts';
 import { CROP_COUNTS, DEFAULT_EXTRACTOR, EXTRACTOR_INFO, EXTRACTORS, featureSetName, openCache, type CropCount, type ExtractorName } from '../../engine/filter/features.ts';
 import type { FilterFitResult } from '../../engine/filter/fit-job.ts';
 import { exportLabels, importLabelled, type ImportResult, type Label } from '../../engine/filter/labels.ts';
-import { currentModel, cvTable } from '../../engine/filter/filter-model.ts';
+import { currentModel, cvTable, explainChoice, meterAt, staleness, thresholdForFnr } from '../../engine/filter/filter-model.ts';
 import { CLIP_DEFAULT_URL } from '../../engine/filter/clip.ts';
 import { FEATURE_RUNTIMES, type FeatureRuntime } from '../../engine/filter/extract.ts';
 import type { WeightsResult } from '../../engine/filter/weights-job.ts';
@@ -279,6 +279,41 @@ export function registerFilter(program: Command): void {
         const r = await runJob(engine, 'filter-apply', {});
         if (r.result) process.stdout.write(opts.json ? JSON.stringify(r.result, null, 2) + '\n' : `${JSON.stringify(r.result)}\n`);
         process.exitCode = r.code;
+      } finally {
+        await engine.close();
+      }
+    });
+  filter
+    .command('meter')
+    .description(
+      "the filter's figures at a threshold (the saved one unless --threshold, or the one --max-fnr chooses, with why): the CV FNR with its 90% interval, bad removed, accuracy, the kept share, warnings when the labels are too few or unbalanced to trust them, and whether labels changed since the fit",
+    )
+    .addOption(workspaceOption())
+    .option('--threshold <t>', 'the threshold to read the meter at (default: the saved one)', numArg('--threshold'))
+    .option('--max-fnr <x>', 'choose the largest threshold with a CV FNR within this (as the Choose button does) and say why', numArg('--max-fnr', 0, 1))
+    .option('--json', 'print JSON')
+    .action(async (opts: { workspace?: string; threshold?: number; maxFnr?: number; json?: boolean }) => {
+      const engine = openEngine(opts);
+      try {
+        // 1. the fit, and the threshold to read it at
+        const m = currentModel(engine.ws);
+        if (!m) throw new UserError('no filter has been fitted yet: label some images, then run `carstudio filter fit`');
+        if (opts.threshold !== undefined && opts.maxFnr !== undefined) throw new UserError('give --threshold or --max-fnr, not both');
+        const chosen = opts.maxFnr !== undefined ? thresholdForFnr(m, opts.maxFnr) : null;
+        const threshold = chosen?.threshold ?? opts.threshold ?? m.threshold;
+        // 2. the meter, why the threshold was chosen, and whether the labels moved on since the fit
+        const meter = meterAt(engine.ws, m, threshold);
+        const explanation = chosen ? explainChoice(m, opts.maxFnr!, chosen) : null;
+        const stale = staleness(engine.ws, m);
+        if (opts.json) return printJson({ modelId: m.id, ...meter, explanation, stale });
+        const pct = (v: number, d = 1) => `${(100 * v).toFixed(d)}%`;
+        const ci = meter.fnrInterval;
+        process.stdout.write(
+          `threshold ${threshold.toFixed(4)}: CV FNR ${pct(meter.falseNegativeRate, 2)} (90% CI ${pct(ci.lower)}-${pct(ci.upper)}, ${ci.goodRemoved} of ${ci.good} good), bad removed ${pct(meter.badRemoved)}, accuracy ${pct(meter.accuracy)}, kept ${meter.keptShare === null ? '- (run `carstudio filter apply`)' : `${pct(meter.keptShare)} of ${meter.scored} scored`}\n`,
+        );
+        if (explanation) process.stdout.write(`${explanation}\n`);
+        for (const w of meter.warnings) process.stdout.write(`warning: ${w}\n`);
+        if (stale) process.stdout.write(`stale: ${stale.changed} labels changed or cleared and ${stale.added} added since this fit; run \`carstudio filter fit\` again\n`);
       } finally {
         await engine.close();
       }
