@@ -182,13 +182,7 @@ export function registerTrain(program: Command): void {
         const list = listRuns(engine.ws);
         if (opts.json) return printJson(list);
         if (!list.length) return void process.stdout.write('no runs yet: carstudio train --workspace DIR\n');
-        process.stdout.write('run  mode      backbone      features             loss weights    state        step        test price acc  baseline  price CE  make CE  year CE  MAE\n');
-        for (const r of list) {
-          const t = r.lastTest;
-          process.stdout.write(
-            `${String(r.id).padEnd(4)} ${r.mode.padEnd(9)} ${r.backbone.padEnd(13)} ${(r.extractor ?? '(pixels)').padEnd(20)} ${r.lossWeights.padEnd(15)} ${r.state.padEnd(12)} ${`${r.step}/${r.steps}`.padEnd(11)} ${pct(t?.price.accuracy).padEnd(15)} ${pct(r.baseline?.priceAccuracy).padEnd(9)} ${(t?.price.loss.toFixed(3) ?? '--').padEnd(9)} ${(t?.makeModel.loss.toFixed(3) ?? '--').padEnd(8)} ${(t?.year.loss.toFixed(3) ?? '--').padEnd(8)} ${t ? `$${Math.round(t.median.maeDollars)}` : '--'}\n`,
-          );
-        }
+        process.stdout.write(formatRunsTable(list));
         const recommended = listPredictRuns(engine.ws).find((r) => r.recommended);
         if (recommended) process.stdout.write(`predict uses run ${recommended.id} ('${recommended.name}') unless told --run: the best by test price accuracy of the runs whose price head trained\n`);
       } finally {
@@ -208,6 +202,44 @@ export function registerTrain(program: Command): void {
         await engine.close();
       }
     });
+}
+
+/**
+ * The `runs` listing, in the words of the Train stage's runs table: what it trained, state, steps,
+ * the test figures at its best checkpoint (with that step), the price baseline, and its name (last:
+ * a name may hold spaces); a head that did not train says so.
+ */
+export function formatRunsTable(list: RunInfo[]): string {
+  const head = (r: RunInfo, h: 'price' | 'median' | 'makeModel' | 'year', value: (m: NonNullable<RunInfo['best']>) => string): string => {
+    const plan = r.heads?.[h];
+    if (plan && !plan.trains) return 'not trained';
+    const m = r.best ?? r.lastTest;
+    if (!m) return '--';
+    return (h === 'median' ? m.median.n : m[h].n) === 0 ? 'no labels' : value(m);
+  };
+  const rows = list.map((r) => {
+    const best = r.best ?? r.lastTest;
+    return [
+      String(r.id),
+      r.mode,
+      r.backbone,
+      r.extractor ?? '(pixels)',
+      r.lossWeights,
+      r.state,
+      `${r.step}/${r.steps}`,
+      best ? String(best.step) : '--',
+      head(r, 'price', (m) => pct(m.price.accuracy)),
+      pct(r.baseline?.priceAccuracy),
+      head(r, 'makeModel', (m) => pct(m.makeModel.accuracy)),
+      head(r, 'year', (m) => pct(m.year.accuracy)),
+      head(r, 'median', (m) => `$${Math.round(m.median.maeDollars)}`),
+      r.name,
+    ];
+  });
+  const header = ['run', 'mode', 'backbone', 'features', 'loss weights', 'state', 'step', 'best at', 'price acc', 'baseline', 'make/model acc', 'year acc', 'MAE', 'name'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line), 'figures: the test split at each run\'s best checkpoint (step "best at"); --json for the last evaluation too', ''].join('\n');
 }
 
 /** The test figures of each head that trained; the others say why not. */

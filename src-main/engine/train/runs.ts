@@ -6,7 +6,7 @@ import { isAlive } from '../util/process-alive.ts';
 import type { RunInfo, RunMetricPoint } from '../api/contract/train.ts';
 import type { TrainParams } from './train-kind.ts';
 import { DEFAULT_EXTRACTOR } from '../filter/features.ts';
-import { RUN_FILES, runExtractor, type RunConfigFile } from './trainer.ts';
+import { HEAD_NAMES, RUN_FILES, runExtractor, type RunConfigFile } from './trainer.ts';
 
 interface RunRow {
   id: number;
@@ -54,30 +54,48 @@ function stateOf(r: RunRow): RunInfo['state'] {
 
 const parse = <T>(s: string | null): T | null => (s ? (JSON.parse(s) as T) : null);
 
+/** The run's config.json, or null before it exists (a run still preparing) or when it cannot be read. */
+function readConfig(dir: string): Partial<RunConfigFile> | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8')) as Partial<RunConfigFile>;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The features a heads run trained on: its config.json's record (mobilenet_v2 for runs from
  * before it was recorded), else, before its config exists (a run still preparing), the extractor
  * its parameters name; null for a finetune run, which trains the backbone on pixels.
  */
-function extractorOf(r: RunRow, params: { extractor?: string }, dir: string): string | null {
+function extractorOf(r: RunRow, params: { extractor?: string }, cfg: Partial<RunConfigFile> | null): string | null {
   if (r.mode !== 'heads') return null;
-  try {
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8')) as Pick<RunConfigFile, 'extractor'>;
-    return cfg.extractor ?? params.extractor ?? runExtractor(cfg);
-  } catch {
-    return params.extractor ?? 'mobilenet_v2';
+  if (!cfg) return params.extractor ?? 'mobilenet_v2';
+  return cfg.extractor ?? params.extractor ?? runExtractor(cfg);
+}
+
+/** Per head, whether it trained and why not (config.json's plan; null for runs from before it was recorded). */
+function headsOf(cfg: Partial<RunConfigFile> | null): RunInfo['heads'] {
+  if (!cfg?.heads) return null;
+  const out = {} as NonNullable<RunInfo['heads']>;
+  for (const h of HEAD_NAMES) {
+    const p = cfg.heads[h];
+    out[h] = p ? { trains: p.trains, reason: p.reason } : { trains: true, reason: null };
   }
+  return out;
 }
 
 function toInfo(r: RunRow, wsDir: string): RunInfo {
   const params = JSON.parse(r.params) as { lossWeights?: string; backbone?: RunInfo['backbone']; extractor?: string };
   const dir = path.join(wsDir, 'runs', String(r.id));
+  const cfg = readConfig(dir);
   return {
     id: r.id,
     name: r.name,
     mode: r.mode,
     backbone: params.backbone ?? 'mobilenet_v2',
-    extractor: extractorOf(r, params, dir),
+    extractor: extractorOf(r, params, cfg),
+    heads: headsOf(cfg),
     lossWeights: params.lossWeights ?? 'default',
     params,
     state: stateOf(r),

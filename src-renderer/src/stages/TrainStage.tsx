@@ -1,13 +1,13 @@
-import { useCallback, useEffect, useMemo, useState } from 'react';
+import { useCallback, useEffect, useMemo, useState, type ReactNode } from 'react';
 import { useCall, useEvent, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
-import { fmtInt, fmtPct, fmtPrice } from '../format.ts';
+import { fmtInt } from '../format.ts';
 import { LiveChart, type Series } from '../components/LiveChart.tsx';
 import { EvaluatePanel } from '../components/EvaluatePanel.tsx';
 import { CalibrationPanel } from '../components/CalibrationPanel.tsx';
 import { ClassLists, LabelCounts } from '../components/TrainDataset.tsx';
-import type { RunInfo, RunMetricPoint, TrainMetrics } from '../../../src-main/engine/api/contract/index.ts';
+import { RunsTable, runColor, runLabel } from '../components/RunsTable.tsx';
+import type { RunMetricPoint, TrainDatasetSummary, TrainMetrics } from '../../../src-main/engine/api/contract/index.ts';
 
-const COLORS = ['#4f9cf9', '#f0883e', '#3fb950', '#d2a8ff', '#f85149', '#e3b341', '#56d4dd', '#ff7b72'];
 type Head = 'total' | 'price' | 'makeModel' | 'year' | 'median';
 const HEADS: Array<[Head, string]> = [
   ['total', 'total loss'],
@@ -41,6 +41,8 @@ export function TrainStage() {
   const [head, setHead] = useState<Head>('total');
   const [smooth, setSmooth] = useState(0.6);
   const [picked, setPicked] = useState<number | null>(null);
+  const [compared, setCompared] = useState<number[]>([]);
+  const [logX, setLogX] = useState(false);
   const call = useCall();
   const jobs = useJobs();
   useJobRefresh(['train', 'filter-apply', 'dedup', 'scrape'], () => {
@@ -70,10 +72,10 @@ export function TrainStage() {
   const runById = useMemo(() => new Map((runs.data ?? []).map((r) => [r.id, r])), [runs.data]);
   const series = useCallback(
     (value: (m: TrainMetrics) => number | null): Series[] =>
-      shown.flatMap((id, k) => {
+      shown.flatMap((id) => {
         const pts = history[id] ?? [];
-        const color = COLORS[k % COLORS.length]!;
-        const name = `#${id} ${runById.get(id)?.lossWeights ?? ''}`;
+        const color = runColor(id);
+        const name = runLabel(runById.get(id), id);
         const train: Array<[number, number]> = [];
         let ema: number | null = null;
         for (const p of pts) {
@@ -100,6 +102,9 @@ export function TrainStage() {
   const lastSpeed = running ? [...(history[shown[0] ?? -1] ?? [])].reverse().find((p) => p.samplesPerSec)?.samplesPerSec : undefined;
 
   const d = dataset.data;
+  // Total loss sums each run's heads by its loss weights: runs of different presets measure different things.
+  const presets = [...new Set(shown.map((id) => runById.get(id)?.lossWeights).filter((w): w is string => Boolean(w)))];
+  const mixedPresets = head === 'total' && presets.length > 1 ? presets : null;
   // the run the Evaluate panel shows: the one picked in the table, else the newest that has trained
   const selected = runById.get(picked ?? -1) ?? (runs.data ?? []).find((r) => r.step > 0 && r.state !== 'preparing') ?? null;
   return (
@@ -113,9 +118,21 @@ export function TrainStage() {
         <Metric label="training images (with a label)" value={fmtInt(d?.images)} />
         <Metric label={`test images (10%, split by ${d?.split === 'photo' ? 'photo' : 'listing'})`} value={fmtInt(d?.testImages)} />
         <Metric label="make/model classes" value={d ? `${d.makeModels.length} + Unknown` : '—'} />
-        <Metric label="backend" value={d?.backend.name ?? '—'} testid="backend" />
+        <Metric
+          label="trains on"
+          value={
+            d ? (
+              <>
+                {trainsOn(d.backend.name)} <span className="small muted">({d.backend.name})</span>
+              </>
+            ) : (
+              '—'
+            )
+          }
+          testid="backend"
+        />
       </section>
-      {d && <p className="muted small">{d.backend.note}</p>}
+      {d && <BackendLine backend={d.backend} />}
       <StartForm
         canFinetune={Boolean(d?.backend.canFinetune)}
         fastFinetune={Boolean(d?.backend.fastFinetune)}
@@ -131,53 +148,24 @@ export function TrainStage() {
           </button>
         </section>
       )}
-      <section className="card">
-        <div className="row">
-          <h3 style={{ margin: 0 }}>Curves</h3>
-          <label className="row">
-            head
-            <select value={head} onChange={(e) => setHead(e.target.value as Head)} data-testid="head-select">
-              {HEADS.map(([h, l]) => (
-                <option key={h} value={h}>
-                  {l}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label className="row">
-            smoothing
-            <input
-              type="range"
-              min={0}
-              max={0.98}
-              step={0.02}
-              value={smooth}
-              onChange={(e) => setSmooth(Number(e.target.value))}
-              data-testid="train-smoothing"
-            />
-            <span className="small">{smooth.toFixed(2)}</span>
-          </label>
-          <span className="muted small">solid = train (smoothed), dashed = test</span>
-        </div>
-        <div className="grid2">
-          <LiveChart title={`${HEADS.find((h) => h[0] === head)![1]} — loss`} series={series((m) => lossOf(m, head))} testid="chart-loss" />
-          {head !== 'median' ? (
-            <LiveChart
-              title={`${head === 'total' ? 'price range' : HEADS.find((h) => h[0] === head)![1]} — accuracy`}
-              series={series((m) => accOf(m, head))}
-              testid="chart-acc"
-            />
-          ) : (
-            <LiveChart title="median price — MAE ($)" series={series((m) => m.median.maeDollars)} testid="chart-acc" />
-          )}
-        </div>
-      </section>
+      <Curves
+        head={head}
+        setHead={setHead}
+        smooth={smooth}
+        setSmooth={setSmooth}
+        logX={logX}
+        setLogX={setLogX}
+        series={series}
+        mixedPresets={mixedPresets}
+      />
       <RunsTable
         runs={runs.data ?? []}
         shown={shown}
         setShown={setShown}
         selected={selected?.id ?? null}
         onSelect={setPicked}
+        compared={compared}
+        setCompared={setCompared}
         onChange={() => void runs.reload()}
         busy={Boolean(running)}
       />
@@ -189,7 +177,119 @@ export function TrainStage() {
   );
 }
 
-function Metric({ label, value, testid }: { label: string; value: string; testid?: string }) {
+/** Where training runs, in plain words: "GPU" only with the native CUDA backend. */
+function trainsOn(backend: string): string {
+  return backend === 'tensorflow-gpu' ? 'GPU' : 'CPU';
+}
+
+/**
+ * The Train stage's first line about the machine, in plain words; the backend's own note and how to
+ * get fine-tuning are behind "how".
+ */
+function BackendLine({ backend }: { backend: TrainDatasetSummary['backend'] }) {
+  const where = trainsOn(backend.name);
+  const native = backend.name === 'tensorflow' || backend.name === 'tensorflow-gpu';
+  return (
+    <div className="muted small" data-testid="backend-line" style={{ marginBottom: 10 }}>
+      {backend.canFinetune && backend.fastFinetune ? (
+        <span>Training on {where}; fine-tuning the whole network is available.</span>
+      ) : (
+        <span>Training on {where}; fine-tuning needs the native TensorFlow backend.</span>
+      )}{' '}
+      <details style={{ display: 'inline' }} data-testid="backend-details">
+        <summary style={{ display: 'inline', cursor: 'pointer', textDecoration: 'underline' }}>{native ? 'details' : 'how'}</summary>
+        <div style={{ marginTop: 4 }}>
+          <p style={{ margin: '2px 0' }}>{backend.note}</p>
+          {!native && (
+            <p style={{ margin: '2px 0' }}>
+              Heads runs (the default) train on cached features and need nothing more. To fine-tune the whole network at a usable speed,
+              install the native backend in the app folder, <code>npm install @tensorflow/tfjs-node</code> (or{' '}
+              <code>@tensorflow/tfjs-node-gpu</code> with CUDA), and restart the studio.
+            </p>
+          )}
+        </div>
+      </details>
+    </div>
+  );
+}
+
+/** The training curves: head, smoothing and log-x controls over the loss and accuracy (or MAE) charts of the plotted runs. */
+function Curves({
+  head,
+  setHead,
+  smooth,
+  setSmooth,
+  logX,
+  setLogX,
+  series,
+  mixedPresets,
+}: {
+  head: Head;
+  setHead: (h: Head) => void;
+  smooth: number;
+  setSmooth: (v: number) => void;
+  logX: boolean;
+  setLogX: (v: boolean) => void;
+  series: (value: (m: TrainMetrics) => number | null) => Series[];
+  mixedPresets: string[] | null;
+}) {
+  const headName = HEADS.find((h) => h[0] === head)![1];
+  return (
+    <section className="card">
+      <div className="row" style={{ flexWrap: 'wrap' }}>
+        <h3 style={{ margin: 0 }}>Curves</h3>
+        <label className="row">
+          head
+          <select value={head} onChange={(e) => setHead(e.target.value as Head)} data-testid="head-select">
+            {HEADS.map(([h, l]) => (
+              <option key={h} value={h}>
+                {l}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label className="row">
+          smoothing
+          <input
+            type="range"
+            min={0}
+            max={0.98}
+            step={0.02}
+            value={smooth}
+            onChange={(e) => setSmooth(Number(e.target.value))}
+            data-testid="train-smoothing"
+          />
+          <span className="small">{smooth.toFixed(2)}</span>
+        </label>
+        <label className="row">
+          <input type="checkbox" checked={logX} onChange={(e) => setLogX(e.target.checked)} data-testid="train-log-x" /> log-scale steps
+        </label>
+        <span className="muted small">solid = train (smoothed), dashed = test; hover for every run&apos;s value at a step</span>
+      </div>
+      {mixedPresets && (
+        <p className="log-warn small" data-testid="total-loss-warning">
+          The plotted runs use different loss weights ({mixedPresets.join(', ')}): their total losses sum different heads and are not
+          comparable. Pick a head (price range, make/model, year, median price) to compare them.
+        </p>
+      )}
+      <div className="grid2">
+        <LiveChart title={`${headName} — loss`} series={series((m) => lossOf(m, head))} testid="chart-loss" logX={logX} />
+        {head !== 'median' ? (
+          <LiveChart
+            title={`${head === 'total' ? 'price range' : headName} — accuracy`}
+            series={series((m) => accOf(m, head))}
+            testid="chart-acc"
+            logX={logX}
+          />
+        ) : (
+          <LiveChart title="median price — MAE ($)" series={series((m) => m.median.maeDollars)} testid="chart-acc" logX={logX} />
+        )}
+      </div>
+    </section>
+  );
+}
+
+function Metric({ label, value, testid }: { label: string; value: ReactNode; testid?: string }) {
   return (
     <div className="metric" data-testid={testid}>
       <div className="metric-value">{value}</div>
@@ -362,111 +462,6 @@ function StartForm({
       >
         {busy ? 'A run is training…' : 'Start run'}
       </button>
-    </section>
-  );
-}
-
-interface RunsTableProps {
-  runs: RunInfo[];
-  shown: number[];
-  setShown: (f: (s: number[]) => number[]) => void;
-  selected: number | null;
-  onSelect: (id: number) => void;
-  onChange: () => void;
-  busy: boolean;
-}
-
-function RunsTable({ runs, shown, setShown, selected, onSelect, onChange, busy }: RunsTableProps) {
-  const call = useCall();
-  if (!runs.length) return <p className="muted">No runs yet.</p>;
-  return (
-    <section className="card">
-      <h3>Runs</h3>
-      <table data-testid="runs-table">
-        <thead>
-          <tr>
-            <th>show</th>
-            <th>run</th>
-            <th>mode</th>
-            <th>backbone / features</th>
-            <th>loss weights</th>
-            <th>state</th>
-            <th>step</th>
-            <th>test price acc</th>
-            <th>baseline</th>
-            <th>price CE</th>
-            <th>make CE</th>
-            <th>MAE</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {runs.map((r) => (
-            <tr
-              key={r.id}
-              data-testid={`run-${r.id}`}
-              data-state={r.state}
-              data-selected={r.id === selected}
-              style={r.id === selected ? { background: 'var(--panel2)' } : undefined}
-            >
-              <td>
-                <input
-                  type="checkbox"
-                  checked={shown.includes(r.id)}
-                  onChange={(e) => setShown((s) => (e.target.checked ? [...s, r.id] : s.filter((x) => x !== r.id)))}
-                />
-              </td>
-              <td>
-                <button
-                  className="link"
-                  style={{ whiteSpace: 'nowrap' }}
-                  title="evaluate this run"
-                  onClick={() => onSelect(r.id)}
-                  data-testid={`select-run-${r.id}`}
-                >
-                  #{r.id} {r.name}
-                </button>
-              </td>
-              <td>{r.mode}</td>
-              <td>{r.mode === 'heads' && r.extractor ? r.extractor : r.backbone}</td>
-              <td>{r.lossWeights}</td>
-              <td
-                title={
-                  r.error ?? (r.state === 'interrupted' ? 'its process stopped mid-run; Resume continues from the last checkpoint' : '')
-                }
-              >
-                {r.state}
-              </td>
-              <td>
-                {r.step}/{r.steps}
-              </td>
-              <td>{labelled(r.lastTest?.price) ? fmtPct(r.lastTest?.price.accuracy) : 'no labels'}</td>
-              <td>{fmtPct(r.baseline?.priceAccuracy)}</td>
-              <td>{labelled(r.lastTest?.price) ? (r.lastTest?.price.loss.toFixed(3) ?? '—') : 'no labels'}</td>
-              <td>{labelled(r.lastTest?.makeModel) ? (r.lastTest?.makeModel.loss.toFixed(3) ?? '—') : 'no labels'}</td>
-              <td>{fmtPrice(r.lastTest?.median.maeDollars)}</td>
-              <td className="row">
-                {(r.state === 'stopped' || r.state === 'interrupted' || r.state === 'failed') && (
-                  <button
-                    disabled={busy}
-                    data-testid={`resume-${r.id}`}
-                    onClick={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}
-                  >
-                    Resume
-                  </button>
-                )}
-                <button
-                  className="link"
-                  data-testid={`delete-${r.id}`}
-                  onClick={() => void call('runs.delete', { id: r.id }).then(onChange)}
-                >
-                  delete
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
     </section>
   );
 }

@@ -41,6 +41,11 @@ export interface RunInfo {
    */
   extractor: string | null;
   lossWeights: string;
+  /**
+   * Per head (price, median, makeModel, year): whether it trained, and why not ("loss weight 0",
+   * "no labels"); null for runs from before the plan was recorded and before a run's config exists.
+   */
+  heads: Record<'price' | 'median' | 'makeModel' | 'year', { trains: boolean; reason: string | null }> | null;
   params: unknown;
   /**
    * `interrupted`: the process training it died (killed, crashed) mid-run; it continues from its
