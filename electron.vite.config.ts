@@ -3,8 +3,9 @@ import { defineConfig, externalizeDepsPlugin } from 'electron-vite';
 import react from '@vitejs/plugin-react';
 
 // The layout is src-main/ and src-renderer/ rather than electron-vite's default src/, so every
-// entry is named here. Only the Electron shell (main + preload) and the UI are bundled: the
-// engine runs from source under plain Node (see docs/ARCHITECTURE.md).
+// entry is named here. Only the Electron shell (main + preload) and the UI are bundled here: in
+// development and the tests the engine runs from source under plain Node (see
+// docs/ARCHITECTURE.md); the packaged app's engine bundle is built by scripts/build-engine.mjs.
 export default defineConfig({
   main: {
     plugins: [externalizeDepsPlugin()],
