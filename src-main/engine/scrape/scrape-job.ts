@@ -81,12 +81,14 @@ export default async function scrape(ctx: JobContext<ScrapeParams>): Promise<Scr
     };
     const imagePolicy: FetchPolicy = { ...policy, maxBodyBytes: p.maxImageBytes };
     const limiter = new RateLimiter(p.rps, Math.max(1, Math.ceil(p.rps)));
-    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, guard, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map(), inFlightRequests: 0 };
+    const status: CrawlStatus = { done: 0, total: 0, doneAtStart: 0, startedAt: Date.now(), retry: null };
+    const env: CrawlEnv = { ctx, p, source, baseUrl, agent, guard, limiter, policy, imagePolicy, ledger, counters, signal: internal.signal, stop: () => internal.abort(), inFlightImages: new Map(), inFlightRequests: 0, status };
 
     const attemptedBefore = ledger.countFinalInRange(p.minId, p.maxId);
     const result = await crawlIds(env, attemptedBefore);
     if (ctx.signal.aborted) return result;
     const imagesRetried = await retryFailedImages(env);
+    reportSummary(env, result);
     return { ...result, imagesRetried };
   } catch (e) {
     if (e instanceof AbortError && ctx.signal.aborted) return zeroResult();
@@ -115,6 +117,18 @@ interface CrawlEnv {
   stop(): void;
   inFlightImages: Map<string, Promise<ImageOutcome>>;
   inFlightRequests: number;
+  /** Where the crawl stands, for progress lines written between ids (while a request retries). */
+  status: CrawlStatus;
+}
+
+interface CrawlStatus {
+  done: number;
+  total: number;
+  /** Ids already handled when this run started, and when it started (for this run's own rate). */
+  doneAtStart: number;
+  startedAt: number;
+  /** The latest retry that is still waiting: progress lines mention it until its next try. */
+  retry: { note: string; until: number } | null;
 }
 
 function zeroResult(): ScrapeResult {
@@ -157,15 +171,10 @@ async function crawlIds(env: CrawlEnv, attemptedBefore: number): Promise<ScrapeR
   let lastCheckpoint = Date.now();
   if (ctx.resumed) ctx.log('info', `resuming: ${attemptedBefore} of ${perm.size} ids already handled`);
 
+  Object.assign(env.status, { done, total: perm.size, doneAtStart: attemptedBefore, startedAt: Date.now() });
   const report = (): void => {
-    const seen = counters.ok + counters.gone;
-    const hit = seen ? ((100 * counters.ok) / seen).toFixed(0) : '--';
-    ctx.progress({
-      step: 'ids',
-      done,
-      total: perm.size,
-      message: `hit rate ${hit}%, listings ${counters.ok}, misses ${counters.gone}, errors ${counters.failed}, images ${counters.imagesStored + counters.imagesReused} (${counters.imagesFailed} failed)`,
-    });
+    env.status.done = done;
+    ctx.progress({ step: 'ids', done, total: perm.size, message: progressLine(env) });
   };
   const checkpoint = (force = false): void => {
     if (!force && Date.now() - lastCheckpoint < CHECKPOINT_MS) return;
@@ -382,6 +391,55 @@ function onRetry(env: CrawlEnv, r: RetryInfo): void {
   env.counters.retries++;
   // Absurd Retry-After values are capped; say so once per occurrence.
   if (/capped|unparseable Retry-After/.test(r.reason)) env.ctx.log('warn', r.reason);
+  // While a request waits to be tried again, the progress line says so, with the time left.
+  const { done, total } = env.status;
+  if (total > 0 && done < total) {
+    const wait = r.delayMs >= 1000 ? `${(r.delayMs / 1000).toFixed(1)} s` : `${Math.round(r.delayMs)} ms`;
+    env.status.retry = { note: `retrying (try ${r.attempt + 1}: ${r.reason}) in ${wait}`, until: Date.now() + r.delayMs };
+    env.ctx.progress({ step: 'ids', done, total, message: progressLine(env) });
+  }
+}
+
+/** The crawl's progress line: a retry still waiting (with the ETA) first, then the counts. */
+function progressLine(env: CrawlEnv): string {
+  const retry = env.status.retry;
+  if (retry && Date.now() <= retry.until) return `${retry.note}; ${etaText(env.status)}; ${countsLine(env.counters)}`;
+  env.status.retry = null;
+  return countsLine(env.counters);
+}
+
+/** The hit rate: listings among the ids that answered (a listing or "no longer available"). */
+function hitRate(c: Counters): string {
+  const seen = c.ok + c.gone;
+  return seen ? `${((100 * c.ok) / seen).toFixed(0)}%` : '--';
+}
+
+function countsLine(c: Counters): string {
+  return `hit rate ${hitRate(c)}, listings ${c.ok}, misses ${c.gone}, errors ${c.failed}, images ${c.imagesStored + c.imagesReused} (${c.imagesFailed} failed)`;
+}
+
+/** "ETA 1m 05s" from this run's own pace so far (ids handled by earlier runs do not count). */
+function etaText(s: CrawlStatus): string {
+  const handled = s.done - s.doneAtStart;
+  const elapsed = (Date.now() - s.startedAt) / 1000;
+  if (handled <= 0 || elapsed <= 0) return 'ETA unknown until the first id is done';
+  const left = ((s.total - s.done) * elapsed) / handled;
+  return `ETA ${fmtSeconds(left)}`;
+}
+
+function fmtSeconds(seconds: number): string {
+  const t = Math.max(0, Math.round(seconds));
+  if (t < 60) return `${t}s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m ${String(t % 60).padStart(2, '0')}s`;
+  return `${Math.floor(t / 3600)}h ${String(Math.floor((t % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** The last progress line and log line: what the scrape found, with its hit rate. */
+function reportSummary(env: CrawlEnv, r: ScrapeResult): void {
+  const c = env.counters;
+  const line = `finished: hit rate ${hitRate(c)} (${c.ok} listings, ${c.gone} misses, ${c.failed} failed of ${r.idsInRange} ids${r.attemptedBefore ? `, ${r.attemptedBefore} handled by earlier runs` : ''}); images ${c.imagesStored} stored, ${c.imagesReused} reused, ${c.imagesFailed} failed; ${c.retries} retries`;
+  env.ctx.progress({ step: 'ids', done: r.idsInRange, total: r.idsInRange, message: line });
+  env.ctx.log('info', line);
 }
 
 function imageFailed(env: CrawlEnv, key: string, url: string, reason: string): ImageOutcome {
