@@ -1,7 +1,9 @@
 import { useEffect, useState, type ComponentType } from 'react';
 import { ToastProvider } from './toasts.tsx';
 import { JobsPanel } from './components/JobsPanel.tsx';
+import { DemoBanner } from './components/DemoBanner.tsx';
 import { useConnection, useQuery } from './hooks.ts';
+import type { ConnectionState } from '../../src-main/engine/api/contract/index.ts';
 import { stages, type StageId } from './stages/index.ts';
 
 function currentStage(): StageId {
@@ -52,9 +54,26 @@ function Shell() {
         ))}
       </nav>
       <main className="stage" data-testid={`stage-${stage}`}>
+        <div className="banners">
+          <ConnectionBanner state={connection} />
+          <DemoBanner isDemo={info.data?.isDemo ?? false} />
+        </div>
         <Stage />
       </main>
       <JobsPanel />
+    </div>
+  );
+}
+
+/**
+ * One banner while the engine cannot be reached (instead of a toast per failed call); the client
+ * reconnects on its own and the stages keep what they show, reloading when it is back.
+ */
+function ConnectionBanner({ state }: { state: ConnectionState }) {
+  if (state !== 'closed') return null;
+  return (
+    <div className="banner banner-warn" role="alert" data-testid="connection-banner">
+      <strong>Lost the connection to the engine.</strong> Retrying every few seconds; nothing is lost, and the stage keeps what it shows until the engine is back.
     </div>
   );
 }

@@ -2,6 +2,15 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { api } from './api/client.ts';
 import type { ConnectionState, EventName, Events, JobInfo, Method, Params, Results } from '../../src-main/engine/api/contract/index.ts';
 import { useToasts } from './toasts.tsx';
+import { CONNECTION_ERRORS, failureTitle } from './messages.ts';
+
+/**
+ * Whether a failure is worth a toast: a lost connection is not (the connection banner says so
+ * once, and the call is made again when the engine is back).
+ */
+function toastWorthy(e: unknown): boolean {
+  return !(e instanceof Error && CONNECTION_ERRORS.has(e.name));
+}
 
 /** Subscribes to one push event for the component's lifetime. */
 export function useEvent<E extends EventName>(name: E, fn: (data: Events[E]) => void): void {
@@ -16,9 +25,13 @@ export function useEvent<E extends EventName>(name: E, fn: (data: Events[E]) => 
   );
 }
 
-/** Calls a method on mount and whenever deps change; errors go to a toast. */
+/**
+ * Calls a method on mount, whenever deps change and when the engine's connection comes back;
+ * errors go to a toast in the user's words. The last data is kept while a call fails.
+ */
 export function useQuery<M extends Method>(method: M, params: Params<M>, deps: unknown[] = []) {
   const toasts = useToasts();
+  const reconnects = useReconnects();
   const [data, setData] = useState<Results[M] | null>(null);
   const [loading, setLoading] = useState(true);
   const key = JSON.stringify(params);
@@ -27,7 +40,7 @@ export function useQuery<M extends Method>(method: M, params: Params<M>, deps: u
     try {
       setData(await api.request(method, params));
     } catch (e) {
-      toasts.error(`${method} failed`, e);
+      if (toastWorthy(e)) toasts.error(failureTitle(method), e);
     } finally {
       setLoading(false);
     }
@@ -36,7 +49,7 @@ export function useQuery<M extends Method>(method: M, params: Params<M>, deps: u
   useEffect(() => {
     void reload();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [reload, ...deps]);
+  }, [reload, reconnects, ...deps]);
   return { data, loading, reload };
 }
 
@@ -48,7 +61,7 @@ export function useCall() {
       try {
         return await api.request(method, params);
       } catch (e) {
-        toasts.error(`${method} failed`, e);
+        if (toastWorthy(e)) toasts.error(failureTitle(method), e);
         return null;
       }
     },
@@ -82,6 +95,22 @@ export function useConnection(): ConnectionState {
   const [state, setState] = useState<ConnectionState>('connecting');
   useEffect(() => api.onConnection(setState), []);
   return state;
+}
+
+/** Counts how often the connection came back after it was lost (0 until it first does). */
+export function useReconnects(): number {
+  const [count, setCount] = useState(0);
+  useEffect(() => {
+    let lost = false;
+    return api.onConnection((s) => {
+      if (s === 'closed') lost = true;
+      else if (s === 'open' && lost) {
+        lost = false;
+        setCount((n) => n + 1);
+      }
+    });
+  }, []);
+  return count;
 }
 
 /** Re-runs fn (throttled) whenever a job of one of the kinds makes progress or finishes. */

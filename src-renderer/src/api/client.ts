@@ -56,9 +56,11 @@ function httpApi(): StudioApi {
     state = s;
     connListeners.forEach((l) => l(s));
   };
+  let socket: WebSocket | null = null;
   const connect = (): void => {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${proto}//${location.host}/api/events`);
+    socket = ws;
     ws.onopen = () => {
       retry = 500;
       setState('open');
@@ -89,6 +91,9 @@ function httpApi(): StudioApi {
           credentials: 'same-origin',
         });
       } catch (e) {
+        // The engine is away although the event stream still looks open: drop the stream so the
+        // connection state (and its banner) says so and the reconnect loop takes over.
+        if (socket && socket.readyState === WebSocket.OPEN) socket.close();
         throw new ApiCallError('ConnectionError', `cannot reach the engine: ${(e as Error).message}`);
       }
       let body: ApiResult<unknown>;

@@ -5,10 +5,16 @@ import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
 import { JobBar, LIVE } from './JobProgress.tsx';
 
 
+/** Finished jobs shown in the panel; older ones collapse into the history view. */
+export const RECENT_JOBS = 5;
+
 export function JobsPanel() {
   const jobs = useJobs();
+  const [history, setHistory] = useState(false);
   const active = jobs.filter((j) => LIVE.has(j.state));
-  const recent = jobs.filter((j) => !LIVE.has(j.state)).slice(0, 12);
+  const finished = jobs.filter((j) => !LIVE.has(j.state));
+  const recent = finished.slice(0, RECENT_JOBS);
+  const older = finished.slice(RECENT_JOBS);
   return (
     <aside className="jobs-panel" aria-label="Jobs" data-testid="jobs-panel">
       <h2>
@@ -22,6 +28,25 @@ export function JobsPanel() {
       {recent.map((j) => (
         <JobCard key={j.id} job={j} />
       ))}
+      {older.length > 0 && (
+        <button className="link jobs-history-toggle" aria-expanded={history} aria-controls="jobs-history" onClick={() => setHistory(!history)} data-testid="jobs-history-toggle">
+          {history ? 'Hide history' : `History: ${older.length} older job${older.length === 1 ? '' : 's'}`}
+        </button>
+      )}
+      {history && older.length > 0 && (
+        <ul className="jobs-history" id="jobs-history" data-testid="jobs-history">
+          {older.map((j) => (
+            <li key={j.id} className={`job-row job-${j.state}`} data-testid={`job-${j.id}`} data-state={j.state}>
+              <span className="job-title">
+                #{j.id} {j.title}
+              </span>{' '}
+              <span className={`badge badge-${j.state}`}>{j.state}</span>
+              {j.finishedAt != null && <span className="muted small"> {new Date(j.finishedAt).toLocaleString()}</span>}
+              {j.error && <div className="job-error small">{j.error.message}</div>}
+            </li>
+          ))}
+        </ul>
+      )}
     </aside>
   );
 }
@@ -48,7 +73,7 @@ function JobCard({ job }: { job: JobInfo }) {
         <div className="job-error" data-user-error={job.error.user}>
           {job.error.message}
           {/* a UserError's message says what to fix; anything else is unexpected, with its stack in the log */}
-          {!job.error.user && <span className="muted small"> (unexpected {job.error.name}: the log has the details)</span>}
+          {!job.error.user && <span className="muted small"> (an unexpected problem: the log has the details)</span>}
         </div>
       )}
       {job.resumedCount > 0 && <div className="muted small">resumed {job.resumedCount}×</div>}
@@ -59,7 +84,7 @@ function JobCard({ job }: { job: JobInfo }) {
           </button>
         )}
         {job.resumable && <button onClick={() => void call('jobs.resume', { id: job.id })}>Resume</button>}
-        <button className="link" onClick={() => setOpen(!open)}>
+        <button className="link" aria-expanded={open} aria-label={`${open ? 'Hide' : 'Show'} the log of job ${job.id}`} onClick={() => setOpen(!open)}>
           {open ? 'Hide log' : 'Log'}
         </button>
       </div>
