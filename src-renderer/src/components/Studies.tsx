@@ -89,12 +89,26 @@ function PanView({ pan, pos, setPos, priceMax }: { pan: CropPan; pos: number; se
   );
 }
 
+/** A path field: two grid columns, its input as wide as the field (never under the button beside it). */
+const WIDE_LABEL: React.CSSProperties = { gridColumn: 'span 2', minWidth: 0 };
+const WIDE_INPUT: React.CSSProperties = { minWidth: 0, width: '100%', boxSizing: 'border-box' };
+
+/** A changed value in the compare table: amber and bold on the dark panel (readable, not colour alone: "changed" in its title). */
+const CHANGED: React.CSSProperties = { color: '#fbbf24', fontWeight: 600 };
+const CELL: React.CSSProperties = { color: 'var(--text)', verticalAlign: 'middle', padding: '4px 8px' };
+
+/** The file's name (the last part of its path), for the compare table's rows. */
+const fileName = (p: string): string => p.split(/[\\/]/).pop() || p;
+
 function CompareView({ items }: { items: CompareItem[] }) {
+  const changed = (on: boolean | undefined): React.CSSProperties => (on ? { ...CELL, ...CHANGED } : CELL);
+  const mark = (on: boolean | undefined): string | undefined => (on ? 'changed from the first photo' : undefined);
   return (
-    <table className="table" data-testid="predict-compare-table">
+    <table className="table" data-testid="predict-compare-table" style={{ color: 'var(--text)' }}>
       <thead>
         <tr>
           <th>image</th>
+          <th>file</th>
           <th>median price</th>
           <th>Δ vs first</th>
           <th>top make/model</th>
@@ -103,23 +117,33 @@ function CompareView({ items }: { items: CompareItem[] }) {
         </tr>
       </thead>
       <tbody>
-        {items.map((it) => (
-          <tr key={it.path}>
-            <td title={it.path}>
+        {items.map((it, i) => (
+          <tr key={it.path} data-testid="predict-compare-row" data-path={it.path}>
+            <td title={it.path} style={CELL}>
               <StudyThumb path={it.path} size={96} />
+            </td>
+            <td title={it.path} data-testid="predict-compare-file" style={{ ...CELL, maxWidth: 220, overflowWrap: 'anywhere' }}>
+              {fileName(it.path)}
+              {i === 0 ? <div className="small" style={{ color: 'var(--muted)' }}>reference</div> : null}
             </td>
             {it.prediction ? (
               <>
-                <td>{fmtPrice(it.prediction.medianPrice)}</td>
-                <td className={it.diff && Math.abs(it.diff.medianPrice) > 1000 ? 'predict-diff' : ''}>{it.diff ? `${it.diff.medianPrice >= 0 ? '+' : '−'}${fmtPrice(Math.abs(it.diff.medianPrice))}` : '—'}</td>
-                <td className={it.diff?.topMakeModelChanged ? 'predict-diff' : ''}>
+                <td style={{ ...CELL, whiteSpace: 'nowrap' }}>{fmtPrice(it.prediction.medianPrice)}</td>
+                <td style={{ ...changed(!!it.diff && Math.abs(it.diff.medianPrice) > 1000), whiteSpace: 'nowrap' }} title={mark(!!it.diff && Math.abs(it.diff.medianPrice) > 1000)}>
+                  {it.diff ? `${it.diff.medianPrice >= 0 ? '+' : '−'}${fmtPrice(Math.abs(it.diff.medianPrice))}` : '—'}
+                </td>
+                <td style={changed(it.diff?.topMakeModelChanged)} title={mark(it.diff?.topMakeModelChanged)}>
                   {it.prediction.makeModels[0]!.label} {fmtPct(it.prediction.makeModels[0]!.p)}
                 </td>
-                <td className={it.diff?.topYearChanged ? 'predict-diff' : ''}>{it.prediction.topYears[0]!.label}</td>
-                <td className={it.diff && it.diff.priceBinsTv > 0.1 ? 'predict-diff' : ''}>{it.diff ? fmtPct(it.diff.priceBinsTv) : '—'}</td>
+                <td style={changed(it.diff?.topYearChanged)} title={mark(it.diff?.topYearChanged)}>
+                  {it.prediction.topYears[0]!.label}
+                </td>
+                <td style={changed(!!it.diff && it.diff.priceBinsTv > 0.1)} title={mark(!!it.diff && it.diff.priceBinsTv > 0.1)}>
+                  {it.diff ? fmtPct(it.diff.priceBinsTv) : '—'}
+                </td>
               </>
             ) : (
-              <td colSpan={5} className="predict-error">
+              <td colSpan={5} data-testid="predict-compare-error" style={{ ...CELL, color: '#fca5a5' }}>
                 {it.error}
               </td>
             )}
@@ -242,9 +266,9 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
           What the model relies on in one photo: hide regions under a grey square (occlusion map), edit a rectangle you draw (blur, grey, or a patch of another photo), or put the car on other backgrounds. Every price lands on the shared axis below, with the crop pan's and the comparison's.
         </p>
         <div className="form">
-          <label className="predict-folder">
+          <label className="predict-folder" style={WIDE_LABEL}>
             Photo (path on the engine's machine)
-            <input data-testid="study-path" value={photo} onChange={(e) => setPhoto(e.target.value)} placeholder="/home/me/Pictures/cars/car.jpg" />
+            <input style={WIDE_INPUT} data-testid="study-path" value={photo} onChange={(e) => setPhoto(e.target.value)} placeholder="/home/me/Pictures/cars/car.jpg" />
           </label>
           <div className="form-actions">
             <button disabled={!photo} onClick={() => void loadPhoto()} data-testid="study-load">
@@ -300,9 +324,9 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
             </select>
           </label>
           {fill === 'patch' && (
-            <label className="predict-folder">
+            <label className="predict-folder" style={WIDE_LABEL}>
               Patch photo (its same region, the photo stretched to this one's size)
-              <input value={patchPath} onChange={(e) => setPatchPath(e.target.value)} data-testid="study-edit-patch" />
+              <input style={WIDE_INPUT} value={patchPath} onChange={(e) => setPatchPath(e.target.value)} data-testid="study-edit-patch" />
             </label>
           )}
           <div className="form-actions">
@@ -320,9 +344,9 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
 
         <h4>Background swap</h4>
         <div className="form">
-          <label className="predict-folder">
+          <label className="predict-folder" style={WIDE_LABEL}>
             Folder of background photos (at most 24 are used)
-            <input value={bgFolder} onChange={(e) => setBgFolder(e.target.value)} data-testid="study-swap-folder" />
+            <input style={WIDE_INPUT} value={bgFolder} onChange={(e) => setBgFolder(e.target.value)} data-testid="study-swap-folder" />
           </label>
           <label>
             <input type="checkbox" checked={useBox} disabled={!rect} onChange={(e) => setUseBox(e.target.checked)} data-testid="study-swap-usebox" /> the drawn rectangle is the car (else: the detector's box)
@@ -361,9 +385,9 @@ export function Studies({ runId, checkpoint, request }: { runId?: string; checkp
         <h3>Crop panning</h3>
         <p className="muted small">A square crop (the shorter side) slid along a wide photo in N steps; how the predicted price and make/model change with what the model sees.</p>
         <div className="form">
-          <label className="predict-folder">
+          <label className="predict-folder" style={WIDE_LABEL}>
             Image path
-            <input data-testid="predict-pan-path" value={panPath} onChange={(e) => setPanPath(e.target.value)} />
+            <input style={WIDE_INPUT} data-testid="predict-pan-path" value={panPath} onChange={(e) => setPanPath(e.target.value)} />
           </label>
           <label>
             Steps

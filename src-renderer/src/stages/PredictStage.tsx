@@ -1,10 +1,11 @@
-import { useEffect, useMemo, useState } from 'react';
+import { useCallback, useEffect, useMemo, useState } from 'react';
 import { api } from '../api/client.ts';
 import { useCall, useJobRefresh, useJobs, useQuery } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtPct, fmtPrice, fmtRate } from '../format.ts';
 import { BarChart } from '../components/charts.tsx';
 import { Studies, type StudyRequest } from '../components/Studies.tsx';
-import type { Prediction, PredictCar, PredictHead, PredictRecord, PredictRunInfo } from '../../../src-main/engine/api/contract/index.ts';
+import { FolderBrowser, nativePickFolder, recentFolders, rememberFolder } from '../components/FolderPicker.tsx';
+import type { JobInfo, Prediction, PredictCar, PredictHead, PredictPage, PredictRecord, PredictRunInfo } from '../../../src-main/engine/api/contract/index.ts';
 
 type Sort = 'path' | 'price' | 'makeConfidence';
 type Rec = PredictRecord & { index?: number };
@@ -311,6 +312,68 @@ function RunPicker({ runs, selected, onSelect }: { runs: PredictRunInfo[]; selec
   );
 }
 
+/**
+ * The job whose results the grid shows: the chosen (or newest) predict job, unless it failed;
+ * then the newest one before it that did not fail, so the last good results stay visible.
+ */
+function shownJobOf(current: JobInfo | undefined, predictJobs: JobInfo[]): number | null {
+  if (!current) return null;
+  if (current.state !== 'failed') return current.id;
+  return predictJobs.find((j) => j.id < current.id && j.state !== 'failed')?.id ?? null;
+}
+
+type ResultsQuery = { offset: number; limit: number; sort: Sort; order: 'asc' | 'desc'; make?: string; minConfidence?: number; warnings: 'all' | 'with' | 'without' };
+
+/**
+ * One page of a prediction set, fetched only when there is a set to show (an empty stage asks
+ * nothing). A failure shows in the stage, not as a toast; while the job runs its set may not be
+ * written yet, which is no error. The last page stays until the next one arrives.
+ */
+function useResults(jobId: number | null, q: ResultsQuery, running: boolean) {
+  const [data, setData] = useState<PredictPage | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const key = JSON.stringify([jobId, q]);
+  const reload = useCallback(async () => {
+    if (jobId == null) return;
+    try {
+      const page = await api.request('predict.results', { jobId, ...q });
+      setData(page);
+      setError(null);
+    } catch (e) {
+      setError(running ? null : (e as Error).message);
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [key, running]);
+  useEffect(() => {
+    void reload();
+  }, [reload]);
+  return { data: jobId == null ? null : data, error: jobId == null ? null : error, reload };
+}
+
+/** Where a folder to predict was typed wrong: "folder does not exist", "not a folder" (fs.list says), else nothing. */
+async function checkFolder(input: string): Promise<{ path: string; error?: string }> {
+  try {
+    const l = await api.request('fs.list', { path: input });
+    return { path: l.path };
+  } catch (e) {
+    // outside the folders the browser lists, the predict job itself reports what is wrong
+    if ((e as Error).name === 'FolderError') return { path: input, error: (e as Error).message };
+    return { path: input };
+  }
+}
+
+/** Recent folders: this browser's (localStorage), then the prediction sets recorded in the workspace. */
+function useRecentFolders(refresh: number): string[] {
+  const [sets, setSets] = useState<string[]>([]);
+  useEffect(() => {
+    api.request('predict.sets', {}).then(
+      (s) => setSets([...s].sort((a, b) => b.jobId - a.jobId).map((x) => x.input)),
+      () => undefined,
+    );
+  }, [refresh]);
+  return [...new Set([...recentFolders(), ...sets])].slice(0, 12);
+}
+
 export function PredictStage() {
   const runs = useQuery('predict.runs', {});
   const call = useCall();
@@ -341,22 +404,43 @@ export function PredictStage() {
 
   const predictJobs = jobs.filter((j) => j.kind === 'predict');
   const current = jobId ? jobs.find((j) => j.id === jobId) : predictJobs[0];
-  const shownJob = jobId ?? current?.id ?? null;
-  const results = useQuery(
-    'predict.results',
-    { jobId: shownJob ?? 1, offset: page * PAGE, limit: PAGE, sort, order, make: make || undefined, minConfidence: minConf > 0 ? minConf : undefined, warnings },
-    [shownJob],
-  );
-  useJobRefresh(['predict'], () => void results.reload(), 700);
   const running = current && (current.state === 'running' || current.state === 'cancelling');
+  // a failed job's reason shows in the stage; the grid keeps the last set that did not fail
+  const shownJob = shownJobOf(current, predictJobs);
+  const results = useResults(shownJob, { offset: page * PAGE, limit: PAGE, sort, order, make: make || undefined, minConfidence: minConf > 0 ? minConf : undefined, warnings }, !!running);
+  useJobRefresh(['predict'], () => void results.reload(), 700);
   const data = shownJob ? results.data : null;
 
-  const start = async () => {
-    const j = await call('predict.start', { runId: run?.id, checkpoint: ckpt || undefined, input: folder });
-    if (j) {
+  const [stageError, setStageError] = useState<string | null>(null);
+  const [browsing, setBrowsing] = useState(false);
+  const recent = useRecentFolders(jobs.length);
+
+  /** Starts a predict job on a folder: checks the folder first, so its problem shows here. */
+  const startOn = async (input: string, r: { runId?: string; checkpoint?: string }) => {
+    setStageError(null);
+    const checked = await checkFolder(input);
+    if (checked.error) return setStageError(checked.error);
+    try {
+      const j = await api.request('predict.start', { runId: r.runId, checkpoint: r.checkpoint, input: checked.path });
+      rememberFolder(checked.path);
+      setFolder(checked.path);
       setJobId(j.id);
       setPage(0);
+    } catch (e) {
+      setStageError((e as Error).message);
     }
+  };
+  const start = () => startOn(folder.trim(), { runId: run?.id, checkpoint: ckpt || undefined });
+  /** The same folder, run and checkpoint as the failed job. */
+  const retry = (j: JobInfo) => {
+    const p = (j.params ?? {}) as { input?: string; runId?: string; checkpoint?: string };
+    return startOn(p.input ?? folder, { runId: p.runId, checkpoint: p.checkpoint });
+  };
+  const browse = async () => {
+    const pick = nativePickFolder();
+    if (!pick) return setBrowsing(true);
+    const chosen = await pick();
+    if (chosen) setFolder(chosen);
   };
   const exportAs = async (format: 'csv' | 'json') => {
     if (!shownJob) return;
@@ -426,26 +510,74 @@ export function PredictStage() {
               ))}
             </select>
           </label>
-          <label className="predict-folder">
-            Folder (path on the engine's machine)
-            <input data-testid="predict-folder" value={folder} placeholder="/home/me/Pictures/cars" onChange={(e) => setFolder(e.target.value)} />
-          </label>
-          <div className="form-actions">
-            <button className="primary" data-testid="predict-start" disabled={!run || !folder || !!running} onClick={() => void start()}>
-              {running ? 'Predicting…' : 'Predict'}
-            </button>
-            {running && current && (
-              <button data-testid="predict-stop" onClick={() => void call('jobs.cancel', { id: current.id })}>
-                Stop
-              </button>
-            )}
-            {current && !running && current.resumable && (
-              <button data-testid="predict-resume" onClick={() => void call('jobs.resume', { id: current.id })}>
-                Resume
-              </button>
-            )}
-          </div>
         </div>
+        <div className="predict-folder-row" data-testid="predict-folder-row" style={{ display: 'flex', gap: 8, alignItems: 'flex-end', flexWrap: 'wrap', marginBottom: 10 }}>
+          <label style={{ flex: '1 1 320px', minWidth: 0, display: 'flex', flexDirection: 'column', gap: 3, fontSize: 12 }}>
+            Folder (on the engine&apos;s machine; ~ is the home folder)
+            <input
+              data-testid="predict-folder"
+              list="predict-recent-folders"
+              value={folder}
+              placeholder="~/Pictures/cars"
+              style={{ width: '100%', minWidth: 0, boxSizing: 'border-box' }}
+              onChange={(e) => {
+                setFolder(e.target.value);
+                setStageError(null);
+              }}
+              onKeyDown={(e) => {
+                if (e.key === 'Enter' && run && folder.trim() && !running) void start();
+              }}
+            />
+            <datalist id="predict-recent-folders">
+              {recent.map((f) => (
+                <option key={f} value={f} />
+              ))}
+            </datalist>
+          </label>
+          <button data-testid="predict-browse" onClick={() => void browse()} title="Choose the folder in a browser of the engine machine's folders">
+            Browse…
+          </button>
+          <button className="primary" data-testid="predict-start" disabled={!run || !folder.trim() || !!running} onClick={() => void start()}>
+            {running ? 'Predicting…' : 'Predict'}
+          </button>
+          {running && current && (
+            <button data-testid="predict-stop" onClick={() => void call('jobs.cancel', { id: current.id })}>
+              Stop
+            </button>
+          )}
+          {current && !running && current.state === 'failed' && (
+            <button data-testid="predict-retry" onClick={() => void retry(current)}>
+              Retry
+            </button>
+          )}
+          {current && !running && current.state !== 'failed' && current.state !== 'done' && current.resumable && (
+            <button data-testid="predict-resume" onClick={() => void call('jobs.resume', { id: current.id })}>
+              Resume
+            </button>
+          )}
+        </div>
+        {browsing && (
+          <FolderBrowser
+            start={folder.trim()}
+            recent={recent}
+            onClose={() => setBrowsing(false)}
+            onPick={(f) => {
+              setFolder(f);
+              setStageError(null);
+              setBrowsing(false);
+            }}
+          />
+        )}
+        {stageError && (
+          <p className="predict-stage-error" role="alert" data-testid="predict-stage-error" style={{ color: '#fca5a5', background: 'rgba(185,28,28,.15)', border: '1px solid #b91c1c', borderRadius: 6, padding: '6px 10px' }}>
+            {stageError}
+          </p>
+        )}
+        {current && current.state === 'failed' && (
+          <p className="predict-stage-error" role="alert" data-testid="predict-job-error" style={{ color: '#fca5a5', background: 'rgba(185,28,28,.15)', border: '1px solid #b91c1c', borderRadius: 6, padding: '6px 10px' }}>
+            The prediction failed: {current.error?.message ?? 'no reason recorded'}.{shownJob ? ` The results below are from the last prediction that did not fail (job ${shownJob}).` : ''} Retry runs it again on the same folder.
+          </p>
+        )}
         {current && (
           <div className="predict-progress" data-testid="predict-progress" data-state={current.state} data-done={current.done} data-total={current.total ?? ''}>
             <progress max={current.total ?? 1} value={current.done} />
@@ -537,7 +669,7 @@ export function PredictStage() {
             Min. confidence {fmtPct(minConf, 0)}
             <input type="range" min={0} max={1} step={0.05} value={minConf} onChange={(e) => setMinConf(Number(e.target.value))} data-testid="predict-minconf" />
           </label>
-          <div className="form-actions">
+          <div className="form-actions" style={{ gridColumn: 'span 2', gap: 6, flexWrap: 'wrap' }}>
             <button onClick={() => void exportAs('csv')} disabled={!shownJob} data-testid="predict-export-csv">
               Export CSV
             </button>
@@ -549,6 +681,11 @@ export function PredictStage() {
             </button>
           </div>
         </div>
+        {results.error && (
+          <p className="predict-stage-error" role="alert" data-testid="predict-results-error" style={{ color: '#fca5a5' }}>
+            {results.error}
+          </p>
+        )}
         {!data || data.count === 0 ? (
           <p className="muted">{shownJob ? 'no results yet' : 'no predictions yet — choose a run and a folder'}</p>
         ) : (
