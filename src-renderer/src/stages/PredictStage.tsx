@@ -356,8 +356,13 @@ async function checkFolder(input: string): Promise<{ path: string; error?: strin
     const l = await api.request('fs.list', { path: input });
     return { path: l.path };
   } catch (e) {
-    // outside the folders the browser lists, the predict job itself reports what is wrong
     if ((e as Error).name === 'FolderError') return { path: input, error: (e as Error).message };
+    // outside the folders the browser lists (or a hidden one), the predict job itself reports what
+    // is wrong; `~` still means the engine's home folder
+    if (input === '~' || input.startsWith('~/')) {
+      const home = await api.request('fs.list', {}).then((l) => l.home, () => null);
+      if (home) return { path: home + input.slice(1) };
+    }
     return { path: input };
   }
 }
