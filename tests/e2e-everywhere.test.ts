@@ -104,8 +104,11 @@ describe.runIf(hasChromium())('studio messages, banners and the jobs panel in Ch
     // calls made while it is away (a button, a stage change and back) add no toasts
     await page.getByTestId('verify-store').click();
     await page.getByTestId('nav-train').click();
+    await page.getByTestId('stage-train').waitFor();
     await page.getByTestId('nav-dataset').click();
     await page.waitForTimeout(3000);
+    // the stage opened again while the engine is away shows what it had
+    expect(await stored.textContent()).toBe('24');
     expect(await page.getByTestId('connection-banner').count()).toBe(1);
     expect(await page.getByTestId('toast-error').count()).toBe(0);
     expect(await page.getByTestId('connection').getAttribute('data-state')).toBe('closed');

@@ -25,20 +25,35 @@ export function useEvent<E extends EventName>(name: E, fn: (data: Events[E]) => 
   );
 }
 
+/** The last answer of each query (method and params), shown by a stage opened while the engine is away. */
+const lastAnswers = new Map<string, unknown>();
+const MAX_ANSWERS = 200;
+
+function connectionNow(): ConnectionState {
+  let now: ConnectionState = 'connecting';
+  api.onConnection((s) => (now = s))();
+  return now;
+}
+
 /**
  * Calls a method on mount, whenever deps change and when the engine's connection comes back;
- * errors go to a toast in the user's words. The last data is kept while a call fails.
+ * errors go to a toast in the user's words. The last data is kept while a call fails, and a
+ * stage opened while the engine is away starts from the last answer it had.
  */
 export function useQuery<M extends Method>(method: M, params: Params<M>, deps: unknown[] = []) {
   const toasts = useToasts();
   const reconnects = useReconnects();
-  const [data, setData] = useState<Results[M] | null>(null);
-  const [loading, setLoading] = useState(true);
   const key = JSON.stringify(params);
+  const [data, setData] = useState<Results[M] | null>(() => (connectionNow() === 'closed' ? ((lastAnswers.get(`${method} ${key}`) as Results[M] | undefined) ?? null) : null));
+  const [loading, setLoading] = useState(true);
   const reload = useCallback(async () => {
     setLoading(true);
     try {
-      setData(await api.request(method, params));
+      const value = await api.request(method, params);
+      lastAnswers.delete(`${method} ${key}`);
+      lastAnswers.set(`${method} ${key}`, value);
+      if (lastAnswers.size > MAX_ANSWERS) lastAnswers.delete(lastAnswers.keys().next().value!);
+      setData(value);
     } catch (e) {
       if (toastWorthy(e)) toasts.error(failureTitle(method), e);
     } finally {

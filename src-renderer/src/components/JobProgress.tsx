@@ -18,7 +18,7 @@ export function JobBar({ job, pct, going }: { job: JobInfo; pct: number | null; 
         </span>
         <span className={`badge badge-${job.state}`}>{job.state}</span>
       </div>
-      <div className="progress" role="progressbar" aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
+      <div className="progress" role="progressbar" aria-label={`Progress of job ${job.id}: ${job.title}`} aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
         <div className={`progress-bar ${pct == null && going ? 'indeterminate' : ''}`} style={{ width: `${pct ?? (going ? 30 : 0)}%` }} />
       </div>
     </>
