@@ -4,6 +4,7 @@ import type { Browser } from 'playwright-core';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
 import { ROOT, seedStoredImages, tmpDir } from './helpers/workspace.ts';
 import { api, startServe, type Served } from './helpers/processes.ts';
+import { buildHeadsRun } from './helpers/predict-run.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 
 const AXE = path.join(ROOT, 'node_modules', 'axe-core', 'axe.min.js');
@@ -37,6 +38,8 @@ describe.runIf(hasChromium())('accessibility basics on every stage (axe-core in 
     const ws = Workspace.open(dir, { create: true });
     await seedStoredImages(ws, 12);
     ws.close();
+    // a trained run, so the Train stage's runs and the Predict stage's run picker are checked too
+    await buildHeadsRun(dir, 'a11y', { synthetic: true, photos: 40, steps: 40 });
     served = await startServe(['--workspace', dir]);
     // a finished job, so the Jobs panel's card and its controls are checked too
     const job = (await api(served, 'jobs.start', { kind: 'verify-store', params: {} })) as { id: number };

@@ -284,7 +284,7 @@ function RunPicker({ runs, selected, onSelect }: { runs: PredictRunInfo[]; selec
         {runs.map((r) => (
           <tr key={r.id} data-testid="predict-run-row" data-run={r.id} data-recommended={String(r.recommended)} data-selected={String(r.id === selected)} onClick={() => onSelect(r.id)} style={{ cursor: 'pointer', fontWeight: r.id === selected ? 600 : undefined }}>
             <td>
-              <input type="radio" readOnly checked={r.id === selected} /> #{r.id} {r.name}
+              <input type="radio" name="predict-run" checked={r.id === selected} onChange={() => onSelect(r.id)} aria-label={`Predict with run #${r.id} ${r.name}`} /> #{r.id} {r.name}
               {r.recommended ? (
                 <span className="badge" data-testid="predict-run-recommended" title="the best run by test price accuracy" style={{ marginLeft: 4 }}>
                   ★ recommended
