@@ -104,9 +104,17 @@ export function failureMessage(e: unknown, method?: string): string {
   if (CONNECTION_ERRORS.has(name)) return 'The studio cannot reach its engine right now; it keeps retrying.';
   if (name === 'ProtocolError' || name === 'InternalError') return 'The engine ran into an unexpected problem; the details are in its log. Try again.';
   if (name === 'Forbidden') return 'The studio is no longer signed in to this engine: open the address that `carstudio serve` printed.';
+  const text = cleanEngineMessage(raw, method);
+  return text.trim() || 'Something went wrong; try again.';
+}
+
+/**
+ * An engine message made fit for the user: "invalid parameters for <method>: ..." says which
+ * values were not accepted instead, and no method name is left in it.
+ */
+export function cleanEngineMessage(raw: string, method?: string): string {
   let text = raw.replace(/^invalid parameters for [^:]+:\s*/i, 'Some values were not accepted: ');
   if (method) text = text.split(method).join('this request');
   const methodName = new RegExp(`\\b(?:${Object.keys(AREAS).join('|')})\\.[a-z][a-zA-Z]+\\b`, 'g');
-  text = text.replace(methodName, (m) => (/^\d|\.(jpe?g|png|webp|csv|json|db|heic|txt)$/i.test(m) ? m : 'this request'));
-  return text.trim() || 'Something went wrong; try again.';
+  return text.replace(methodName, (m) => (/\.(jpe?g|png|webp|csv|json|db|heic|txt)$/i.test(m) ? m : 'this request'));
 }

@@ -1,3 +1,4 @@
+import { cleanEngineMessage } from '../messages.ts';
 import type { ApiResult, ConnectionState, EventName, Events, Method, Params, Results, StudioApi } from '../../../src-main/engine/api/contract/index.ts';
 
 /** What the Electron preload exposes on window (contextBridge); absent in a browser. */
@@ -13,18 +14,24 @@ declare global {
   }
 }
 
+/**
+ * A failed call: `name` is the engine's error name (code may test it), `message` is in the
+ * user's words (no method names), `engineMessage` is the engine's own text.
+ */
 export class ApiCallError extends Error {
-  constructor(name: string, message: string) {
-    super(message);
+  readonly engineMessage: string;
+  constructor(name: string, message: string, method?: string) {
+    super(cleanEngineMessage(message, method));
     this.name = name;
+    this.engineMessage = message;
   }
 }
 
 type Listener = (event: EventName, data: Events[EventName]) => void;
 
-function unwrap<T>(r: ApiResult<unknown>): T {
+function unwrap<T>(r: ApiResult<unknown>, method: string): T {
   if (r.ok) return r.value as T;
-  throw new ApiCallError(r.error.name, r.error.message);
+  throw new ApiCallError(r.error.name, r.error.message, method);
 }
 
 /** Electron: requests and events go through the preload bridge (IPC). */
@@ -32,7 +39,7 @@ function ipcApi(bridge: IpcBridge): StudioApi {
   const connListeners = new Set<(s: ConnectionState) => void>();
   return {
     async request<M extends Method>(method: M, params: Params<M>) {
-      return unwrap<Results[M]>(await bridge.request(method, params));
+      return unwrap<Results[M]>(await bridge.request(method, params), method);
     },
     subscribe(listener: Listener) {
       return bridge.subscribe((event, data) => listener(event as EventName, data as Events[EventName]));
@@ -94,15 +101,15 @@ function httpApi(): StudioApi {
         // The engine is away although the event stream still looks open: drop the stream so the
         // connection state (and its banner) says so and the reconnect loop takes over.
         if (socket && socket.readyState === WebSocket.OPEN) socket.close();
-        throw new ApiCallError('ConnectionError', `cannot reach the engine: ${(e as Error).message}`);
+        throw new ApiCallError('ConnectionError', `The studio cannot reach its engine right now (${(e as Error).message}); it keeps retrying.`);
       }
       let body: ApiResult<unknown>;
       try {
         body = (await res.json()) as ApiResult<unknown>;
       } catch {
-        throw new ApiCallError('ProtocolError', `the engine answered ${res.status} without JSON`);
+        throw new ApiCallError('ProtocolError', `The engine's answer could not be read (HTTP ${res.status}); try again.`);
       }
-      return unwrap<Results[M]>(body);
+      return unwrap<Results[M]>(body, method);
     },
     subscribe(l: Listener) {
       listeners.add(l);
