@@ -69,7 +69,7 @@ defineJobKind<TrainParams>({
   kind: 'train',
   title: (p) =>
     p.resumeRun
-      ? `Train run #${p.resumeRun} (resume)`
+      ? `Train run #${p.resumeRun}${p.name ? ` "${p.name}"` : ''} (resume)`
       : `Train ${p.mode}${p.mode === 'finetune' ? ` ${p.backbone ?? 'mobilenet_v2'}` : ` on ${p.extractor ?? DEFAULT_EXTRACTOR}`}${p.name ? ` "${p.name}"` : ''} (${p.lossWeights})`,
   params: trainParams,
   module: new URL('./train-job.ts', import.meta.url).href,

@@ -109,7 +109,7 @@ export function RunsTable({ runs, shown, setShown, selected, onSelect, compared,
                 selected={r.id === selected}
                 onSelect={() => onSelect(r.id)}
                 busy={busy}
-                onResume={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps } }).then(onChange)}
+                onResume={() => void call('jobs.start', { kind: 'train', params: { resumeRun: r.id, steps: r.steps, name: r.name } }).then(onChange)}
                 onDelete={() => void call('runs.delete', { id: r.id }).then(onChange)}
               />
             ))}
