@@ -141,7 +141,8 @@ describe.runIf(hasChromium())('labelling in bulk and the filter meter in Chromiu
       );
     await expect.poll(() => inView('[data-testid="label-item"].selected')).toBe(true);
     expect(await inView('[data-testid="key-legend"]')).toBe(true);
-    // space: the large preview of the image under the cursor
+    // space: the large preview of the image under the cursor (away from the pointer, which previews what it rests on)
+    await page.mouse.move(0, 0);
     await page.keyboard.press(' ');
     const preview = page.getByTestId('label-preview');
     await preview.waitFor();
@@ -149,6 +150,12 @@ describe.runIf(hasChromium())('labelling in bulk and the filter meter in Chromiu
     expect((await preview.locator('img').boundingBox())!.width).toBeGreaterThan(2 * (await cursor.boundingBox())!.width);
     await page.screenshot({ path: artifactPath('labelling-preview-1280.png') });
     await page.keyboard.press(' ');
+    await preview.waitFor({ state: 'detached' });
+    // resting the pointer on a thumbnail previews it, until the pointer leaves
+    await items.nth(2).hover();
+    await preview.and(page.locator('[data-pinned="false"]')).waitFor();
+    expect(await preview.getAttribute('data-image-id')).toBe(await items.nth(2).getAttribute('data-image-id'));
+    await page.mouse.move(0, 0);
     await preview.waitFor({ state: 'detached' });
 
     // the labels given so far: bad ones, relabelled good from there

@@ -5,6 +5,8 @@ import type { LabelHistoryResult, LabelQueueItem } from '../../../../src-main/en
 
 export const COLS = 6;
 const PAGE = 36;
+/** How long the pointer rests on a thumbnail before its large preview opens. */
+const HOVER_PREVIEW_MS = 600;
 type Label = 'good' | 'bad';
 
 /** Whether a key press belongs to a text field, a select or a button being typed into (not a labelling key). */
@@ -26,6 +28,14 @@ export function LabelGrid({ onLabelled, hasModel }: { onLabelled: () => void; ha
   const [page, setPage] = useState(1);
   const [preview, setPreview] = useState(false);
   const [hover, setHover] = useState<number | null>(null);
+  // hovering a thumbnail a moment opens the preview too (space pins it open)
+  const [hoverPreview, setHoverPreview] = useState(false);
+  useEffect(() => {
+    setHoverPreview(false);
+    if (hover === null) return;
+    const id = setTimeout(() => setHoverPreview(true), HOVER_PREVIEW_MS);
+    return () => clearTimeout(id);
+  }, [hover]);
   const [history, setHistory] = useState({ canUndo: false, canRedo: false });
   const gridRef = useRef<HTMLDivElement>(null);
 
@@ -188,7 +198,8 @@ export function LabelGrid({ onLabelled, hasModel }: { onLabelled: () => void; ha
   };
 
   const unlabelled = items.filter((x) => x.label === null).length;
-  const shown = preview ? items[hover ?? cursor] : undefined;
+  // space: the image under the cursor (it follows the arrows); else the one the pointer rests on
+  const shown = preview ? items[cursor] : hoverPreview && hover !== null ? items[hover] : undefined;
   return (
     <section className="card" data-testid="label-card">
       <h3>Label</h3>
@@ -196,14 +207,8 @@ export function LabelGrid({ onLabelled, hasModel }: { onLabelled: () => void; ha
       {items.length === 0 ? (
         <p className="muted">No unlabelled usable images. Scrape some, or import labels with `carstudio label --good DIR --bad DIR`.</p>
       ) : (
-        <div style={{ display: 'flex', gap: 12, alignItems: 'flex-start' }}>
-          <div
-            ref={gridRef}
-            className="label-grid"
-            tabIndex={0}
-            data-testid="label-grid"
-            style={{ gridTemplateColumns: `repeat(${COLS}, 1fr)`, flex: 1 }}
-          >
+        <>
+          <div ref={gridRef} className="label-grid" tabIndex={0} data-testid="label-grid" style={{ gridTemplateColumns: `repeat(${COLS}, 1fr)` }}>
             {items.map((it, i) => (
               <div
                 key={it.imageId}
@@ -243,16 +248,30 @@ export function LabelGrid({ onLabelled, hasModel }: { onLabelled: () => void; ha
             <figure
               data-testid="label-preview"
               data-image-id={shown.imageId}
-              style={{ margin: 0, width: '38%', position: 'sticky', top: 48 }}
+              data-pinned={preview}
+              style={{
+                margin: 0,
+                width: 'min(40vw, 560px)',
+                position: 'fixed',
+                right: 16,
+                bottom: 16,
+                zIndex: 20,
+                padding: 8,
+                background: 'var(--panel)',
+                border: '1px solid var(--border)',
+                borderRadius: 8,
+                boxShadow: '0 6px 24px rgba(0,0,0,0.45)',
+                pointerEvents: 'none',
+              }}
             >
               <img src={api.imageUrl(shown.key)} alt="" style={{ width: '100%', borderRadius: 6, display: 'block' }} />
               <figcaption className="muted small">
                 image {shown.imageId}
-                {shown.label ? ` · labelled ${shown.label}` : ' · unlabelled'} · <kbd>space</kbd> closes
+                {shown.label ? ` · labelled ${shown.label}` : ' · unlabelled'} · <kbd>space</kbd> {preview ? 'closes' : 'keeps it open'}
               </figcaption>
             </figure>
           )}
-        </div>
+        </>
       )}
       <div className="row" style={{ marginTop: 8 }}>
         <button data-testid="label-undo" data-available={history.canUndo} onClick={() => undo()}>
