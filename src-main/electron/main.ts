@@ -107,6 +107,8 @@ async function createWindow(): Promise<void> {
     width: 1400,
     height: 900,
     title: 'CarStudio',
+    // the window icon on Linux (macOS takes the bundle's): resources/icon.png, copied beside the packaged app
+    icon: app.isPackaged ? path.join(process.resourcesPath, 'icon.png') : path.join(root, 'resources', 'icon.png'),
     webPreferences: {
       preload: path.join(__dirname, '../preload/index.cjs'),
       contextIsolation: true,
