@@ -228,6 +228,12 @@ describe('electron-builder.yml', () => {
       expect(included(f), f).toBe(true);
     }
     for (const f of ['src-main/engine/engine.ts', 'tests/packaging.test.ts', 'out/engine/carstudio.mjs.map', 'bin/carstudio.mjs']) expect(included(f), f).toBe(false);
+    // electron-builder adds the production node_modules itself; the exclusions keep the model files the engine reads
+    const excluded = (file: string): boolean => config.files.some((g) => g.startsWith('!') && minimatch(file, g.slice(1), { dot: true }));
+    for (const f of ['node_modules/nsfwjs/dist/models/mobilenet_v2/model.json', 'node_modules/@vladmandic/human/models/centernet.json', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node']) {
+      expect(excluded(f), f).toBe(false);
+    }
+    expect(excluded('node_modules/some-package/test/fixture.js')).toBe(true);
     // worker threads cannot load modules from an asar archive: the app ships as plain files
     expect(config.asar).toBe(false);
     expect(config.npmRebuild).toBe(true);
