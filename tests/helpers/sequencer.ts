@@ -10,6 +10,11 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const SLOW_FIRST = [
   // durations of a fresh-clone CI run with other work on the machine
   'filter-quality.test.ts', // ~260 s: car-v1 features and the SVM on 1,318 real photos
+  'e2e-everywhere.test.ts', // ~150-220 s: the demo's real first start (scrape, features, training) under the banner test
+  'predict-trust.test.ts', // ~50-120 s: a car-v1 filter and run on real photos
+  'calibrate.test.ts', // ~50-110 s
+  'studies.test.ts', // ~45-90 s
+  'dedup-demo.test.ts', // ~50-70 s: the real 600-id demo
   'train-job.test.ts', // 181 s
   'scrape-job.test.ts', // 171 s
   'e2e-train.test.ts', // 127 s
