@@ -88,6 +88,8 @@ describe.runIf(hasChromium())('studio UI in Chromium', () => {
     await card.getByRole('button', { name: 'Cancel' }).click();
     const stopped = page.getByTestId(id!);
     await stopped.and(page.locator('[data-state="cancelled"]')).waitFor();
+    // the same state word as the runs table and `carstudio runs`: a cancelled job is "stopped"
+    expect(await stopped.locator('.badge').first().textContent()).toBe('stopped');
     await stopped.getByRole('button', { name: 'Resume' }).click();
     await stopped.and(page.locator('[data-state="done"]')).waitFor(PROGRESS);
   }, 400_000);

@@ -6,6 +6,14 @@ import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
 export const LIVE = new Set(['running', 'cancelling', 'queued']);
 
 /**
+ * The word a job's state is shown with, the same as the runs table's and the CLI's `runs`: a job
+ * the user cancelled is "stopped" (Resume continues it), one being cancelled "stopping".
+ */
+export function stateWord(state: JobInfo['state']): string {
+  return state === 'cancelled' ? 'stopped' : state === 'cancelling' ? 'stopping' : state;
+}
+
+/**
  * A job's title, state badge and progress bar (indeterminate while it is going without a total):
  * the top of the Jobs panel's cards and of a stage's job progress.
  */
@@ -16,7 +24,9 @@ export function JobBar({ job, pct, going }: { job: JobInfo; pct: number | null; 
         <span className="job-title">
           #{job.id} {job.title}
         </span>
-        <span className={`badge badge-${job.state}`}>{job.state}</span>
+        <span className={`badge badge-${job.state}`} title={job.state === 'cancelled' ? 'stopped by you (cancelled); Resume continues it' : undefined}>
+          {stateWord(job.state)}
+        </span>
       </div>
       <div className="progress" role="progressbar" aria-label={`Progress of job ${job.id}: ${job.title}`} aria-valuenow={pct ?? undefined} aria-valuemin={0} aria-valuemax={100}>
         <div className={`progress-bar ${pct == null && going ? 'indeterminate' : ''}`} style={{ width: `${pct ?? (going ? 30 : 0)}%` }} />

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react';
 import type { JobInfo, JobLogEntry } from '../../../src-main/engine/api/contract/index.ts';
 import { useCall, useEvent, useJobs } from '../hooks.ts';
 import { fmtDuration, fmtInt, fmtRate } from '../format.ts';
-import { JobBar, LIVE } from './JobProgress.tsx';
+import { JobBar, LIVE, stateWord } from './JobProgress.tsx';
 
 
 /** Finished jobs shown in the panel; older ones collapse into the history view. */
@@ -40,7 +40,7 @@ export function JobsPanel() {
               <span className="job-title">
                 #{j.id} {j.title}
               </span>{' '}
-              <span className={`badge badge-${j.state}`}>{j.state}</span>
+              <span className={`badge badge-${j.state}`}>{stateWord(j.state)}</span>
               {j.finishedAt != null && <span className="muted small"> {new Date(j.finishedAt).toLocaleString()}</span>}
               {j.error && <div className="job-error small">{j.error.message}</div>}
             </li>
@@ -83,7 +83,8 @@ function JobCard({ job }: { job: JobInfo }) {
             {job.state === 'cancelling' ? 'Stopping…' : 'Cancel'}
           </button>
         )}
-        {job.resumable && <button onClick={() => void call('jobs.resume', { id: job.id })}>Resume</button>}
+        {/* a failed job runs again from its last checkpoint: for the user that is a retry; a stopped or interrupted one resumes */}
+        {job.resumable && <button onClick={() => void call('jobs.resume', { id: job.id })}>{job.state === 'failed' ? 'Retry' : 'Resume'}</button>}
         <button className="link" aria-expanded={open} aria-label={`${open ? 'Hide' : 'Show'} the log of job ${job.id}`} onClick={() => setOpen(!open)}>
           {open ? 'Hide log' : 'Log'}
         </button>

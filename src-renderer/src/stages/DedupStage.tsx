@@ -4,6 +4,7 @@ import { fmtInt, fmtPct } from '../format.ts';
 import type { DedupGroup, DedupNearCount } from '../../../src-main/engine/api/contract/index.ts';
 import { DedupGroupCard, type DedupGroupActions } from '../components/DedupGroupCard.tsx';
 import { ListingDetailPanel } from '../components/ListingDetail.tsx';
+import { stateWord } from '../components/JobProgress.tsx';
 
 type Method = 'exact' | 'near';
 type Policy = 'default' | 'original';
@@ -96,7 +97,7 @@ export function DedupStage() {
         </div>
         {job && (
           <div className="dedup-job small" data-testid="dedup-job" data-state={job.state}>
-            <span className={`badge badge-${job.state}`}>{job.state}</span> {job.step ?? ''} {fmtInt(job.done)}
+            <span className={`badge badge-${job.state}`}>{stateWord(job.state)}</span> {job.step ?? ''} {fmtInt(job.done)}
             {job.total != null ? ` / ${fmtInt(job.total)}` : ''} {job.message ? <span className="muted">· {job.message}</span> : null}
             {job.total ? (
               <div className="progress">
