@@ -92,10 +92,10 @@ describe.runIf(hasChromium())('Label & Filter and Train stages in Chromium', () 
     await page.waitForFunction(`Number(document.querySelector('[data-testid="chart-loss"]').dataset.points) > 0`, undefined, PROGRESS);
     const first = await points();
     await page.waitForFunction(`Number(document.querySelector('[data-testid="chart-loss"]').dataset.points) > ${first}`, undefined, PROGRESS);
-    await page.locator('[data-testid^="run-"][data-state="done"]').first().waitFor(PROGRESS);
+    await page.locator('tr[data-testid^="run-"][data-state="done"]').first().waitFor(PROGRESS);
     await page.getByTestId('train-loss').selectOption('price_ce_only');
     await page.getByTestId('start-train').click();
-    await page.locator('[data-testid^="run-"][data-state="done"]').nth(1).waitFor(PROGRESS);
+    await page.locator('tr[data-testid^="run-"][data-state="done"]').nth(1).waitFor(PROGRESS);
     // both runs overlaid: the train and test series of each
     expect(await page.locator('[data-testid="chart-loss"] .u-legend .u-series').count()).toBeGreaterThanOrEqual(4);
     expect(await page.getByTestId('runs-table').textContent()).toContain('price_ce_only');

@@ -79,8 +79,8 @@ describe.runIf(hasChromium())('Train stage in Chromium', () => {
     expect(await page.getByTestId('train-live').textContent()).toMatch(/ETA/);
 
     await page.getByTestId('stop-train').click();
-    const row = page.locator('[data-testid^="run-"]').first();
-    expect(await runEnds('[data-testid^="run-"]')).toBe('stopped');
+    const row = page.locator('tr[data-testid^="run-"]').first();
+    expect(await runEnds('tr[data-testid^="run-"]')).toBe('stopped');
     const runId = Number((await row.getAttribute('data-testid'))!.slice(4));
     const stoppedAt = ((await api(s, 'runs.get', { id: runId })) as RunInfo).step;
     expect(stoppedAt).toBeGreaterThan(0);
@@ -100,8 +100,8 @@ describe.runIf(hasChromium())('Train stage in Chromium', () => {
     await page.getByTestId('train-steps').fill('300');
     await page.getByTestId('train-loss').selectOption('price_ce_only');
     await page.getByTestId('start-train').click();
-    await page.locator(`[data-testid^="run-"]:not([data-testid="run-${runId}"])`).waitFor();
-    expect(await runEnds(`[data-testid^="run-"]:not([data-testid="run-${runId}"])`)).toBe('done');
+    await page.locator(`tr[data-testid^="run-"]:not([data-testid="run-${runId}"])`).waitFor();
+    expect(await runEnds(`tr[data-testid^="run-"]:not([data-testid="run-${runId}"])`)).toBe('done');
     const legend = page.locator('[data-testid="chart-loss"] .u-legend .u-series');
     // the train and test series of each run
     await page.waitForFunction(`document.querySelectorAll('[data-testid="chart-loss"] .u-legend .u-series').length >= 4`, undefined, {
@@ -109,7 +109,8 @@ describe.runIf(hasChromium())('Train stage in Chromium', () => {
     });
     const labels = await legend.allTextContents();
     expect(labels.some((l) => l.includes('price_ce_only train'))).toBe(true);
-    expect(labels.some((l) => l.includes(`#${runId} default train`))).toBe(true);
+    // legends name each run by its id and name
+    expect(labels.some((l) => l.includes(`#${runId} ${done.name} train`))).toBe(true);
     await page.getByTestId('train-smoothing').fill('0.9');
     await page.screenshot({ path: artifactPath('train-stage-overlay.png'), fullPage: true });
 
