@@ -1,34 +1,12 @@
 import { useEffect, useState } from 'react';
-import { api } from '../api/client.ts';
 import { useCall } from '../hooks.ts';
 import { fmtPct, fmtPrice } from '../format.ts';
 import type { CompareItem, CropPan, EditFill, EditStudy, FracRect, HeatTarget, OcclusionStudy, SwapStudy } from '../../../src-main/engine/api/contract/index.ts';
 import { EditView, ExportButtons, HEAT_LABELS, HeatTargetSelect, OcclusionView, PriceAxis, RectPicker, SwapView, type PriceMark } from './StudyViews.tsx';
+import { PhotoThumb } from './PhotoThumb.tsx';
 
 /** What the rest of the Predict stage asks the studies panel to do (`n` makes a repeat ask new). */
 export type StudyRequest = { kind: 'pan'; path: string; n: number } | { kind: 'compare'; paths: string[]; n: number };
-
-const thumbs = new Map<string, string>();
-
-function StudyThumb({ path, size = 96 }: { path: string; size?: number }) {
-  const [url, setUrl] = useState<string | null>(thumbs.get(`${size}:${path}`) ?? null);
-  useEffect(() => {
-    const k = `${size}:${path}`;
-    if (thumbs.has(k)) return setUrl(thumbs.get(k)!);
-    let live = true;
-    api
-      .request('predict.thumbnail', { path, size })
-      .then((t) => {
-        thumbs.set(k, t.dataUrl);
-        if (live) setUrl(t.dataUrl);
-      })
-      .catch(() => undefined);
-    return () => {
-      live = false;
-    };
-  }, [path, size]);
-  return url ? <img className="predict-thumb" src={url} alt="" style={{ aspectRatio: '4 / 3', objectFit: 'cover' }} /> : <div className="predict-thumb predict-thumb-empty" />;
-}
 
 export const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea'];
 
@@ -120,7 +98,7 @@ function CompareView({ items }: { items: CompareItem[] }) {
         {items.map((it, i) => (
           <tr key={it.path} data-testid="predict-compare-row" data-path={it.path}>
             <td title={it.path} style={CELL}>
-              <StudyThumb path={it.path} size={96} />
+              <PhotoThumb path={it.path} size={96} />
             </td>
             <td title={it.path} data-testid="predict-compare-file" style={{ ...CELL, maxWidth: 220, overflowWrap: 'anywhere' }}>
               {fileName(it.path)}

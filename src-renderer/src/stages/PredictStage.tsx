@@ -6,31 +6,10 @@ import { BarChart } from '../components/charts.tsx';
 import { Studies, type StudyRequest } from '../components/Studies.tsx';
 import { FolderBrowser, nativePickFolder, recentFolders, rememberFolder } from '../components/FolderPicker.tsx';
 import type { JobInfo, Prediction, PredictCar, PredictHead, PredictPage, PredictRecord, PredictRunInfo } from '../../../src-main/engine/api/contract/index.ts';
+import { PhotoThumb } from '../components/PhotoThumb.tsx';
 
 type Sort = 'path' | 'price' | 'makeConfidence';
 type Rec = PredictRecord & { index?: number };
-
-const thumbCache = new Map<string, string>();
-
-function Thumb({ path, size = 240 }: { path: string; size?: number }) {
-  const [url, setUrl] = useState<string | null>(thumbCache.get(`${size}:${path}`) ?? null);
-  useEffect(() => {
-    const k = `${size}:${path}`;
-    if (thumbCache.has(k)) return setUrl(thumbCache.get(k)!);
-    let live = true;
-    api
-      .request('predict.thumbnail', { path, size })
-      .then((t) => {
-        thumbCache.set(k, t.dataUrl);
-        if (live) setUrl(t.dataUrl);
-      })
-      .catch(() => undefined);
-    return () => {
-      live = false;
-    };
-  }, [path, size]);
-  return url ? <img className="predict-thumb" src={url} alt="" style={{ aspectRatio: '4 / 3', objectFit: 'cover' }} /> : <div className="predict-thumb predict-thumb-empty" />;
-}
 
 /** The thumbnails' box: 4:3, the photo cropped to fill it (object-fit: cover), as styles.css draws .predict-thumb. */
 const THUMB_ASPECT = 4 / 3;
@@ -146,7 +125,7 @@ function Card({ r, onOpen, selected, onSelect }: { r: Rec; onOpen: () => void; s
     <div className={`predict-card${r.error ? ' predict-card-error' : ''}`} data-testid="predict-card" data-path={r.path}>
       {p ? (
         <CarPhoto car={p.car} width={r.width} height={r.height}>
-          <Thumb path={r.path} />
+          <PhotoThumb path={r.path} />
         </CarPhoto>
       ) : (
         <div className="predict-thumb predict-thumb-empty" />
@@ -202,7 +181,7 @@ function Detail({ r, onClose, onPan }: { r: Rec; onClose: () => void; onPan: () 
       </div>
       <div className="predict-detail-grid">
         <CarPhoto car={p.car} width={r.width} height={r.height}>
-          <Thumb path={r.path} size={480} />
+          <PhotoThumb path={r.path} size={480} />
         </CarPhoto>
         <div>
           <p>
