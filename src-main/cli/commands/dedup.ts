@@ -50,14 +50,10 @@ export function registerDedup(program: Command): void {
     .option('--clear', 'remove the override (back to the policy)')
     .option('--json', 'print the group as JSON')
     .action((opts: { workspace?: string; group: number; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean }, sub: Command) => {
-      const parent = sub.parent?.opts() as { workspace?: string; json?: boolean } | undefined;
-      // the parent command has --workspace and --json of its own, which commander gives it
-      const json = opts.json ?? parent?.json;
-      const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
-      if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
-      const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
+      const { json, action, workspace } = keepDropChoice(opts, sub);
+      const engine = openEngine({ workspace });
       try {
-        const g = setOverride(engine.ws.db, { groupId: opts.group, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
+        const g = setOverride(engine.ws.db, { groupId: opts.group, action });
         if (json) printJson(g);
         else process.stdout.write(`group ${g.id} (${g.size} images, ${g.listings} listings): ${g.override ?? 'policy'}; ${g.members.filter((m) => m.excluded).length} excluded\n`);
       } finally {
@@ -75,14 +71,10 @@ export function registerDedup(program: Command): void {
     .option('--clear', 'remove the decision (back to the group override or the policy)')
     .option('--json', 'print the group as JSON')
     .action((opts: { workspace?: string; image: number; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean }, sub: Command) => {
-      const parent = sub.parent?.opts() as { workspace?: string; json?: boolean } | undefined;
-      // the parent command has --workspace and --json of its own, which commander gives it
-      const json = opts.json ?? parent?.json;
-      const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
-      if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
-      const engine = openEngine({ workspace: opts.workspace ?? parent?.workspace });
+      const { json, action, workspace } = keepDropChoice(opts, sub);
+      const engine = openEngine({ workspace });
       try {
-        const g = setDecision(engine.ws.db, { imageId: opts.image, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null });
+        const g = setDecision(engine.ws.db, { imageId: opts.image, action });
         if (json) printJson(g);
         else {
           const m = g.members.find((x) => x.imageId === opts.image);
@@ -120,4 +112,18 @@ export function registerDedup(program: Command): void {
         void engine.close();
       }
     });
+}
+
+/**
+ * The one of --keep, --drop, --clear a keep/drop subcommand was given (clear = null), with its
+ * --json and --workspace: the parent command has those options too, and commander gives them to it.
+ */
+function keepDropChoice(
+  opts: { workspace?: string; keep?: boolean; drop?: boolean; clear?: boolean; json?: boolean },
+  sub: Command,
+): { json: boolean | undefined; action: 'keep' | 'drop' | null; workspace: string | undefined } {
+  const parent = sub.parent?.opts() as { workspace?: string; json?: boolean } | undefined;
+  const chosen = [opts.keep, opts.drop, opts.clear].filter(Boolean).length;
+  if (chosen !== 1) throw new UserError('give exactly one of --keep, --drop or --clear');
+  return { json: opts.json ?? parent?.json, action: opts.keep ? 'keep' : opts.drop ? 'drop' : null, workspace: opts.workspace ?? parent?.workspace };
 }
