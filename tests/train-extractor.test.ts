@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EvalReport } from '../src-main/engine/api/contract/eval.ts';
 import type { RunInfo } from '../src-main/engine/api/contract/train.ts';
@@ -17,33 +16,13 @@ import { headline } from '../src-main/engine/eval/eval-job.ts';
 import { listRuns } from '../src-main/engine/train/runs.ts';
 import { trainParams } from '../src-main/engine/train/train-kind.ts';
 import { loadRunConfig, runExtractor } from '../src-main/engine/train/trainer.ts';
-import { mulberry32 } from '../src-main/engine/util/random.ts';
 import { Workspace } from '../src-main/engine/workspace/workspace.ts';
 import { runCli } from './helpers/processes.ts';
 import { tmpDir } from './helpers/workspace.ts';
+// four classes, each a colour family and a texture
+import { CLASSES, classJpeg } from './helpers/trust-fixture.ts';
 
 const T = 120_000; // last-resort bound per command on a busy machine
-
-/** Four classes, each a colour family and a texture. */
-const CLASSES = [
-  { make: 'Audi', model: 'A3', year: 2015, rgb: [205, 45, 40] },
-  { make: 'BMW', model: 'X5', year: 2010, rgb: [40, 170, 60] },
-  { make: 'Fiat', model: 'Panda', year: 2005, rgb: [45, 60, 210] },
-  { make: 'Kia', model: 'Rio', year: 2020, rgb: [230, 205, 40] },
-] as const;
-
-async function classJpeg(cls: number, seed: number, width = 80, height = 60): Promise<Buffer> {
-  const r = mulberry32(cls * 100_003 + seed * 7919 + 1);
-  const base = CLASSES[cls]!.rgb.map((c) => c + (r() - 0.5) * 40);
-  const texture = [(_x: number, y: number) => (y >> 3) & 1, (x: number) => (x >> 3) & 1, (x: number, y: number) => ((x + y) >> 3) & 1, (x: number, y: number) => ((x >> 3) ^ (y >> 3)) & 1][cls]!;
-  const px = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++) {
-      const dark = texture(x, y) ? 0.6 : 1;
-      for (let c = 0; c < 3; c++) px[(y * width + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(base[c]! * dark + (r() - 0.5) * 50)));
-    }
-  return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
-}
 
 /** `perClass` photos of each class under dir/sub, and the manifest lines naming them (no prices). */
 async function writePhotos(dir: string, sub: string, perClass: number, seed0: number): Promise<string[]> {
@@ -52,7 +31,7 @@ async function writePhotos(dir: string, sub: string, perClass: number, seed0: nu
   for (let cls = 0; cls < CLASSES.length; cls++)
     for (let i = 0; i < perClass; i++) {
       const file = `${sub}/${CLASSES[cls]!.make.toLowerCase()}-${i}.jpg`;
-      fs.writeFileSync(path.join(dir, file), await classJpeg(cls, seed0 + i));
+      fs.writeFileSync(path.join(dir, file), await classJpeg(cls, seed0 + i, 80, 60));
       const c = CLASSES[cls]!;
       lines.push([file, c.make, c.model, c.year].join(','));
     }
