@@ -8,7 +8,8 @@ import { PhotoThumb } from './PhotoThumb.tsx';
 /** What the rest of the Predict stage asks the studies panel to do (`n` makes a repeat ask new). */
 export type StudyRequest = { kind: 'pan'; path: string; n: number } | { kind: 'compare'; paths: string[]; n: number };
 
-export const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea'];
+/** The series' colours, light enough for the legend's text on the dark panel (over 6:1). */
+export const COLORS = ['#60a5fa', '#f87171', '#4ade80', '#c084fc'];
 
 /** Line chart of one or more series over n points (x: position), from 0 to `max`. */
 export function MultiLine({ series, n, testid, max, fmt, xLabel = 'crop position →' }: { series: Array<{ label: string; values: number[] }>; n: number; testid: string; max: number; fmt: (v: number) => string; xLabel?: string }) {
