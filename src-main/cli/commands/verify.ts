@@ -6,7 +6,7 @@ import { findResumable, openEngine, printJson, resolveWorkspace, runForeground, 
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('check the database (PRAGMA integrity_check) and that every stored image exists and decodes; broken ones are marked failed so a scrape fetches them again')
+    .description('check the database for damage (a full check, slower than the one on open) and that every stored image exists and decodes; broken ones are marked failed so a scrape fetches them again')
     .addOption(workspaceOption())
     .option('--no-repair', 'only report, change nothing')
     .option('--json', 'print the result as JSON')

@@ -7,6 +7,13 @@ import type { VerifyStoreParams } from './verify-kind.ts';
 
 const BATCH = 200;
 
+/** What the job's progress says while it checks the database, then the photos: in the user's words. */
+const VERIFY_MESSAGES = {
+  database: 'checking the database for damage',
+  images: 'checking that every stored photo is there and opens',
+  done: (checked: number, bad: number) => `no damage found in the database; ${checked} ${checked === 1 ? 'photo' : 'photos'} checked, ${bad} broken`,
+};
+
 /**
  * Checks every stored image: the file exists, decodes, and has the size on record. Images that
  * fail are marked failed with the reason (so the next scrape fetches them again). Resumable: the
@@ -15,7 +22,7 @@ const BATCH = 200;
 export default async function verifyStore(ctx: JobContext<VerifyStoreParams>): Promise<unknown> {
   const { db, store } = ctx.workspace;
   // The database first: the full check (quick_check on open skips index contents and big files).
-  ctx.progress({ step: 'integrity', done: 0, total: 1, message: 'PRAGMA integrity_check' });
+  ctx.progress({ step: 'integrity', done: 0, total: 1, message: VERIFY_MESSAGES.database });
   integrityCheck(db, Workspace.dbFile(ctx.workspace.dir));
   const cp = (ctx.checkpoint as { lastId: number; bad: number; checked: number } | undefined) ?? { lastId: 0, bad: 0, checked: 0 };
   const total = (db.prepare(`SELECT COUNT(*) n FROM images WHERE state = 'stored'`).get() as { n: number }).n;
@@ -48,7 +55,7 @@ export default async function verifyStore(ctx: JobContext<VerifyStoreParams>): P
       if (reason) failures.push({ id: r.id, reason });
       lastId = r.id;
       checked++;
-      ctx.progress({ step: 'verify', done: checked, total });
+      ctx.progress({ step: 'verify', done: checked, total, message: VERIFY_MESSAGES.images });
     }
     if (params(ctx).repair && failures.length) {
       const now = Date.now();
@@ -58,6 +65,7 @@ export default async function verifyStore(ctx: JobContext<VerifyStoreParams>): P
     bad += failures.length;
     ctx.saveCheckpoint({ lastId, bad, checked });
   }
+  if (!ctx.signal.aborted) ctx.progress({ step: 'verify', done: checked, total, message: VERIFY_MESSAGES.done(checked, bad) });
   return { checked, bad };
 }
 
