@@ -6,100 +6,40 @@
  * the bundled engine (out/engine, scripts/build-engine.mjs) in Electron's utilityProcess, with
  * native modules rebuilt for Electron when it was packaged. Requests from
  * the renderer arrive over IPC (preload + contextBridge) and are forwarded to the engine's HTTP
- * API with the per-launch token; engine events come back over its WebSocket.
+ * API with the per-launch token; engine events come back over its WebSocket. EngineLink
+ * (engine-link.ts, plain Node) does the forwarding and watches the engine: when its process dies
+ * the renderer gets 'closed' on the connection channel (the same banner as served mode) and a
+ * new engine is started.
  */
 import { app, BrowserWindow, ipcMain, net, protocol, dialog, utilityProcess } from 'electron';
-import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import WebSocket from 'ws';
-
-interface EngineHandle {
-  url: string;
-  token: string;
-  /** Asks the engine to stop its jobs cleanly (they resume on the next start). */
-  stop(): void;
-  /** Calls back once the engine process has exited. */
-  onExit(listener: () => void): void;
-}
+import { CONNECTION_CHANNEL, CONNECTION_STATE_CHANNEL } from './connection.ts';
+import { EngineLink, readyLine, serveArgs, startEngineWithNode, type EngineHandle } from './engine-link.ts';
 
 const root = path.resolve(__dirname, '../..');
-let engine: EngineHandle | null = null;
+let link: EngineLink | null = null;
 let win: BrowserWindow | null = null;
 
 protocol.registerSchemesAsPrivileged([{ scheme: 'carstudio-image', privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
 
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-/** The arguments of `carstudio serve` for this launch. */
-function serveArgs(): string[] {
-  const workspace = argValue('--workspace');
-  // The desktop user owns this machine: the studio may read photos, manifests and datasets in
-  // their home folder (served mode reads only the workspace and --allow-path folders).
-  const args = ['serve', '--ready-json', '--port', '0', '--allow-path', os.homedir()];
-  // as in served mode, a named workspace is created only when asked (`npm start -- --workspace DIR --create`)
-  if (workspace) args.push('--workspace', workspace, ...(process.argv.includes('--create') ? ['--create'] : []));
-  else args.push('--demo');
-  return args;
-}
-
-/** Waits for the engine's first stdout line, the JSON {url, token} of `serve --ready-json`. */
-function readyLine(stdout: NodeJS.ReadableStream, reject: (e: Error) => void, ready: (r: { url: string; token: string }) => void): void {
-  readline.createInterface({ input: stdout }).once('line', (line) => {
-    try {
-      ready(JSON.parse(line) as { url: string; token: string });
-    } catch {
-      reject(new Error(`the engine printed an unexpected first line: ${line}`));
-    }
-  });
-}
-
-/** Development: plain Node runs the TypeScript engine (bin/carstudio.mjs, through tsx). */
-function startEngineWithNode(): Promise<EngineHandle> {
-  const nodeBin = process.env.CARSTUDIO_NODE || 'node';
-  const child = spawn(nodeBin, [path.join(root, 'bin', 'carstudio.mjs'), ...serveArgs()], {
-    cwd: root,
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, ELECTRON_RUN_AS_NODE: undefined },
-  });
-  return new Promise((resolve, reject) => {
-    // Closing the engine's stdin makes it stop its jobs cleanly.
-    readyLine(child.stdout!, reject, (r) => resolve({ ...r, stop: () => child.stdin?.end(), onExit: (l) => child.once('exit', l) }));
-    child.once('error', (e) => reject(new Error(`cannot start the engine with '${nodeBin}': ${e.message} (set CARSTUDIO_NODE to a Node 20+ binary)`)));
-    child.once('exit', (code) => reject(new Error(`the engine exited with code ${code} before it was ready`)));
-  });
-}
-
 /** Packaged app: Electron's utilityProcess runs the bundled engine; no system Node is needed. */
 function startEngineInUtilityProcess(): Promise<EngineHandle> {
   const entry = path.join(app.getAppPath(), 'out', 'engine', 'carstudio.mjs');
-  const child = utilityProcess.fork(entry, serveArgs(), { stdio: ['ignore', 'pipe', 'inherit'], serviceName: 'CarStudio engine', cwd: os.homedir() });
+  const child = utilityProcess.fork(entry, serveArgs(process.argv, os.homedir()), { stdio: ['ignore', 'pipe', 'inherit'], serviceName: 'CarStudio engine', cwd: os.homedir() });
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
   return new Promise((resolve, reject) => {
     // The engine's entry turns a 'stop' message into the end of its stdin (scripts/engine-entry.mjs).
-    readyLine(child.stdout!, reject, (r) => resolve({ ...r, stop: () => child.postMessage('stop'), onExit: (l) => child.once('exit', l) }));
+    readyLine(child.stdout!, reject, (r) =>
+      resolve({ ...r, pid: child.pid, stop: () => child.postMessage('stop'), onExit: (l) => (exited !== undefined ? l(exited) : child.once('exit', (code) => l(code))) }),
+    );
     child.once('exit', (code) => reject(new Error(`the engine (${entry}) exited with code ${code} before it was ready`)));
   });
 }
 
 function startEngine(): Promise<EngineHandle> {
-  return app.isPackaged ? startEngineInUtilityProcess() : startEngineWithNode();
-}
-
-function connectEvents(h: EngineHandle): void {
-  // The engine reads the token from a cookie or this header, never from the WebSocket's query.
-  const ws = new WebSocket(`${h.url.replace(/^http/, 'ws')}api/events`, { headers: { Authorization: `Bearer ${h.token}` } });
-  ws.onerror = () => {};
-  ws.onmessage = (m) => {
-    const msg = JSON.parse(String(m.data)) as { event: string; data: unknown };
-    win?.webContents.send('carstudio:event', msg.event, msg.data);
-  };
-  ws.onclose = () => {
-    if (engine) setTimeout(() => connectEvents(h), 1000);
-  };
+  return app.isPackaged ? startEngineInUtilityProcess() : startEngineWithNode(root, serveArgs(process.argv, os.homedir()));
 }
 
 async function createWindow(): Promise<void> {
@@ -121,26 +61,21 @@ async function createWindow(): Promise<void> {
 }
 
 app.whenReady().then(async () => {
+  // The engine is supervised by the link: when its process dies the renderer is told the
+  // connection is lost (its banner), calls answer ConnectionError, and a new engine is started.
+  const l = new EngineLink({ start: startEngine, fetch: (url, init) => net.fetch(url, init) });
   try {
-    engine = await startEngine();
+    await l.start();
   } catch (e) {
     dialog.showErrorBox('CarStudio could not start its engine', (e as Error).message);
     app.exit(1);
     return;
   }
-  const h = engine;
-  ipcMain.handle('carstudio:request', async (_e, method: string, params: unknown) => {
-    try {
-      const res = await net.fetch(`${h.url}api/${encodeURIComponent(method)}`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${h.token}` },
-        body: JSON.stringify(params ?? {}),
-      });
-      return await res.json();
-    } catch (err) {
-      return { ok: false, error: { name: 'ConnectionError', message: `cannot reach the engine: ${(err as Error).message}` } };
-    }
-  });
+  link = l;
+  ipcMain.handle('carstudio:request', (_e, method: string, params: unknown) => l.request(method, params));
+  ipcMain.handle(CONNECTION_STATE_CHANNEL, () => l.connection());
+  l.onConnection((s) => win?.webContents.send(CONNECTION_CHANNEL, s));
+  l.onEvent((event, data) => win?.webContents.send('carstudio:event', event, data));
   // the Predict stage's folder picker: the native dialog, the chosen folder's path or null
   ipcMain.handle('carstudio:pickFolder', async () => {
     const opts: Electron.OpenDialogOptions = { title: 'Choose a folder of photos', properties: ['openDirectory'] };
@@ -149,17 +84,17 @@ app.whenReady().then(async () => {
   });
   protocol.handle('carstudio-image', (req) => {
     const key = new URL(req.url).pathname.replace(/^\//, '');
+    const h = l.current();
+    if (!h) return new Response('the engine is restarting', { status: 503 });
     return net.fetch(`${h.url}images/${key}`, { headers: { Authorization: `Bearer ${h.token}` } });
   });
-  connectEvents(h);
   await createWindow();
 });
 
 app.on('window-all-closed', () => {
-  const h = engine;
-  engine = null;
+  const l = link;
+  link = null;
   // The engine stops its jobs cleanly (they resume on the next start), then the app quits.
-  h?.stop();
-  if (h) h.onExit(() => app.quit());
+  if (l) void l.close().then(() => app.quit());
   else app.quit();
 });

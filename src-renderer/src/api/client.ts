@@ -1,12 +1,7 @@
-import { cleanEngineMessage } from '../messages.ts';
 import type { ApiResult, ConnectionState, EventName, Events, Method, Params, Results, StudioApi } from '../../../src-main/engine/api/contract/index.ts';
+import { ApiCallError, ipcApi, unwrap, type IpcBridge } from './ipc.ts';
 
-/** What the Electron preload exposes on window (contextBridge); absent in a browser. */
-export interface IpcBridge {
-  request(method: string, params: unknown): Promise<ApiResult<unknown>>;
-  subscribe(listener: (event: string, data: unknown) => void): () => void;
-  imageBase: string;
-}
+export { ApiCallError, type IpcBridge };
 
 declare global {
   interface Window {
@@ -14,44 +9,7 @@ declare global {
   }
 }
 
-/**
- * A failed call: `name` is the engine's error name (code may test it), `message` is in the
- * user's words (no method names), `engineMessage` is the engine's own text.
- */
-export class ApiCallError extends Error {
-  readonly engineMessage: string;
-  constructor(name: string, message: string, method?: string) {
-    super(cleanEngineMessage(message, method));
-    this.name = name;
-    this.engineMessage = message;
-  }
-}
-
 type Listener = (event: EventName, data: Events[EventName]) => void;
-
-function unwrap<T>(r: ApiResult<unknown>, method: string): T {
-  if (r.ok) return r.value as T;
-  throw new ApiCallError(r.error.name, r.error.message, method);
-}
-
-/** Electron: requests and events go through the preload bridge (IPC). */
-function ipcApi(bridge: IpcBridge): StudioApi {
-  const connListeners = new Set<(s: ConnectionState) => void>();
-  return {
-    async request<M extends Method>(method: M, params: Params<M>) {
-      return unwrap<Results[M]>(await bridge.request(method, params), method);
-    },
-    subscribe(listener: Listener) {
-      return bridge.subscribe((event, data) => listener(event as EventName, data as Events[EventName]));
-    },
-    imageUrl: (key) => `${bridge.imageBase}${key}`,
-    onConnection(l) {
-      connListeners.add(l);
-      l('open');
-      return () => connListeners.delete(l);
-    },
-  };
-}
 
 /** Served mode: POST /api/<method> and a WebSocket at /api/events (the token is in a cookie). */
 function httpApi(): StudioApi {
