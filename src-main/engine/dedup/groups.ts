@@ -14,7 +14,7 @@
  * so similar-but-different photos no longer chain into one group. Exact classes are never split.
  */
 import type { Db } from '../workspace/db.ts';
-import { nearGroups, DEFAULT_MAX_DISTANCE } from './near-index.ts';
+import { nearGroupsOfHalves, DEFAULT_MAX_DISTANCE } from './near-index.ts';
 import { hamming32, phashToHalves } from './phash.ts';
 import { thumbDistance } from './hash-row.ts';
 import { bestOf, copyQuality, groupExclusions, leaderPass, type Decision } from './leader.ts';
@@ -56,7 +56,23 @@ export interface GroupingResult {
    * Leader clustering makes none (single linkage does); `worst` is the one with the most members.
    */
   chained: { groups: number; worst: { groupId: number; size: number; listings: number; spread: number } | null };
-  seconds: { load: number; near: number; group: number; write: number };
+  /**
+   * Time per step: read the hashes (load), exact classes (exact), the multi-index near search
+   * (search), the pair check in full and by colour (verify), leader or single-linkage groups with
+   * their representatives (group), listings, keys, policy and the user's choices (policy), and
+   * the write (write).
+   */
+  seconds: StepSeconds;
+}
+
+export interface StepSeconds {
+  load: number;
+  exact: number;
+  search: number;
+  verify: number;
+  group: number;
+  policy: number;
+  write: number;
 }
 
 export interface NearPair {
@@ -94,34 +110,164 @@ class UF {
   }
 }
 
+/**
+ * Every stored, hashed image as rows in id order (row r: ids[r]), read in one scan: pHash halves
+ * and copy quality per row, and the exact classes (rows of 2+ images sharing an exact hash,
+ * ascending: the first is the one the near search uses) with their exact hash. Rows stand for
+ * ids throughout the grouping: they sort as the ids do, so every tie broken by the lower id
+ * breaks the same way.
+ */
 interface Loaded {
   hashed: number;
-  /** Exact classes with 2+ images: ids ascending (first = the one the near search uses). */
+  ids: Float64Array;
+  hi: Uint32Array;
+  lo: Uint32Array;
+  quality: Float64Array;
+  /** Exact classes with 2+ images: rows ascending. */
   classes: number[][];
-  /** One entry per exact hash: the lowest id and its pHash. */
-  reps: Array<{ id: number; phash: string }>;
-  phashById: Map<number, string>;
-  /** copyQuality of every hashed image. */
-  qualityById: Map<number, number>;
+  /** The exact hash of each class's first row. */
+  classKey: Map<number, string>;
+  /** One row per exact hash (the lowest id), ascending. */
+  reps: Int32Array;
+  /** Rows whose stored pHash is not 16 hex digits (the near search refuses them). */
+  badPhash: number[];
 }
 
-function load(db: Db, keepPhash: boolean): Loaded {
-  const classes = exactClasses(db);
-  const nonRep = new Set<number>();
-  for (const ids of classes) for (let i = 1; i < ids.length; i++) nonRep.add(ids[i]!);
-  const reps: Array<{ id: number; phash: string }> = [];
-  const phashById = new Map<number, string>();
-  const qualityById = new Map<number, number>();
-  let hashed = 0;
-  const all = db.prepare(`SELECT id, phash, width, height, bytes FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL`).raw();
-  for (const [id, phash, w, h, bytes] of all.iterate() as IterableIterator<[number, string, number | null, number | null, number | null]>) {
-    hashed++;
-    qualityById.set(id, copyQuality(w, h, bytes));
-    if (!nonRep.has(id)) reps.push({ id, phash });
-    else if (keepPhash) phashById.set(id, phash);
+const HEX = (() => {
+  const t = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 16; i++) t['0123456789abcdef'.charCodeAt(i)] = t['0123456789ABCDEF'.charCodeAt(i)] = i;
+  return t;
+})();
+
+/** Non-negative integers (exact below 2^53) separated by `sep`, in order, into `out` from `at`. */
+function parseInts(s: string, sep: number, out: Float64Array, at: number): number {
+  let v = 0;
+  let k = at;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === sep) {
+      out[k++] = v;
+      v = 0;
+    } else v = v * 10 + (c - 48);
   }
-  if (keepPhash) for (const r of reps) phashById.set(r.id, r.phash);
-  return { hashed, classes, reps, phashById, qualityById };
+  if (s.length) out[k++] = v;
+  return k;
+}
+
+const LOAD_PAGE = 100_000;
+/** A stored pHash that is not 16 hex digits reads as this (no hex digit), so the others stay aligned. */
+const BAD_PHASH = 'zzzzzzzzzzzzzzzz';
+const PHASH_GLOB = '[0-9a-fA-F]'.repeat(16);
+
+/** Adds the seconds since `since` to `sec[step]`; returns now. */
+function lap(sec: StepSeconds | undefined, step: keyof StepSeconds, since: number): number {
+  const now = performance.now();
+  if (sec) sec[step] += (now - since) / 1000;
+  return now;
+}
+
+function load(db: Db, sec?: StepSeconds): Loaded {
+  let t = performance.now();
+  // one page: ids, pHashes (16 hex digits each, concatenated) and copyQuality (leader.ts) as three
+  // strings, so that a million rows cost a few hundred strings, not millions of values
+  const page = db
+    .prepare(
+      `SELECT group_concat(id, ','), group_concat(CASE WHEN phash GLOB '${PHASH_GLOB}' THEN phash ELSE '${BAD_PHASH}' END, ''),
+              group_concat(CAST(max(0, ifnull(width, 0)) * max(0, ifnull(height, 0)) * 16777216 + min(16777215, max(0, ifnull(bytes, 0))) AS INTEGER), ','), max(id), count(*)
+         FROM (SELECT id, phash, width, height, bytes FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL AND id > ? ORDER BY id LIMIT ${LOAD_PAGE})`,
+    )
+    .raw();
+  const parts: Array<{ ids: Float64Array; hi: Uint32Array; lo: Uint32Array; quality: Float64Array }> = [];
+  const badPhash: number[] = [];
+  let hashed = 0;
+  let after = -Infinity;
+  for (;;) {
+    const [idS, phS, qS, maxId, n] = page.get(after) as [string | null, string, string, number, number];
+    if (idS === null || n === 0) break;
+    const part = { ids: new Float64Array(n), hi: new Uint32Array(n), lo: new Uint32Array(n), quality: new Float64Array(n) };
+    parseInts(idS, 44, part.ids, 0);
+    parseInts(qS, 44, part.quality, 0);
+    for (let r = 0; r < n; r++) {
+      let a = 0;
+      let b = 0;
+      let bad = 0;
+      const o = 16 * r;
+      for (let i = 0; i < 8; i++) {
+        const x = HEX[phS.charCodeAt(o + i)] ?? -1;
+        const y = HEX[phS.charCodeAt(o + 8 + i)] ?? -1;
+        bad |= x | y;
+        a = (a << 4) | x;
+        b = (b << 4) | y;
+      }
+      if (bad < 0) badPhash.push(hashed + r);
+      part.hi[r] = a;
+      part.lo[r] = b;
+    }
+    parts.push(part);
+    hashed += n;
+    after = maxId;
+    if (n < LOAD_PAGE) break;
+  }
+  const ids = new Float64Array(hashed);
+  const hi = new Uint32Array(hashed);
+  const lo = new Uint32Array(hashed);
+  const quality = new Float64Array(hashed);
+  let at = 0;
+  for (const p of parts) {
+    ids.set(p.ids, at);
+    hi.set(p.hi, at);
+    lo.set(p.lo, at);
+    quality.set(p.quality, at);
+    at += p.ids.length;
+  }
+  t = lap(sec, 'load', t);
+  // exact classes from the exact-hash index (no table lookups); members that are not stored
+  // (not among the rows) are left out here
+  const rowOf = (id: number): number => {
+    let l = 0;
+    let h = hashed - 1;
+    while (l <= h) {
+      const m = (l + h) >> 1;
+      const v = ids[m]!;
+      if (v === id) return m;
+      if (v < id) l = m + 1;
+      else h = m - 1;
+    }
+    return -1;
+  };
+  const text = db
+    .prepare(
+      `SELECT group_concat(c, ';') FROM (SELECT exact_hash || ':' || group_concat(id) c FROM images INDEXED BY images_exact_hash
+        WHERE exact_hash IS NOT NULL GROUP BY exact_hash HAVING COUNT(*) > 1)`,
+    )
+    .pluck()
+    .get() as string | null;
+  const classes: number[][] = [];
+  const classKey = new Map<number, string>();
+  const inClassNotFirst = new Uint8Array(hashed);
+  const tmp = new Float64Array(1024);
+  if (text)
+    for (const c of text.split(';')) {
+      const colon = c.indexOf(':');
+      const body = c.slice(colon + 1);
+      const buf = body.length / 2 + 1 <= tmp.length ? tmp : new Float64Array(body.length / 2 + 1);
+      const k = parseInts(body, 44, buf, 0);
+      const cl: number[] = [];
+      for (let i = 0; i < k; i++) {
+        const r = rowOf(buf[i]!);
+        if (r >= 0) cl.push(r);
+      }
+      if (cl.length < 2) continue;
+      cl.sort((x, y) => x - y);
+      for (let i = 1; i < cl.length; i++) inClassNotFirst[cl[i]!] = 1;
+      classes.push(cl);
+      classKey.set(cl[0]!, c.slice(0, colon));
+    }
+  const reps = new Int32Array(hashed);
+  let nr = 0;
+  for (let r = 0; r < hashed; r++) if (!inClassNotFirst[r]) reps[nr++] = r;
+  lap(sec, 'exact', t);
+  return { hashed, ids, hi, lo, quality, classes, classKey, reps: reps.subarray(0, nr), badPhash };
 }
 
 /** Candidate pairs (pHash within maxDistance) among representatives, verified by colour. */
@@ -131,20 +277,49 @@ export function verifiedNearPairs(
   maxDistance: number,
   thumbMax = THUMB_MAX_DISTANCE,
 ): { pairs: NearPair[]; candidates: number } {
-  const comps = nearGroups(reps, maxDistance, { quiet: true });
-  if (comps.length === 0) return { pairs: [], candidates: 0 };
-  const phashOf = new Map<number, [number, number]>();
-  const wanted = new Set<number>();
-  for (const c of comps) for (const id of c) wanted.add(id);
-  for (const r of reps) if (wanted.has(r.id)) phashOf.set(r.id, phashToHalves(r.phash));
+  const hi = new Uint32Array(reps.length);
+  const lo = new Uint32Array(reps.length);
+  const ids = new Float64Array(reps.length);
+  reps.forEach((r, i) => {
+    [hi[i], lo[i]] = phashToHalves(r.phash);
+    ids[i] = r.id;
+  });
+  const rows = Int32Array.from(reps, (_, i) => i);
+  const { pairs, candidates } = verifiedNearRows(rows, hi, lo, (i) => thumbOf(ids[i]!), maxDistance, thumbMax);
+  return { pairs: pairs.map((p) => ({ a: ids[p.a]!, b: ids[p.b]!, distance: p.distance })), candidates };
+}
+
+/**
+ * verifiedNearPairs over loaded rows: the near search over `rows` (the hashes hi[r], lo[r]), then
+ * every candidate pair within a component checked in full and by colour. Pairs name rows.
+ */
+function verifiedNearRows(
+  rows: Int32Array,
+  hi: Uint32Array,
+  lo: Uint32Array,
+  thumbOf: (row: number) => Uint8Array | null | undefined,
+  maxDistance: number,
+  thumbMax: number,
+  sec?: StepSeconds,
+): { pairs: NearPair[]; candidates: number } {
+  let t = performance.now();
+  const rh = new Uint32Array(rows.length);
+  const rl = new Uint32Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    rh[i] = hi[rows[i]!]!;
+    rl[i] = lo[rows[i]!]!;
+  }
+  const comps = nearGroupsOfHalves(rows, rh, rl, maxDistance, { quiet: true });
+  t = lap(sec, 'search', t);
   const pairs: NearPair[] = [];
   let candidates = 0;
   for (const c of comps) {
-    const h = c.map((id) => phashOf.get(id)!);
-    const t = c.map((id) => thumbOf(id));
+    const t = c.map((r) => thumbOf(r));
     for (let i = 0; i < c.length; i++)
       for (let j = i + 1; j < c.length; j++) {
-        const d = hamming32(h[i]![0], h[i]![1], h[j]![0], h[j]![1]);
+        const a = c[i]!;
+        const b = c[j]!;
+        const d = hamming32(hi[a]!, lo[a]!, hi[b]!, lo[b]!);
         if (d > maxDistance) continue;
         candidates++;
         if (thumbMax !== Infinity) {
@@ -152,9 +327,10 @@ export function verifiedNearPairs(
           const tb = t[j];
           if (!ta || !tb || thumbDistance(ta, tb) > thumbMax) continue;
         }
-        pairs.push({ a: c[i]!, b: c[j]!, distance: d });
+        pairs.push({ a, b, distance: d });
       }
   }
+  lap(sec, 'verify', t);
   return { pairs, candidates };
 }
 
@@ -274,32 +450,51 @@ function leaderGroups(
 
 interface BuiltGroup {
   key: string;
+  /** Member rows, ascending (the ids ascending). */
+  rows: number[];
+  /** Member ids, as rows. */
   ids: number[];
   representative: number;
-  /** pHash distance of every member to the representative (0 for exact groups). */
-  dist: Map<number, number>;
+  /** pHash distance of every member to the representative, per member (0 for exact groups). */
+  dist: Int32Array;
   size: number;
   listings: number;
 }
 
-/** Listings per group (distinct listings, plus one per unlisted photo), from one scan. */
+/** Listings per group (distinct listings, plus one per unlisted photo), from the index on image_id. */
 function countListings(db: Db, groups: ReadonlyArray<{ ids: number[] }>): number[] {
   const listingsOf = new Map<number, number[]>();
-  for (const g of groups) for (const id of g.ids) listingsOf.set(id, []);
-  for (const [img, l] of db.prepare(`SELECT image_id, listing_rowid FROM listing_images`).raw().iterate() as IterableIterator<[number, number]>) {
-    listingsOf.get(img)?.push(l);
+  const wanted: number[] = [];
+  for (const g of groups) for (const id of g.ids) wanted.push(id);
+  const q = db.prepare(`SELECT image_id, listing_rowid FROM listing_images WHERE image_id IN (SELECT value FROM json_each(?))`).raw();
+  for (const [img, l] of q.iterate(JSON.stringify(wanted)) as IterableIterator<[number, number]>) {
+    const ls = listingsOf.get(img);
+    if (ls) ls.push(l);
+    else listingsOf.set(img, [l]);
   }
   return groups.map((g) => {
-    const listings = new Set<number>();
     let unlisted = 0;
+    let first = -1;
+    let listings: Set<number> | null = null;
     for (const id of g.ids) {
-      const ls = listingsOf.get(id)!;
-      if (ls.length === 0) unlisted++;
-      for (const l of ls) listings.add(l);
+      const ls = listingsOf.get(id);
+      if (!ls) {
+        unlisted++;
+        continue;
+      }
+      for (const l of ls) {
+        if (first < 0 || first === l) first = l;
+        else (listings ??= new Set([first])).add(l);
+      }
     }
-    return listings.size + unlisted;
+    return (listings ? listings.size : first < 0 ? 0 : 1) + unlisted;
   });
 }
+
+/** Rows per INSERT statement when writing the grouping (one statement, many VALUES tuples). */
+const WRITE_BATCH = 100;
+/** SQLite page cache during the write, KiB. */
+const WRITE_CACHE_KIB = 256 * 1024;
 
 /**
  * Builds the groups for `opts.method`, applies the policy, the group overrides and the per-photo
@@ -307,95 +502,170 @@ function countListings(db: Db, groups: ReadonlyArray<{ ids: number[] }>): number
  * dup_excluded) in one transaction.
  */
 export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
-  const t0 = performance.now();
+  const sec: StepSeconds = { load: 0, exact: 0, search: 0, verify: 0, group: 0, policy: 0, write: 0 };
+  const version = db.pragma('data_version', { simple: true }) as number; // see the write
   const near = opts.method === 'near';
 
-  // 1. hashes, exact classes and copy quality
-  const { hashed, classes, reps, phashById, qualityById } = load(db, near);
-  const quality = (id: number) => qualityById.get(id) ?? 0;
-  const halves = new Map<number, [number, number]>();
-  const phashOf = (id: number): [number, number] => {
-    let h = halves.get(id);
-    if (!h) halves.set(id, (h = phashToHalves(phashById.get(id)!)));
-    return h;
-  };
-  const t1 = performance.now();
+  // 1. hashes, exact classes and copy quality, as rows in id order
+  const L = load(db, sec);
+  const { hashed, ids, hi, lo, classes } = L;
+  if (near && L.badPhash.length) {
+    // what the near search says of it (phashToHalves throws with the stored value)
+    phashToHalves(db.prepare(`SELECT phash FROM images WHERE id = ?`).pluck().get(ids[L.badPhash[0]!]!) as string);
+  }
+  const quality = (r: number) => L.quality[r]!;
+  const phashOf = (r: number): [number, number] => [hi[r]!, lo[r]!];
 
   // 2. near pairs (also what the slider counts from), only for the near method
   const thumbQ = db.prepare(`SELECT thumb FROM images WHERE id = ?`).pluck();
   const { pairs, candidates } = near
-    ? verifiedNearPairs((id) => thumbQ.get(id) as Buffer | null, reps, opts.maxDistance, opts.thumbMax ?? THUMB_MAX_DISTANCE)
+    ? verifiedNearRows(L.reps, hi, lo, (r) => thumbQ.get(ids[r]!) as Buffer | null, opts.maxDistance, opts.thumbMax ?? THUMB_MAX_DISTANCE, sec)
     : { pairs: [] as NearPair[], candidates: 0 };
-  const t2 = performance.now();
+  let t = performance.now();
 
   // 3. groups, each with its representative (best copy) and member distances to it
   const distance = near ? opts.maxDistance : null;
-  const idLists = opts.linkage === 'single' ? singleLinkage(classes, pairs, distance) : leaderGroups(classes, pairs, distance, quality, near ? phashOf : null);
-  const keyQ = db.prepare(`SELECT exact_hash FROM images WHERE id = ?`).pluck();
+  const rowLists = opts.linkage === 'single' ? singleLinkage(classes, pairs, distance) : leaderGroups(classes, pairs, distance, quality, near ? phashOf : null);
+  t = lap(sec, 'group', t);
+  const idLists = rowLists.map((rows) => rows.map((r) => ids[r]!));
   const listingCounts = countListings(db, idLists.map((ids) => ({ ids })));
-  const groups: BuiltGroup[] = idLists.map((ids, i) => {
-    const representative = bestOf(ids, quality);
-    const dist = new Map<number, number>();
+  const keyQ = db.prepare(`SELECT exact_hash FROM images WHERE id = ?`).pluck();
+  const groups: BuiltGroup[] = rowLists.map((rows, i) => {
+    const rep = bestOf(rows, quality);
+    const dist = new Int32Array(rows.length);
     if (near) {
-      const [rh, rl] = phashOf(representative);
-      for (const id of ids) {
-        const [h, l] = phashOf(id);
-        dist.set(id, hamming32(rh, rl, h, l));
-      }
+      const rh = hi[rep]!;
+      const rl = lo[rep]!;
+      for (let k = 0; k < rows.length; k++) dist[k] = hamming32(rh, rl, hi[rows[k]!]!, lo[rows[k]!]!);
     }
-    return { key: keyQ.get(ids[0]!) as string, ids, representative, dist, size: ids.length, listings: listingCounts[i]! };
+    return { key: L.classKey.get(rows[0]!) ?? (keyQ.get(ids[rows[0]!]!) as string), rows, ids: idLists[i]!, representative: ids[rep]!, dist, size: rows.length, listings: listingCounts[i]! };
   });
-  groups.sort((a, b) => b.size - a.size || a.ids[0]! - b.ids[0]!);
-  const t3 = performance.now();
+  groups.sort((a, b) => b.size - a.size || a.rows[0]! - b.rows[0]!);
 
   // 4. the user's choices, kept across runs
   const overrides = new Map(
     (db.prepare(`SELECT key, action FROM dup_overrides`).all() as Array<{ key: string; action: Decision }>).map((o) => [o.key, o.action]),
   );
   const decisions = new Map(db.prepare(`SELECT image_id, action FROM dup_decisions`).raw().all() as Array<[number, Decision]>);
-  const inClass = new Set<number>();
-  for (const cl of classes) for (const id of cl) inClass.add(id);
+  const inClass = new Uint8Array(hashed);
+  for (const cl of classes) for (const r of cl) inClass[r] = 1;
 
-  // 5. write the grouping and what it excludes
+  // 5. the grouping and what it excludes, then one write: a hundred rows per statement, each
+  //    table's rows in its key order (rows ascending are ids ascending), so that its b-trees
+  //    are appended to rather than split
   let overridesApplied = 0;
   let decisionsApplied = 0;
   let excludedCount = 0;
   const chained: GroupingResult['chained'] = { groups: 0, worst: null };
-  const write = db.transaction(() => {
-    db.prepare(`DELETE FROM dup_excluded`).run();
-    db.prepare(`DELETE FROM dup_members`).run();
-    db.prepare(`DELETE FROM dup_groups`).run();
-    db.prepare(`DELETE FROM dup_pairs`).run();
-    const insG = db.prepare(`INSERT INTO dup_groups (method, key, size, listings, max_distance, representative) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`).pluck();
-    const insM = db.prepare(`INSERT INTO dup_members (group_id, image_id, distance) VALUES (?, ?, ?)`);
-    const insP = db.prepare(`INSERT OR IGNORE INTO dup_pairs (a, b, distance) VALUES (?, ?, ?)`);
-    const insX = db.prepare(`INSERT OR REPLACE INTO dup_excluded (image_id, group_id, reason) VALUES (?, ?, ?)`);
-    for (const g of groups) {
-      const gid = insG.get(opts.method, g.key, g.size, g.listings, near ? opts.maxDistance : 0, g.representative) as number;
-      let spread = 0;
-      for (const id of g.ids) {
-        const d = g.dist.get(id) ?? 0;
-        spread = Math.max(spread, d);
-        insM.run(gid, id, d);
-        if (decisions.has(id)) decisionsApplied++;
-      }
-      if (near && spread > opts.maxDistance) {
-        chained.groups++;
-        if (!chained.worst || g.size > chained.worst.size) chained.worst = { groupId: gid, size: g.size, listings: g.listings, spread };
-      }
-      const override = overrides.get(g.key);
-      if (override) overridesApplied++;
-      const excluded = groupExclusions(g, opts.policy, (id) => inClass.has(id), override, decisions);
-      for (const [id, reason] of excluded) insX.run(id, gid, reason);
-      excludedCount += excluded.size;
+  const gFlat: unknown[] = [];
+  const gidOf = new Int32Array(hashed); // 0: in no group
+  const distOf = new Int32Array(hashed);
+  const reasonOf: Array<string | undefined> = new Array(hashed);
+  // whether a member's exact hash repeats (the 'original' policy), for the group at hand
+  let rowsOfGroup: readonly number[] = [];
+  let idsOfGroup: readonly number[] = [];
+  let repeatsInGroup: Map<number, boolean> | null = null;
+  const exactRepeats = (id: number): boolean => {
+    if (idsOfGroup.length <= 16) return inClass[rowsOfGroup[idsOfGroup.indexOf(id)]!] === 1;
+    if (!repeatsInGroup) {
+      repeatsInGroup = new Map();
+      for (let k = 0; k < idsOfGroup.length; k++) repeatsInGroup.set(idsOfGroup[k]!, inClass[rowsOfGroup[k]!] === 1);
     }
-    for (const p of pairs) insP.run(Math.min(p.a, p.b), Math.max(p.a, p.b), p.distance);
-    db.prepare(`INSERT INTO meta (key, value) VALUES ('dedup.last', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
-      JSON.stringify({ method: opts.method, maxDistance: opts.maxDistance, policy: opts.policy, at: Date.now() }),
-    );
+    return repeatsInGroup.get(id) === true;
+  };
+  groups.forEach((g, gi) => {
+    const gid = gi + 1; // the table is emptied first, so these are the ids SQLite would assign
+    gFlat.push(gid, opts.method, g.key, g.size, g.listings, near ? opts.maxDistance : 0, g.representative);
+    let spread = 0;
+    g.rows.forEach((r, k) => {
+      const d = g.dist[k]!;
+      spread = Math.max(spread, d);
+      gidOf[r] = gid;
+      distOf[r] = d;
+    });
+    if (decisions.size) for (const id of g.ids) if (decisions.has(id)) decisionsApplied++;
+    if (near && spread > opts.maxDistance) {
+      chained.groups++;
+      if (!chained.worst || g.size > chained.worst.size) chained.worst = { groupId: gid, size: g.size, listings: g.listings, spread };
+    }
+    const override = overrides.get(g.key);
+    if (override) overridesApplied++;
+    rowsOfGroup = g.rows;
+    idsOfGroup = g.ids;
+    repeatsInGroup = null;
+    const excluded = groupExclusions(g, opts.policy, exactRepeats, override, decisions);
+    if (excluded.size)
+      g.ids.forEach((id, k) => {
+        const reason = excluded.get(id);
+        if (reason !== undefined) reasonOf[g.rows[k]!] = reason;
+      });
+    excludedCount += excluded.size;
   });
-  write();
-  const t4 = performance.now();
+  const mFlat: number[] = [];
+  const xFlat: unknown[] = [];
+  for (let r = 0; r < hashed; r++) {
+    const gid = gidOf[r]!;
+    if (gid === 0) continue;
+    mFlat.push(gid, ids[r]!, distOf[r]!);
+    const reason = reasonOf[r];
+    if (reason !== undefined) xFlat.push(ids[r]!, gid, reason);
+  }
+  const pFlat = pairs
+    .map((p) => [Math.min(ids[p.a]!, ids[p.b]!), Math.max(ids[p.a]!, ids[p.b]!), p.distance] as const)
+    .sort((x, y) => x[0] - y[0] || x[1] - y[1])
+    .flat();
+  t = lap(sec, 'policy', t);
+  const insert = (head: string, cols: number, flat: readonly unknown[]) => {
+    const tuple = `(${new Array(cols).fill('?').join(', ')})`;
+    const full = db.prepare(head + new Array(WRITE_BATCH).fill(tuple).join(', '));
+    const step = WRITE_BATCH * cols;
+    let i = 0;
+    for (; i + step <= flat.length; i += step) full.run(flat.slice(i, i + step));
+    if (i < flat.length) db.prepare(head + new Array((flat.length - i) / cols).fill(tuple).join(', ')).run(flat.slice(i));
+  };
+  // Foreign keys: every id written was read from this database moments ago, so the per-row checks
+  // (a lookup in images for each member and exclusion, most of the write's time on a large
+  // workspace) are skipped when nothing else committed since the read (data_version, checked
+  // under the write lock); otherwise the write runs with them. The pragma only takes effect
+  // outside a transaction.
+  class Changed extends Error {}
+  const write = (trusted: boolean) =>
+    db.transaction(() => {
+      db.prepare(`DELETE FROM dup_excluded`).run();
+      db.prepare(`DELETE FROM dup_members`).run();
+      db.prepare(`DELETE FROM dup_groups`).run();
+      db.prepare(`DELETE FROM dup_pairs`).run();
+      if (trusted && db.pragma('data_version', { simple: true }) !== version) throw new Changed();
+      insert(`INSERT INTO dup_groups (id, method, key, size, listings, max_distance, representative) VALUES `, 7, gFlat);
+      insert(`INSERT INTO dup_members (group_id, image_id, distance) VALUES `, 3, mFlat);
+      insert(`INSERT OR REPLACE INTO dup_excluded (image_id, group_id, reason) VALUES `, 3, xFlat);
+      insert(`INSERT OR IGNORE INTO dup_pairs (a, b, distance) VALUES `, 3, pFlat);
+      db.prepare(`INSERT INTO meta (key, value) VALUES ('dedup.last', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
+        JSON.stringify({ method: opts.method, maxDistance: opts.maxDistance, policy: opts.policy, at: Date.now() }),
+      );
+    })();
+  // and a page cache that holds what the write touches (SQLite's default is 2 MB), for this write only
+  const cacheSize = db.pragma('cache_size', { simple: true }) as number;
+  const fk = db.pragma('foreign_keys', { simple: true }) === 1;
+  db.pragma(`cache_size = ${Math.min(cacheSize, -WRITE_CACHE_KIB)}`);
+  try {
+    let done = false;
+    if (fk && !db.inTransaction) {
+      db.pragma('foreign_keys = OFF');
+      try {
+        write(true);
+        done = true;
+      } catch (e) {
+        if (!(e instanceof Changed)) throw e;
+      } finally {
+        db.pragma('foreign_keys = ON');
+      }
+    }
+    if (!done) write(false);
+  } finally {
+    db.pragma(`cache_size = ${cacheSize}`);
+  }
+  lap(sec, 'write', t);
   return {
     method: opts.method,
     policy: opts.policy,
@@ -409,7 +679,7 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
     overridesApplied,
     decisionsApplied,
     chained,
-    seconds: { load: (t1 - t0) / 1000, near: (t2 - t1) / 1000, group: (t3 - t2) / 1000, write: (t4 - t3) / 1000 },
+    seconds: sec,
   };
 }
 

@@ -27,6 +27,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { phashToHalves, popcount32, type PHash } from './phash.ts';
+import { kernelModule, wasm, type WasmMemory, type WasmModule } from './near-kernel.ts';
 
 /**
  * Default near-duplicate distance for the 64-bit pHash, chosen from the perturbation benchmark
@@ -55,12 +56,14 @@ export interface NearGroupOptions {
   threads?: number;
   /** Filled in with counters when given. */
   stats?: Partial<NearGroupStats>;
+  /** The scan: 'wasm' (default where WebAssembly runs) or 'js' (the fallback; kept to compare). */
+  kernel?: 'wasm' | 'js';
 }
 
 class UnionFind {
   readonly parent: Int32Array;
-  constructor(n: number) {
-    this.parent = new Int32Array(n);
+  constructor(n: number, parent = new Int32Array(n)) {
+    this.parent = parent;
     for (let i = 0; i < n; i++) this.parent[i] = i;
   }
   find(x: number): number {
@@ -270,19 +273,36 @@ export function nearGroups(
   maxDistance: number = DEFAULT_MAX_DISTANCE,
   opts: NearGroupOptions = {},
 ): number[][] {
-  if (!Number.isInteger(maxDistance) || maxDistance < 0 || maxDistance > 64) {
-    throw new Error(`nearGroups: maxDistance must be an integer in 0..64, got ${maxDistance}`);
-  }
-  const D = maxDistance;
-  // Parse and collapse identical hashes (open-addressing table over the two 32-bit halves).
   const m = items.length;
   const iHi = new Int32Array(m);
   const iLo = new Int32Array(m);
+  const ids = new Float64Array(m);
   for (let i = 0; i < m; i++) {
     const [hi, lo] = phashToHalves(items[i]!.phash);
     iHi[i] = hi | 0;
     iLo[i] = lo | 0;
+    ids[i] = items[i]!.id;
   }
+  return nearGroupsOfHalves(ids, iHi, iLo, maxDistance, opts);
+}
+
+/**
+ * nearGroups over hashes already split into 32-bit halves (`iHi[i]`, `iLo[i]` the hash of
+ * `ids[i]`): what the grouping of a workspace calls, without a string per hash.
+ */
+export function nearGroupsOfHalves(
+  ids: ArrayLike<number>,
+  iHi: Int32Array | Uint32Array,
+  iLo: Int32Array | Uint32Array,
+  maxDistance: number = DEFAULT_MAX_DISTANCE,
+  opts: NearGroupOptions = {},
+): number[][] {
+  if (!Number.isInteger(maxDistance) || maxDistance < 0 || maxDistance > 64) {
+    throw new Error(`nearGroups: maxDistance must be an integer in 0..64, got ${maxDistance}`);
+  }
+  const D = maxDistance;
+  // Collapse identical hashes (open-addressing table over the two 32-bit halves).
+  const m = ids.length;
   let cap = 1;
   while (cap < m * 2) cap <<= 1;
   const slots = new Int32Array(cap).fill(-1);
@@ -291,8 +311,8 @@ export function nearGroups(
   const L0 = new Int32Array(m);
   let n = 0;
   for (let i = 0; i < m; i++) {
-    const hi = iHi[i]!;
-    const lo = iLo[i]!;
+    const hi = iHi[i]! | 0;
+    const lo = iLo[i]! | 0;
     let h = Math.imul(hi ^ Math.imul(lo, 0x9e3779b1), 0x85ebca6b);
     h ^= h >>> 15;
     let s = h & (cap - 1);
@@ -336,72 +356,13 @@ export function nearGroups(
     }
   } else {
     const maxBucketPairs = opts.maxBucketPairs ?? 1 << 24;
-    const radii = chunkRadii(D);
-    const B = 1 << 16;
-    const active = [0, 1, 2, 3].filter((c) => radii[c]! >= 0);
-    const sab = (bytes: number) => new SharedArrayBuffer(Math.max(4, bytes));
-    const tables: ChunkTable[] = [];
-    const keys = new Int32Array(n);
-    for (const c of active) {
-      // Counting sort by chunk value; hashes copied so bucket scans are sequential.
-      const off = new Int32Array(sab(4 * (B + 1)));
-      for (let i = 0; i < n; i++) {
-        const k = chunkKey(H[i]! >>> 0, L[i]! >>> 0, c);
-        keys[i] = k;
-        off[k + 1]++;
-      }
-      const nonEmptyAll = new Int32Array(B);
-      let ne = 0;
-      for (let k = 0; k < B; k++) {
-        if (off[k + 1]! > 0) nonEmptyAll[ne++] = k;
-        off[k + 1] += off[k]!;
-      }
-      const nonEmpty = new Int32Array(sab(4 * ne));
-      nonEmpty.set(nonEmptyAll.subarray(0, ne));
-      const sH = new Int32Array(sab(4 * n));
-      const sL = new Int32Array(sab(4 * n));
-      const sIdx = new Int32Array(sab(4 * n));
-      const fill = off.slice(0, B);
-      // The kernel's early exit tests the first array's 32 bits: make it the half that does NOT
-      // contain chunk c (random bits there exceed D far more often than in the half that holds the
-      // near-matching chunk).
-      const first = c < 2 ? L : H;
-      const second = c < 2 ? H : L;
-      for (let i = 0; i < n; i++) {
-        const p = fill[keys[i]!]!++;
-        sH[p] = first[i]!;
-        sL[p] = second[i]!;
-        sIdx[p] = i;
-      }
-      tables.push({ sH, sL, sIdx, off, nonEmpty, masks: Int32Array.from(masksUpTo(radii[c]!)) });
-    }
     const threads = Math.max(1, Math.min(2, opts.threads ?? Math.min(2, availableParallelism())));
     const useWorker = threads > 1 && n >= PARALLEL_MIN;
-    const kernel = getKernel();
-    const run = (parent: Int32Array, start: number, step: number): Float64Array => {
-      const counters = new Float64Array(3);
-      for (const t of tables) kernel(t, D, maxBucketPairs, parent, start, step, counters);
-      return counters;
-    };
-    const tally = (c: ArrayLike<number>) => {
-      comparisons += c[0]!;
-      verified += c[1]!;
-      skipped += c[2]!;
-    };
-    if (!useWorker) {
-      tally(run(uf.parent, 0, 1));
-    } else {
-      const other = runInWorker(tables, D, maxBucketPairs, n);
-      tally(run(uf.parent, 0, 2));
-      const res = other.wait();
-      if (res) {
-        tally(res.counters);
-        for (let i = 0; i < n; i++) if (res.parent[i] !== i) uf.union(i, res.parent[i]!);
-      } else {
-        // The worker could not run: do its share here.
-        tally(run(uf.parent, 1, 2));
-      }
-    }
+    const mod = opts.kernel === 'js' ? null : kernelModule();
+    const c = (mod && scanWasm(mod, H, L, uf, D, maxBucketPairs, useWorker)) || scanJs(H, L, uf, D, maxBucketPairs, useWorker);
+    comparisons += c[0]!;
+    verified += c[1]!;
+    skipped += c[2]!;
     if (skipped > 0 && !opts.quiet) {
       console.warn(`nearGroups: skipped ${skipped} comparisons in oversized buckets (maxBucketPairs ${maxBucketPairs}); some near pairs may be missed`);
     }
@@ -421,7 +382,7 @@ export function nearGroups(
     if (size[r]! < 2) continue;
     let g = groups.get(r);
     if (!g) groups.set(r, (g = []));
-    g.push(items[i]!.id);
+    g.push(ids[i]!);
   }
   if (opts.stats) {
     Object.assign(opts.stats, {
@@ -433,6 +394,232 @@ export function nearGroups(
     } satisfies NearGroupStats);
   }
   return sortedGroups(groups);
+}
+
+/** Where one chunk table lies in the kernel's memory (byte offsets; ne and nm are counts). */
+interface WasmTable {
+  h: number;
+  idx: number;
+  off: number;
+  nonEmpty: number;
+  ne: number;
+  masks: number;
+  nm: number;
+}
+
+type WasmScan = (h: number, idx: number, off: number, nonEmpty: number, ne: number, masks: number, nm: number, parent: number, D: number, maxPairs: number, start: number, step: number, cnt: number) => void;
+
+/**
+ * Non-empty buckets per kernel call: V8 runs a WebAssembly function's optimised code from its next
+ * call on, so a table is scanned in many calls rather than one. Even, so that each slice starts
+ * on an even bucket.
+ */
+const SLICE = 1024;
+
+function scanSlices(scan: WasmScan, t: WasmTable, parent: number, D: number, maxPairs: number, start: number, step: number, cnt: number): void {
+  for (let e0 = 0; e0 < t.ne; e0 += SLICE) scan(t.h, t.idx, t.off, t.nonEmpty, Math.min(t.ne, e0 + SLICE), t.masks, t.nm, parent, D, maxPairs, e0 + start, step, cnt);
+}
+
+const WASM_WORKER_SRC = `
+const SLICE = ${SLICE};
+const { workerData } = require('node:worker_threads');
+const { module, mem, tables, D, maxPairs, parent, n, cnt, flag } = workerData;
+Atomics.store(flag, 0, 1);
+Atomics.notify(flag, 0);
+try {
+  const scan = new WebAssembly.Instance(module, { env: { mem } }).exports.scan;
+  const p = new Int32Array(mem.buffer, parent, n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (const t of tables)
+    for (let e0 = 0; e0 < t.ne; e0 += SLICE) scan(t.h, t.idx, t.off, t.nonEmpty, Math.min(t.ne, e0 + SLICE), t.masks, t.nm, parent, D, maxPairs, e0 + 1, 2, cnt);
+  Atomics.store(flag, 0, 2);
+} catch (e) {
+  Atomics.store(flag, 0, 3);
+}
+Atomics.notify(flag, 0);
+`;
+
+/**
+ * The multi-index scan in WebAssembly (near-kernel.wat): the chunk tables are built straight into
+ * one shared memory, the main thread scans the even non-empty buckets and a worker the odd ones
+ * (each into its own union-find array, merged into `uf` here). Returns the counters
+ * [comparisons, verified, skipped], or null when the memory cannot be had (then the caller runs
+ * the JavaScript scan).
+ */
+function scanWasm(mod: WasmModule, H: Int32Array, L: Int32Array, uf: UnionFind, D: number, maxBucketPairs: number, useWorker: boolean): Float64Array | null {
+  const n = H.length;
+  const radii = chunkRadii(D);
+  const B = 1 << 16;
+  const active = [0, 1, 2, 3].filter((c) => radii[c]! >= 0);
+  const masksOf = active.map((c) => masksUpTo(radii[c]!));
+  // layout (8-byte aligned): per table h, idx, off, nonEmpty, masks; then two parents, counters
+  let top = 0;
+  const take = (bytes: number) => {
+    const at = top;
+    top += Math.ceil(bytes / 8) * 8;
+    return at;
+  };
+  const layout: WasmTable[] = active.map((_, t) => ({ h: take(8 * n), idx: take(4 * n), off: take(4 * (B + 1)), nonEmpty: take(4 * B), ne: 0, masks: take(4 * masksOf[t]!.length), nm: masksOf[t]!.length }));
+  const parents = [take(4 * n), take(4 * n)];
+  const cnts = [take(24), take(24)];
+  if (top > 2 ** 31) return null;
+  let mem: WasmMemory;
+  try {
+    const pages = Math.ceil(top / 65536);
+    mem = new wasm!.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch {
+    return null;
+  }
+  const buf = mem.buffer;
+  const u32 = new Uint32Array(buf);
+  const i32 = new Int32Array(buf);
+  const keys = new Int32Array(n);
+  active.forEach((c, t) => {
+    const tb = layout[t]!;
+    const off = new Int32Array(buf, tb.off, B + 1);
+    for (let i = 0; i < n; i++) {
+      const k = chunkKey(H[i]! >>> 0, L[i]! >>> 0, c);
+      keys[i] = k;
+      off[k + 1]++;
+    }
+    const nonEmpty = new Int32Array(buf, tb.nonEmpty, B);
+    let ne = 0;
+    for (let k = 0; k < B; k++) {
+      if (off[k + 1]! > 0) nonEmpty[ne++] = k;
+      off[k + 1] += off[k]!;
+    }
+    tb.ne = ne;
+    const fill = off.slice(0, B);
+    const h2 = tb.h >> 2;
+    const ix = tb.idx >> 2;
+    for (let i = 0; i < n; i++) {
+      const p = fill[keys[i]!]!++;
+      u32[h2 + 2 * p] = L[i]!; // little-endian i64: low half first
+      u32[h2 + 2 * p + 1] = H[i]!;
+      i32[ix + p] = i;
+    }
+    i32.set(masksOf[t]!, tb.masks >> 2);
+  });
+  const scan = new wasm!.Instance(mod, { env: { mem } }).exports.scan as WasmScan;
+  const counters = new Float64Array(buf, cnts[0]!, 6);
+  const parentOf = (k: number) => new Int32Array(buf, parents[k]!, n);
+  const p0 = parentOf(0);
+  for (let i = 0; i < n; i++) p0[i] = i;
+  const runShare = (start: number, step: number) => {
+    for (const t of layout) scanSlices(scan, t, parents[0]!, D, maxBucketPairs, start, step, cnts[0]!);
+  };
+  let other: ReturnType<typeof startWorker> | null = null;
+  if (useWorker) other = startWorker(WASM_WORKER_SRC, { module: mod, mem, tables: layout, D, maxPairs: maxBucketPairs, parent: parents[1]!, n, cnt: cnts[1]! });
+  runShare(0, useWorker ? 2 : 1);
+  if (other) {
+    if (other.wait()) {
+      const p1 = parentOf(1);
+      for (let i = 0; i < n; i++) if (p1[i] !== i) uf.union(i, p1[i]!);
+      for (let k = 0; k < 3; k++) counters[k] += counters[3 + k]!;
+    } else runShare(1, 2); // the worker could not run: do its share here
+  }
+  for (let i = 0; i < n; i++) if (p0[i] !== i) uf.union(i, p0[i]!);
+  return Float64Array.of(counters[0]!, counters[1]!, counters[2]!);
+}
+
+/**
+ * Starts a worker from `src` with `data` (plus the flag it reports through). `wait()` blocks
+ * (Atomics.wait, so nearGroups stays synchronous) and says whether the worker ran to the end.
+ */
+function startWorker(src: string, data: Record<string, unknown>) {
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  let worker: Worker | undefined;
+  try {
+    worker = new Worker(src, { eval: true, workerData: { ...data, flag } });
+    worker.unref();
+  } catch {
+    worker = undefined;
+  }
+  return {
+    wait(): boolean {
+      if (!worker) return false;
+      if (Atomics.wait(flag, 0, 0, WORKER_START_TIMEOUT_MS) === 'timed-out' && Atomics.load(flag, 0) === 0) {
+        void worker.terminate();
+        return false;
+      }
+      while (Atomics.load(flag, 0) === 1) Atomics.wait(flag, 0, 1);
+      void worker.terminate();
+      return Atomics.load(flag, 0) === 2;
+    },
+  };
+}
+
+/** The multi-index scan in JavaScript (where WebAssembly cannot run): counters [comparisons, verified, skipped]. */
+function scanJs(H: Int32Array, L: Int32Array, uf: UnionFind, D: number, maxBucketPairs: number, useWorker: boolean): Float64Array {
+  const n = H.length;
+  let comparisons = 0;
+  let verified = 0;
+  let skipped = 0;
+  const radii = chunkRadii(D);
+  const B = 1 << 16;
+  const active = [0, 1, 2, 3].filter((c) => radii[c]! >= 0);
+  const sab = (bytes: number) => new SharedArrayBuffer(Math.max(4, bytes));
+  const tables: ChunkTable[] = [];
+  const keys = new Int32Array(n);
+  for (const c of active) {
+    // Counting sort by chunk value; hashes copied so bucket scans are sequential.
+    const off = new Int32Array(sab(4 * (B + 1)));
+    for (let i = 0; i < n; i++) {
+      const k = chunkKey(H[i]! >>> 0, L[i]! >>> 0, c);
+      keys[i] = k;
+      off[k + 1]++;
+    }
+    const nonEmptyAll = new Int32Array(B);
+    let ne = 0;
+    for (let k = 0; k < B; k++) {
+      if (off[k + 1]! > 0) nonEmptyAll[ne++] = k;
+      off[k + 1] += off[k]!;
+    }
+    const nonEmpty = new Int32Array(sab(4 * ne));
+    nonEmpty.set(nonEmptyAll.subarray(0, ne));
+    const sH = new Int32Array(sab(4 * n));
+    const sL = new Int32Array(sab(4 * n));
+    const sIdx = new Int32Array(sab(4 * n));
+    const fill = off.slice(0, B);
+    // The kernel's early exit tests the first array's 32 bits: make it the half that does NOT
+    // contain chunk c (random bits there exceed D far more often than in the half that holds the
+    // near-matching chunk).
+    const first = c < 2 ? L : H;
+    const second = c < 2 ? H : L;
+    for (let i = 0; i < n; i++) {
+      const p = fill[keys[i]!]!++;
+      sH[p] = first[i]!;
+      sL[p] = second[i]!;
+      sIdx[p] = i;
+    }
+    tables.push({ sH, sL, sIdx, off, nonEmpty, masks: Int32Array.from(masksUpTo(radii[c]!)) });
+  }
+  const kernel = getKernel();
+  const run = (parent: Int32Array, start: number, step: number): Float64Array => {
+    const counters = new Float64Array(3);
+    for (const t of tables) kernel(t, D, maxBucketPairs, parent, start, step, counters);
+    return counters;
+  };
+  const tally = (c: ArrayLike<number>) => {
+    comparisons += c[0]!;
+    verified += c[1]!;
+    skipped += c[2]!;
+  };
+  if (!useWorker) {
+    tally(run(uf.parent, 0, 1));
+  } else {
+    const other = runInWorker(tables, D, maxBucketPairs, n);
+    tally(run(uf.parent, 0, 2));
+    const res = other.wait();
+    if (res) {
+      tally(res.counters);
+      for (let i = 0; i < n; i++) if (res.parent[i] !== i) uf.union(i, res.parent[i]!);
+    } else {
+      // The worker could not run: do its share here.
+      tally(run(uf.parent, 1, 2));
+    }
+  }
+  return Float64Array.of(comparisons, verified, skipped);
 }
 
 /** Groups of ids sharing the same exact hash (size >= 2), sorted as nearGroups' are. */
