@@ -7,6 +7,7 @@ import { runDedupBenchmark } from '../src-main/engine/dedup/bench-set.ts';
 import { aspectByte, exactHash, hashImage } from '../src-main/engine/dedup/exact-hash.ts';
 import { DEFAULT_MAX_DISTANCE, exactGroups, nearGroups } from '../src-main/engine/dedup/near-index.ts';
 import { bigIntToPhash, halvesToPhash, hamming, phashToBigInt } from '../src-main/engine/dedup/phash.ts';
+import { kernelModule } from '../src-main/engine/dedup/near-kernel.ts';
 
 const GOOD = path.resolve(__dirname, '../../shared/data/listing-photos/good');
 const haveData = fs.existsSync(GOOD);
@@ -160,6 +161,34 @@ describe('grouping', () => {
       expect(got, `distance ${d}`).toEqual(bruteGroups(items, d));
     }
     expect(nearGroups(items.slice(0, 300), 8)).toEqual(bruteGroups(items.slice(0, 300), 8));
+  });
+
+  it('the WebAssembly scan and the JavaScript one find the same pairs, on one thread and on two', () => {
+    // 2600 distinct hashes take the multi-index path; two threads only from PARALLEL_MIN, so a
+    // larger set with planted near copies checks the split between main thread and worker
+    expect(kernelModule(), 'the WebAssembly kernel compiles here (else nearGroups falls back to JavaScript)').not.toBeNull();
+    const small = randomItems(2600, 150, 4);
+    const buf = randomBytes(8 * 210_000);
+    const large = Array.from({ length: 210_000 }, (_, id) => ({ id, phash: buf.subarray(8 * id, 8 * id + 8).toString('hex') }));
+    for (let i = 0; i < 2000; i++) {
+      const [hi, lo] = [buf.readUInt32BE(8 * i), buf.readUInt32BE(8 * i + 4)];
+      large.push({ id: 300_000 + i, phash: halvesToPhash((hi ^ (1 << (i % 32))) >>> 0, (lo ^ (3 << (i % 30))) >>> 0) });
+    }
+    for (const d of [0, 4, 10]) {
+      const brute = bruteGroups(small, d);
+      for (const kernel of ['wasm', 'js'] as const) {
+        const stats: Record<string, unknown> = {};
+        expect(nearGroups(small, d, { kernel, stats }), `${kernel}, distance ${d}`).toEqual(brute);
+        expect(stats.method).toBe('multi-index');
+      }
+    }
+    const ref = nearGroups(large, 10, { kernel: 'js', threads: 1 });
+    expect(ref.length).toBeGreaterThanOrEqual(2000);
+    for (const threads of [1, 2]) {
+      const stats: Record<string, unknown> = {};
+      expect(nearGroups(large, 10, { kernel: 'wasm', threads, stats }), `wasm, ${threads} threads`).toEqual(ref);
+      expect(stats.skippedPairs).toBe(0);
+    }
   });
 
   it('exactGroups groups equal hashes only', () => {

@@ -155,9 +155,11 @@ function parseInts(s: string, sep: number, out: Float64Array, at: number): numbe
 }
 
 const LOAD_PAGE = 100_000;
-/** A stored pHash that is not 16 hex digits reads as this (no hex digit), so the others stay aligned. */
+/**
+ * A stored pHash that is not 16 ASCII characters reads as this (no hex digit), so the others stay
+ * aligned; one of 16 ASCII characters that are not all hex digits is caught while parsing.
+ */
 const BAD_PHASH = 'zzzzzzzzzzzzzzzz';
-const PHASH_GLOB = '[0-9a-fA-F]'.repeat(16);
 
 /** Adds the seconds since `since` to `sec[step]`; returns now. */
 function lap(sec: StepSeconds | undefined, step: keyof StepSeconds, since: number): number {
@@ -172,7 +174,7 @@ function load(db: Db, sec?: StepSeconds): Loaded {
   // strings, so that a million rows cost a few hundred strings, not millions of values
   const page = db
     .prepare(
-      `SELECT group_concat(id, ','), group_concat(CASE WHEN phash GLOB '${PHASH_GLOB}' THEN phash ELSE '${BAD_PHASH}' END, ''),
+      `SELECT group_concat(id, ','), group_concat(CASE WHEN length(phash) = 16 AND length(CAST(phash AS BLOB)) = 16 THEN phash ELSE '${BAD_PHASH}' END, ''),
               group_concat(CAST(max(0, ifnull(width, 0)) * max(0, ifnull(height, 0)) * 16777216 + min(16777215, max(0, ifnull(bytes, 0))) AS INTEGER), ','), max(id), count(*)
          FROM (SELECT id, phash, width, height, bytes FROM images WHERE state = 'stored' AND exact_hash IS NOT NULL AND id > ? ORDER BY id LIMIT ${LOAD_PAGE})`,
     )
@@ -407,11 +409,18 @@ function leaderGroups(
         nodes.add(p.a);
         nodes.add(p.b);
       }
-  // 2. each node's best copy, and the visiting order: best copies first
+  // 2. each node's best copy, and the visiting order: best copies first. A node without near
+  //    pairs (an exact class on its own) is a group of its own wherever it comes in the order,
+  //    and no other node's choice depends on it: it goes straight to the output.
+  const out: number[][] = [];
   const bestOfNode = new Map<number, number>();
   const ranked: Array<{ node: number; best: number; q: number }> = [];
   for (const node of nodes) {
     const m = members.get(node);
+    if (!neighbours.has(node)) {
+      if (m && m.length >= 2) out.push(m.slice());
+      continue;
+    }
     const best = m ? bestOf(m, quality) : node;
     bestOfNode.set(node, best);
     ranked.push({ node, best, q: quality(best) });
@@ -443,7 +452,6 @@ function leaderGroups(
     if (!g) byLeader.set(l, (g = []));
     g.push(...(members.get(n) ?? [n]));
   }
-  const out: number[][] = [];
   for (const ids of byLeader.values()) if (ids.length >= 2) out.push(ids.sort((x, y) => x - y));
   return out;
 }
@@ -461,34 +469,54 @@ interface BuiltGroup {
   listings: number;
 }
 
-/** Listings per group (distinct listings, plus one per unlisted photo), from the index on image_id. */
-function countListings(db: Db, groups: ReadonlyArray<{ ids: number[] }>): number[] {
-  const listingsOf = new Map<number, number[]>();
-  const wanted: number[] = [];
-  for (const g of groups) for (const id of g.ids) wanted.push(id);
-  const q = db.prepare(`SELECT image_id, listing_rowid FROM listing_images WHERE image_id IN (SELECT value FROM json_each(?))`).raw();
-  for (const [img, l] of q.iterate(JSON.stringify(wanted)) as IterableIterator<[number, number]>) {
-    const ls = listingsOf.get(img);
-    if (ls) ls.push(l);
-    else listingsOf.set(img, [l]);
-  }
-  return groups.map((g) => {
-    let unlisted = 0;
-    let first = -1;
-    let listings: Set<number> | null = null;
-    for (const id of g.ids) {
-      const ls = listingsOf.get(id);
-      if (!ls) {
-        unlisted++;
-        continue;
-      }
-      for (const l of ls) {
-        if (first < 0 || first === l) first = l;
-        else (listings ??= new Set([first])).add(l);
-      }
-    }
-    return (listings ? listings.size : first < 0 ? 0 : 1) + unlisted;
+/**
+ * Listings per group (distinct listings, plus one per unlisted photo), from the index on
+ * image_id, in one string. Groups are lists of rows (disjoint); `ids` names the rows.
+ */
+function countListings(db: Db, groups: ReadonlyArray<readonly number[]>, ids: Float64Array): number[] {
+  // the grouped ids ascending (rows ascending), and the group of each
+  const groupOfRow = new Int32Array(ids.length).fill(-1);
+  groups.forEach((rows, gi) => {
+    for (const r of rows) groupOfRow[r] = gi;
   });
+  const wanted: number[] = [];
+  const groupAt: number[] = [];
+  for (let r = 0; r < ids.length; r++)
+    if (groupOfRow[r]! >= 0) {
+      wanted.push(ids[r]!);
+      groupAt.push(groupOfRow[r]!);
+    }
+  const text = db
+    .prepare(`SELECT group_concat(image_id || ',' || listing_rowid, ',') FROM listing_images WHERE image_id IN (SELECT value FROM json_each(?))`)
+    .pluck()
+    .get(JSON.stringify(wanted)) as string | null;
+  const flat = new Float64Array(text ? text.length / 2 + 1 : 0);
+  const n = text ? parseInts(text, 44, flat, 0) : 0;
+  const listed = new Uint8Array(wanted.length);
+  const first = new Float64Array(groups.length).fill(-1);
+  const more = new Map<number, Set<number>>();
+  for (let k = 0; k + 1 < n; k += 2) {
+    const img = flat[k]!;
+    const l = flat[k + 1]!;
+    let lo = 0;
+    let hi = wanted.length - 1;
+    while (lo < hi) {
+      const m = (lo + hi) >> 1;
+      if (wanted[m]! < img) lo = m + 1;
+      else hi = m;
+    }
+    listed[lo] = 1;
+    const g = groupAt[lo]!;
+    if (first[g]! < 0) first[g] = l;
+    else if (first[g] !== l) {
+      let set = more.get(g);
+      if (!set) more.set(g, (set = new Set([first[g]!])));
+      set.add(l);
+    }
+  }
+  const counts = groups.map((_, g) => more.get(g)?.size ?? (first[g]! < 0 ? 0 : 1));
+  for (let k = 0; k < wanted.length; k++) if (!listed[k]) counts[groupAt[k]!]!++;
+  return counts;
 }
 
 /** Rows per INSERT statement when writing the grouping (one statement, many VALUES tuples). */
@@ -528,8 +556,13 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   const rowLists = opts.linkage === 'single' ? singleLinkage(classes, pairs, distance) : leaderGroups(classes, pairs, distance, quality, near ? phashOf : null);
   t = lap(sec, 'group', t);
   const idLists = rowLists.map((rows) => rows.map((r) => ids[r]!));
-  const listingCounts = countListings(db, idLists.map((ids) => ({ ids })));
-  const keyQ = db.prepare(`SELECT exact_hash FROM images WHERE id = ?`).pluck();
+  const listingCounts = countListings(db, rowLists, ids);
+  // each group's key: the exact hash of its lowest id (known for exact classes; the rest in one query)
+  const keyOf = new Map<number, string>();
+  const unkeyed = rowLists.filter((rows) => !L.classKey.has(rows[0]!)).map((rows) => ids[rows[0]!]!);
+  if (unkeyed.length)
+    for (const [id, key] of db.prepare(`SELECT id, exact_hash FROM images WHERE id IN (SELECT value FROM json_each(?))`).raw().iterate(JSON.stringify(unkeyed)) as IterableIterator<[number, string]>)
+      keyOf.set(id, key);
   const groups: BuiltGroup[] = rowLists.map((rows, i) => {
     const rep = bestOf(rows, quality);
     const dist = new Int32Array(rows.length);
@@ -538,7 +571,7 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
       const rl = lo[rep]!;
       for (let k = 0; k < rows.length; k++) dist[k] = hamming32(rh, rl, hi[rows[k]!]!, lo[rows[k]!]!);
     }
-    return { key: L.classKey.get(rows[0]!) ?? (keyQ.get(ids[rows[0]!]!) as string), rows, ids: idLists[i]!, representative: ids[rep]!, dist, size: rows.length, listings: listingCounts[i]! };
+    return { key: L.classKey.get(rows[0]!) ?? keyOf.get(ids[rows[0]!]!)!, rows, ids: idLists[i]!, representative: ids[rep]!, dist, size: rows.length, listings: listingCounts[i]! };
   });
   groups.sort((a, b) => b.size - a.size || a.rows[0]! - b.rows[0]!);
 
