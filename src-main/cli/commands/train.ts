@@ -19,6 +19,8 @@ interface TrainOpts {
   steps?: number;
   batchSize: number;
   lr?: number;
+  weightDecay?: number;
+  inputNorm?: 'standard' | 'none';
   lossWeights: string;
   evalEvery: number;
   checkpointEvery: number;
@@ -91,6 +93,11 @@ export function registerTrain(program: Command): void {
     .option('--steps <n>', "total optimizer steps (default 2000; with --resume, the run's own total)", intArg('--steps', 1))
     .option('--batch-size <n>', 'batch size', intArg('--batch-size', 1, 4096), 64)
     .option('--lr <x>', 'learning rate (default 1e-3 heads on mobilenet_v2, 2e-2 heads on mobilenet_v2-blocks or car-v1, 1e-4 finetune of mobilenet_v2, 3e-3 tiny-cnn)', numArg('--lr', 0))
+    .option('--weight-decay <x>', 'decoupled weight decay of the heads (AdamW, per unit of the learning rate)', numArg('--weight-decay', 0))
+    .option('--input-norm <kind>', 'heads: none (default: the raw features) or standard (each feature standardised on the training rows, kept with the run; pair it with --lr 3e-3 --weight-decay 20)', (v: string) => {
+      if (v !== 'standard' && v !== 'none') throw new UserError(`--input-norm must be standard or none, got '${v}'`);
+      return v;
+    })
     .option('--loss-weights <spec>', 'default, price_ce_only, or k=v,... over price, median, year, make', 'default')
     .option('--eval-every <n>', 'evaluate on the test split every N steps', intArg('--eval-every', 1), 100)
     .option('--checkpoint-every <n>', 'checkpoint every N steps', intArg('--checkpoint-every', 1), 100)
@@ -130,6 +137,8 @@ export function registerTrain(program: Command): void {
           steps,
           batchSize: opts.batchSize,
           lr: opts.lr,
+          weightDecay: opts.weightDecay,
+          inputNorm: opts.inputNorm,
           lossWeights: opts.lossWeights,
           evalEvery: opts.evalEvery,
           checkpointEvery: opts.checkpointEvery,

@@ -33,6 +33,12 @@ export interface HeadsConfig {
   seed: number;
   /** The median head's parameterisation (see the top of this file); default log. */
   medianHead?: MedianHead;
+  /**
+   * Standardise the input first: (x - input/mean) * input/scale, two fixed (not trained) vectors
+   * set from the training rows when a run starts and saved with its checkpoints. Off in runs
+   * trained before it existed.
+   */
+  inputNorm?: boolean;
 }
 
 /** log: price = scale * exp(z) (runs from now on); linear: price = scale * z (runs trained before). */
@@ -76,13 +82,18 @@ export interface HeadOutputs {
 
 export interface Heads {
   config: HeadsConfig;
-  /** Trainable variables in a fixed order, by stable name (checkpoint and optimizer keys). */
+  /**
+   * The variables in a fixed order, by stable name (checkpoint and optimizer keys): the trained
+   * ones, and with inputNorm the fixed input/mean and input/scale (trainable false).
+   */
   vars: Map<string, TF.Variable>;
   /**
    * Forward pass. With training and dropout > 0, `dropoutSeed` fixes the mask. `inputNeedsGrad`:
    * x comes from a backbone being trained (otherwise its gradient is not computed).
    */
   forward(x: TF.Tensor2D, training: boolean, dropoutSeed?: number, inputNeedsGrad?: boolean): HeadOutputs;
+  /** inputNorm only: the per-column mean and 1/std the input is standardised with. */
+  setInputNorm(mean: Float32Array, scale: Float32Array): void;
   dispose(): void;
 }
 
@@ -127,6 +138,10 @@ export function createHeads(tf: TfModule, config: HeadsConfig): Heads {
     return out;
   };
   let dim = c.inputDim;
+  if (c.inputNorm) {
+    vars.set('input/mean', tf.variable(tf.zeros([dim]), false, uniqueName('input_mean')));
+    vars.set('input/scale', tf.variable(tf.ones([dim]), false, uniqueName('input_scale')));
+  }
   if (c.hidden > 0) {
     vars.set(
       'hidden/kernel',
@@ -149,6 +164,7 @@ export function createHeads(tf: TfModule, config: HeadsConfig): Heads {
   function forward(x: TF.Tensor2D, training: boolean, dropoutSeed = 0, inputNeedsGrad = false): HeadOutputs {
     return tf.tidy(() => {
       let h: TF.Tensor2D = x;
+      if (c.inputNorm) h = tf.mul(tf.sub(h, vars.get('input/mean')!), vars.get('input/scale')!);
       if (c.hidden > 0) h = tf.relu(denseNoDx(h, vars.get('hidden/kernel')!, vars.get('hidden/bias')!)) as TF.Tensor2D;
       if (training && c.dropout > 0) {
         const keep = tf.cast(tf.greaterEqual(tf.randomUniform(h.shape, 0, 1, 'float32', dropoutSeed), c.dropout), 'float32');
@@ -170,6 +186,12 @@ export function createHeads(tf: TfModule, config: HeadsConfig): Heads {
   return {
     config: c,
     vars,
+    setInputNorm(mean: Float32Array, scale: Float32Array) {
+      if (!c.inputNorm) throw new Error('heads: setInputNorm on heads built without inputNorm');
+      if (mean.length !== c.inputDim || scale.length !== c.inputDim) throw new Error(`heads: input norm of ${mean.length}/${scale.length} values for ${c.inputDim}-d input`);
+      vars.get('input/mean')!.assign(tf.tensor1d(mean));
+      vars.get('input/scale')!.assign(tf.tensor1d(scale));
+    },
     forward,
     dispose: () => vars.forEach((v) => v.dispose()),
   };

@@ -23,7 +23,7 @@ import type { LabelColumns } from './labels.ts';
 import { addBatchMetrics, lossesAndCounts, medianHeadOf, METRIC_COUNT, metricsFromSums, type Backbone, type BatchLabels, type Heads, type Metrics } from './model.ts';
 import { epochPermutation, mixSeed, Rng } from './rng.ts';
 import type { CheckpointMeta, EvalEvent, FeatureSplit, RunSummary, StepEvent, TrainConfig, TrainInputs, TrainResult } from './trainer.ts';
-import { buildRunHeads, featureDimOf, RUN_FILES, splitSize } from './trainer.ts';
+import { buildRunHeads, featureColumnStats, featureDimOf, RUN_FILES, splitSize } from './trainer.ts';
 
 type Checkpoint = Awaited<ReturnType<typeof readCheckpoint<CheckpointMeta>>>;
 
@@ -106,9 +106,14 @@ class TrainingRun {
     if (nTrain === 0) throw new UserError('the training split is empty');
     const heads = buildRunHeads(tf, cfg, inputs.space, featureDimOf(data));
     const backbone = data.mode === 'finetune' ? data.backbone : null;
-    const trainVars: TrainVar[] = [...heads.vars].map(([k, variable]) => ({ key: `heads/${k}`, variable }));
+    // a new heads run's input standardisation comes from its training rows (a resumed one's from its checkpoint)
+    if (data.mode === 'heads' && cfg.inputNorm === 'standard' && !ckpt) {
+      const { mean, scale } = featureColumnStats(data.train);
+      heads.setInputNorm(mean, scale);
+    }
+    const trainVars: TrainVar[] = [...heads.vars].filter(([, v]) => v.trainable).map(([k, variable]) => ({ key: `heads/${k}`, variable }));
     if (backbone) backbone.model.trainableWeights.forEach((w, i) => trainVars.push({ key: `backbone/${i}`, variable: w.read() as TF.Variable }));
-    const adam = new Adam(tf, trainVars, cfg.lr, cfg.adam);
+    const adam = new Adam(tf, trainVars, cfg.lr, cfg.adam, cfg.weightDecay ?? 0);
     const order = new DataOrder(cfg.seed, cfg.batchSize, nTrain);
     const images = data.mode === 'finetune' ? new ImageFeed(cfg, data, order) : null;
     const run = new TrainingRun(runDir, cfg, inputs, tf, heads, backbone, adam, order, images);
@@ -413,6 +418,8 @@ class Adam {
     readonly vars: readonly TrainVar[],
     private readonly lr: number,
     private readonly c: TrainConfig['adam'],
+    /** AdamW's decoupled decay of the heads' kernels (not biases, not the backbone), per unit of lr. */
+    private readonly weightDecay = 0,
   ) {
     for (const { key, variable } of vars) {
       this.m.set(key, tf.variable(tf.zerosLike(variable), false));
@@ -435,7 +442,8 @@ class Adam {
         m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
         v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
         const denom = tf.add(tf.div(tf.sqrt(v), sqrtBc2), epsilon);
-        variable.assign(tf.sub(variable, tf.mul(tf.div(m, denom), this.lr / bc1)));
+        const decayed = this.weightDecay > 0 && /^heads\/.*kernel$/.test(key) ? tf.mul(variable, 1 - this.lr * this.weightDecay) : variable;
+        variable.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), this.lr / bc1)));
       }
     });
   }

@@ -169,9 +169,11 @@ const SAME_RUN_KEYS = [
   'split',
   'testFraction',
   'topMakeModels',
+  'weightDecay',
+  'inputNorm',
 ] as const;
 /** What runs recorded before these parameters existed were trained with. */
-const OLD_RUN_DEFAULTS = { split: 'photo', testFraction: 0.1, topMakeModels: 512 };
+const OLD_RUN_DEFAULTS = { split: 'photo', testFraction: 0.1, topMakeModels: 512, inputNorm: 'none' };
 
 /**
  * For a new training request: the newest unfinished run (stopped or interrupted) trained with the
@@ -186,6 +188,7 @@ export function unfinishedRunFor(ws: Workspace, params: TrainParams): { match: R
     ...params,
     backbone: params.backbone ?? 'mobilenet_v2',
     extractor: params.mode === 'heads' ? (params.extractor ?? DEFAULT_EXTRACTOR) : null,
+    inputNorm: params.inputNorm ?? 'none',
   };
   const same = (r: RunInfo): boolean => {
     const had: Record<string, unknown> = { ...OLD_RUN_DEFAULTS, ...(r.params as Record<string, unknown>), extractor: r.extractor };

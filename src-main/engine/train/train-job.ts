@@ -289,6 +289,8 @@ export default async function trainJob(ctx: JobContext<TrainParams>): Promise<un
         lossWeights: parseLossWeights(rp.lossWeights),
         hidden: rp.hidden,
         dropout: rp.dropout,
+        ...(rp.weightDecay !== undefined ? { weightDecay: rp.weightDecay } : {}),
+        ...(mode === 'heads' && rp.inputNorm === 'standard' ? { inputNorm: 'standard' as const } : {}),
         augment: rp.augment,
         seed: rp.seed,
       });

@@ -32,6 +32,10 @@ const trainFields = z.object({
   /** A shared hidden layer: without one, heads on frozen features cannot help each other. */
   hidden: z.number().int().min(0).max(8192).default(256),
   dropout: z.number().min(0).max(0.95).default(0),
+  /** AdamW's decoupled weight decay of the heads' kernels (per unit of lr); absent: the mode's default. */
+  weightDecay: z.number().min(0).max(1e4).optional(),
+  /** heads: standardise each feature column on the training rows (kept with the run), or train on the raw features (none, the default). */
+  inputNorm: z.enum(['standard', 'none']).optional(),
   augment: z.boolean().default(true),
   seed: z.number().int().default(1),
   /**

@@ -57,6 +57,13 @@ export interface TrainConfig {
    * before it existed, which are linear (medianHeadOf).
    */
   medianHead?: MedianHead;
+  /**
+   * heads: standardise each feature column on the training rows (model.ts inputNorm), kept in
+   * the checkpoints; absent in runs trained before it existed (raw features).
+   */
+  inputNorm?: 'standard';
+  /** AdamW's decoupled weight decay of the heads' kernels: each step multiplies them by 1 - lr * weightDecay; 0 = none. */
+  weightDecay?: number;
 }
 
 export const DEFAULT_LR: Record<TrainMode, number> = { heads: 1e-3, finetune: 1e-4 };
@@ -96,6 +103,9 @@ function validateConfig(c: TrainConfig): void {
   for (const [k, v] of Object.entries(posInt))
     if (!Number.isInteger(v) || v <= 0) throw new UserError(`${k} must be a positive integer, got ${v}`);
   if (!(c.lr > 0)) throw new UserError(`lr must be > 0, got ${c.lr}`);
+  if (c.weightDecay !== undefined && !(c.weightDecay >= 0 && c.lr * c.weightDecay < 1)) {
+    throw new UserError(`weight decay must be >= 0 and below 1 / lr (${1 / c.lr}), got ${c.weightDecay}`);
+  }
   const w = c.lossWeights;
   if (![w.price, w.median, w.year, w.makeModel].every((x) => Number.isFinite(x) && x >= 0))
     throw new UserError('loss weights must be numbers >= 0');
@@ -421,8 +431,46 @@ export function buildRunHeads(tf: TfModule, cfg: TrainConfig, space: LabelSpace,
       dropout: cfg.dropout,
       seed: mixSeed(cfg.seed, 0x4eadd),
       medianHead: medianHeadOf(cfg),
+      inputNorm: cfg.inputNorm === 'standard',
     }),
   );
+}
+
+/**
+ * Per-column mean and 1/std of a split's feature rows (read in chunks, so a RowSource too);
+ * a constant column gets scale 1 rather than 1/0.
+ */
+export function featureColumnStats(split: FeatureSplit): { mean: Float32Array; scale: Float32Array } {
+  const n = split.labels.priceBin.length;
+  const d = split.dim;
+  const sum = new Float64Array(d);
+  const sq = new Float64Array(d);
+  const CHUNK = 512;
+  const buf = new Float32Array(CHUNK * d);
+  for (let i0 = 0; i0 < n; i0 += CHUNK) {
+    const m = Math.min(CHUNK, n - i0);
+    const idx = Array.from({ length: m }, (_, j) => i0 + j);
+    if (split.features instanceof Float32Array) buf.set(split.features.subarray(i0 * d, (i0 + m) * d));
+    else split.features.gather(idx, buf);
+    for (let j = 0; j < m; j++) {
+      const o = j * d;
+      for (let k = 0; k < d; k++) {
+        const v = buf[o + k]!;
+        sum[k] += v;
+        sq[k] += v * v;
+      }
+    }
+  }
+  const mean = new Float32Array(d);
+  const scale = new Float32Array(d);
+  for (let k = 0; k < d; k++) {
+    const mu = n > 0 ? sum[k]! / n : 0;
+    const variance = n > 0 ? Math.max(0, sq[k]! / n - mu * mu) : 0;
+    const sd = Math.sqrt(variance);
+    mean[k] = mu;
+    scale[k] = sd > 1e-8 ? 1 / sd : 1;
+  }
+  return { mean, scale };
 }
 
 /** Reads the heads (and backbone) weights of a checkpoint as plain arrays, for comparisons and export. */
