@@ -139,18 +139,21 @@ const HEX = (() => {
   return t;
 })();
 
-/** Non-negative integers (exact below 2^53) separated by `sep`, in order, into `out` from `at`. */
+/** Integers (exact below 2^53) separated by `sep`, in order, into `out` from `at`; returns the end. */
 function parseInts(s: string, sep: number, out: Float64Array, at: number): number {
   let v = 0;
+  let sign = 1;
   let k = at;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === sep) {
-      out[k++] = v;
+      out[k++] = sign * v;
       v = 0;
-    } else v = v * 10 + (c - 48);
+      sign = 1;
+    } else if (c === 45) sign = -1;
+    else v = v * 10 + (c - 48);
   }
-  if (s.length) out[k++] = v;
+  if (s.length) out[k++] = sign * v;
   return k;
 }
 
