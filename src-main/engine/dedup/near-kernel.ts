@@ -2,8 +2,9 @@
  * The compiled bytes of near-kernel.wat (the multi-index scan as WebAssembly, with a shared
  * memory) and the one compiled module. Regenerate after editing the .wat:
  *   npm install --prefix /tmp/wabt wabt@1.0.39 && node -e "require('/tmp/wabt/node_modules/wabt')().then((w) => {
- *     const m = w.parseWat('k.wat', require('fs').readFileSync('src-main/engine/dedup/near-kernel.wat', 'utf8'), { threads: true });
- *     m.validate(); console.log(Buffer.from(m.toBinary({}).buffer).toString('base64')); })"
+ *     const f = { threads: true };
+ *     const m = w.parseWat('k.wat', require('fs').readFileSync('src-main/engine/dedup/near-kernel.wat', 'utf8'), f);
+ *     m.validate(f); console.log(Buffer.from(m.toBinary({}).buffer).toString('base64')); })"
  * tests/dedup-hash.test.ts checks this kernel against brute force and the JavaScript kernel.
  */
 export const KERNEL_WASM_BASE64 =

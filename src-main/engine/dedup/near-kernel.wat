@@ -1,7 +1,6 @@
 ;; The multi-index scan of near-index.ts as WebAssembly: i64.popcnt is one machine instruction,
 ;; where JavaScript needs two 32-bit SWAR popcounts per comparison. near-kernel.ts holds the
-;; compiled bytes; regenerate them after editing this file with
-;;   npx -y wabt@1.0.39 ... (see near-kernel.ts, KERNEL_WASM_BASE64)
+;; compiled bytes; regenerate them after editing this file with the command in near-kernel.ts.
 ;;
 ;; Memory (shared, imported) holds, per chunk table: the sorted 64-bit hashes (i64), their
 ;; distinct-hash index (i32), the bucket offsets (i32, 65537), the non-empty buckets (i32) and the
