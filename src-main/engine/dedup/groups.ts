@@ -466,8 +466,8 @@ interface BuiltGroup {
   /** Member ids, as rows. */
   ids: number[];
   representative: number;
-  /** pHash distance of every member to the representative, per member (0 for exact groups). */
-  dist: Int32Array;
+  /** The largest pHash distance of a member to the representative (0 for exact groups). */
+  spread: number;
   size: number;
   listings: number;
 }
@@ -566,15 +566,16 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   if (unkeyed.length)
     for (const [id, key] of db.prepare(`SELECT id, exact_hash FROM images WHERE id IN (SELECT value FROM json_each(?))`).raw().iterate(JSON.stringify(unkeyed)) as IterableIterator<[number, string]>)
       keyOf.set(id, key);
+  const distOf = new Int32Array(hashed); // each member's pHash distance to its representative
   const groups: BuiltGroup[] = rowLists.map((rows, i) => {
     const rep = bestOf(rows, quality);
-    const dist = new Int32Array(rows.length);
+    let spread = 0;
     if (near) {
       const rh = hi[rep]!;
       const rl = lo[rep]!;
-      for (let k = 0; k < rows.length; k++) dist[k] = hamming32(rh, rl, hi[rows[k]!]!, lo[rows[k]!]!);
+      for (const r of rows) spread = Math.max(spread, (distOf[r] = hamming32(rh, rl, hi[r]!, lo[r]!)));
     }
-    return { key: L.classKey.get(rows[0]!) ?? keyOf.get(ids[rows[0]!]!)!, rows, ids: idLists[i]!, representative: ids[rep]!, dist, size: rows.length, listings: listingCounts[i]! };
+    return { key: L.classKey.get(rows[0]!) ?? keyOf.get(ids[rows[0]!]!)!, rows, ids: idLists[i]!, representative: ids[rep]!, spread, size: rows.length, listings: listingCounts[i]! };
   });
   groups.sort((a, b) => b.size - a.size || a.rows[0]! - b.rows[0]!);
 
@@ -595,7 +596,6 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   const chained: GroupingResult['chained'] = { groups: 0, worst: null };
   const gFlat: unknown[] = [];
   const gidOf = new Int32Array(hashed); // 0: in no group
-  const distOf = new Int32Array(hashed);
   const reasonOf: Array<string | undefined> = new Array(hashed);
   // whether a member's exact hash repeats (the 'original' policy), for the group at hand
   let rowsOfGroup: readonly number[] = [];
@@ -612,13 +612,8 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   groups.forEach((g, gi) => {
     const gid = gi + 1; // the table is emptied first, so these are the ids SQLite would assign
     gFlat.push(gid, opts.method, g.key, g.size, g.listings, near ? opts.maxDistance : 0, g.representative);
-    let spread = 0;
-    g.rows.forEach((r, k) => {
-      const d = g.dist[k]!;
-      spread = Math.max(spread, d);
-      gidOf[r] = gid;
-      distOf[r] = d;
-    });
+    for (const r of g.rows) gidOf[r] = gid;
+    const spread = g.spread;
     if (decisions.size) for (const id of g.ids) if (decisions.has(id)) decisionsApplied++;
     if (near && spread > opts.maxDistance) {
       chained.groups++;
