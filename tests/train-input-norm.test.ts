@@ -32,7 +32,9 @@ const DIM = 24;
  * (1e-3 to 1e3 around offsets up to 500), as raw features from different sources would; the class
  * shows only in the small-scale half, the large-scale half is noise.
  */
-function scaledDataset(n: number, seed: number): { space: LabelSpace; data: TrainData; colScale: number[] } {
+type HeadsData = Extract<TrainData, { mode: 'heads' }>;
+
+function scaledDataset(n: number, seed: number): { space: LabelSpace; data: HeadsData; colScale: number[] } {
   const rng = new Rng(seed);
   const colScale = Array.from({ length: DIM }, (_, d) => 10 ** (-3 + (6 * d) / (DIM - 1)));
   const colOffset = Array.from({ length: DIM }, () => rng.uniform(-500, 500));
