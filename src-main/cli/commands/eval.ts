@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { UserError } from '../../engine/workspace/errors.ts';
 import { parseMap } from '../../engine/import/manifest.ts';
 import { readReport } from '../../engine/eval/report-html.ts';
-import { headline } from '../../engine/eval/eval-job.ts';
+import { calibrationLines, headline } from '../../engine/eval/eval-job.ts';
 import type { EvalJobResult, EvalParams } from '../../engine/eval/eval-kind.ts';
 import { listRuns } from '../../engine/train/runs.ts';
 import { intArg, openEngine, printJson, runForeground, workspaceOption } from '../common.ts';
@@ -26,7 +26,7 @@ export function registerEval(program: Command): void {
   program
     .command('eval')
     .description(
-      "score a training run on photos it never saw: its test split (by listing: no car of the training set) or a manifest's rows; per head the model beside the majority-class and kNN baselines, calibration (ECE, reliability), confused classes",
+      "score a training run on photos it never saw: its test split (by listing: no car of the training set) or a manifest's rows; per head the model beside the majority-class and kNN baselines, calibration (ECE, reliability) of the raw probabilities and, when the run is calibrated, of the calibrated ones predict gives, confused classes",
     )
     .addOption(workspaceOption())
     .option('--run <id>', 'the run (default: the newest run that finished)', intArg('--run', 1))
@@ -72,6 +72,7 @@ export function registerEval(program: Command): void {
         else {
           process.stdout.write(`run ${report.runId} (${report.runName}), ${report.checkpoint} checkpoint at step ${report.step}: ${headline(report)}\n`);
           for (const u of report.untrained) process.stdout.write(`  ${u.head}: not trained (${u.reason})\n`);
+          for (const l of calibrationLines(report)) process.stdout.write(`${l}\n`);
           process.stdout.write(`report: ${path.join(opts.report ? path.resolve(opts.report) : r.dir, 'report.html')}\n`);
         }
       } finally {

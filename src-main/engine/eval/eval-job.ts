@@ -13,6 +13,10 @@
 //                    heads run, without loading a backbone; decoded images for a finetune run)
 //   baselines        majority (class frequencies) and kNN matrices
 //   scoreHeads       EvalReport.heads from the matrices (metrics.ts)
+//   calibrated       the run's temperatures (calibration.json, when it stamps this checkpoint file)
+//                    applied to the model's raw matrices, as predict applies them: each head's
+//                    `calibrated` CE, ECE and reliability, and EvalReport.calibration, which says
+//                    whether the scored rows are those the temperatures were fitted on (calibrated.ts)
 //   the report       runs/<id>/eval/<report id>/report.json + report.html
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,6 +44,8 @@ import { evalReportsDir, newReportId } from './eval-store.ts';
 import { knnPredict } from './knn.ts';
 import { makeModelHeadScores, medianOf, priceHeadScores, priorProbs, yearHeadScores, type Matrix } from './metrics.ts';
 import { writeReport } from './report-html.ts';
+import { calibratedScores, calibrationFor, evalCalibration, sameFileIds, type CalibrationFor } from './calibrated.ts';
+import { ImageStore } from '../workspace/image-store.ts';
 
 type Progress = (step: string, done: number, total: number | null, message?: string) => void;
 
@@ -73,7 +79,7 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
   if (run.cfg.config.mode === 'heads' && feats.dim !== run.cfg.featureDim) {
     throw new UserError(`run ${run.id} was trained on ${run.cfg.featureDim}-d features, but its extractor ${run.extractor} gives ${feats.dim}-d rows; its config.json does not describe it`);
   }
-  // Raw probabilities, as trained: the calibration's effect is in calibration.json (calibrate.ts).
+  // Raw probabilities, as trained; the run's calibration is applied to them below (calibrated.ts).
   const predictor = run.cfg.config.mode === 'heads' ? await loadFeatureHeads(run) : await loadPredictor(run.dir, { checkpoint: run.checkpoint, calibration: false });
   let model: HeadMatrices | null;
   try {
@@ -87,20 +93,28 @@ export default async function evalJob(ctx: JobContext<EvalParams>): Promise<Eval
   const base = await baselines(run.cfg.space, trainLabels, feats, kept.length, p.k, ctx.signal, progress);
   if (!base) return cancelled(ctx);
 
+  const calib = calibrationFor(run.dir, run.id, run.checkpoint);
+  // rows the temperatures were fitted on: the whole test split, or manifest photos that are files of it
+  const testIds = new Set(split.test.map((r) => r.imageId));
+  const inSampleRows = p.manifest ? kept.filter((r) => r.sameAs != null && testIds.has(r.sameAs)).length : kept.length;
+  const source: EvalReport['source'] = p.manifest
+    ? { kind: 'manifest', manifest: p.manifest, rowsSkipped: scored.skipped + feats.scoredFailed }
+    : { kind: 'test-split', split: runSplit(run.cfg) };
   const report: EvalReport = {
     version: 1,
     runId: run.id,
     runName: run.name,
     checkpoint: p.checkpoint,
     step: run.step,
-    source: p.manifest ? { kind: 'manifest', manifest: p.manifest, rowsSkipped: scored.skipped + feats.scoredFailed } : { kind: 'test-split', split: runSplit(run.cfg) },
+    source,
     rows: kept.length,
     trainRows: feats.trainRows.length,
     knnK: p.k,
     features: { extractor: run.extractor, dim: feats.dim },
     seconds: 0,
     createdAt: new Date().toISOString(),
-    heads: scoreHeads(run.cfg.space, labels, prices, model, base),
+    heads: scoreHeads(run.cfg.space, labels, prices, model, base, calib, !p.manifest),
+    calibration: evalCalibration(source, kept.length, inSampleRows, calib, split.test.length),
     untrained: untrainedHeads(run.cfg),
   };
   report.seconds = Math.round((performance.now() - t0) / 100) / 10;
@@ -174,8 +188,12 @@ function untrainedHeads(cfg: RunConfigFile): EvalReport['untrained'] {
 
 // ---------- the rows ----------
 
-/** A row to score: `file` is a manifest's image (null: a workspace image, features from the cache); `pixels` the file to decode. */
-type ScoredRow = LabelRow & { file: string | null; pixels: string };
+/**
+ * A row to score: `file` is a manifest's image (null: a workspace image, features from the cache);
+ * `pixels` the file to decode; `sameAs` the workspace image that is the same file as a manifest's
+ * (by content: images.key is the sha256 of the file's bytes), if any.
+ */
+type ScoredRow = LabelRow & { file: string | null; pixels: string; sameAs?: number | null };
 
 /** A manifest's rows (the import's reader and column mapping), with a price/year parsed like import does. */
 function readManifestRows(ws: Workspace, p: EvalParams, log: (l: 'info' | 'warn', m: string) => void): { rows: ScoredRow[]; skipped: number } {
@@ -216,6 +234,13 @@ function readManifestRows(ws: Workspace, p: EvalParams, log: (l: 'info' | 'warn'
       });
     }
   }
+  const byKey = ws.db.prepare(`SELECT id FROM images WHERE key = ? AND state = 'stored'`).pluck();
+  const same = sameFileIds(
+    rows.map((r) => r.file!),
+    (key) => byKey.get(key) as number | undefined,
+    (bytes) => ImageStore.keyFor(bytes),
+  );
+  rows.forEach((r, i) => (r.sameAs = same[i]));
   return { rows, skipped };
 }
 
@@ -532,41 +557,72 @@ async function baselines(
 
 // ---------- scores ----------
 
-function scoreHeads(space: LabelSpace, labels: LabelColumns, prices: Float64Array, model: HeadMatrices, base: Baselines): EvalReport['heads'] {
+/**
+ * The heads' scores; with each head's calibrated figures where the run's calibration applies and
+ * fitted that head (`heldOut`: with the cross-fit estimate, for rows the temperatures were fitted on).
+ */
+function scoreHeads(
+  space: LabelSpace,
+  labels: LabelColumns,
+  prices: Float64Array,
+  model: HeadMatrices,
+  base: Baselines,
+  calib: CalibrationFor,
+  heldOut: boolean,
+): EvalReport['heads'] {
   const count = (m: Float32Array): number => m.reduce((a, b) => a + b, 0);
   const C = { price: space.priceBins.length, makeModel: numMakeModelClasses(space), year: space.years.length };
   const classNames = makeModelLabels(space);
   const makeOfClass = [...space.makeModels.map((c) => c.make), 'Unknown'];
+  const y = {
+    price: maskedLabels(labels.priceBin, labels.priceMask),
+    makeModel: maskedLabels(labels.makeModel, labels.makeModelMask),
+    year: maskedLabels(labels.year, labels.yearMask),
+  };
+  const calibrated = (head: 'price' | 'makeModel' | 'year', probs: Matrix, extra: { makeOfClass?: readonly string[] } = {}) => {
+    const T = calib.temperatures?.[head];
+    const h = calib.cal?.heads[head];
+    return { calibrated: T == null || !h || 'skipped' in h ? null : calibratedScores(probs, y[head], C[head], T, { heldOut, ...extra }) };
+  };
   return {
     price:
       count(labels.priceMask) === 0
         ? null
-        : priceHeadScores({
-            probs: { model: model.price, majority: base.majority.price, knn: base.knn?.price ?? null },
-            labels: maskedLabels(labels.priceBin, labels.priceMask),
-            C: C.price,
-            dollars: { model: model.dollars, majority: base.majority.dollars, knn: base.knn?.dollars ?? null },
-            truth: prices,
-          }),
+        : {
+            ...priceHeadScores({
+              probs: { model: model.price, majority: base.majority.price, knn: base.knn?.price ?? null },
+              labels: y.price,
+              C: C.price,
+              dollars: { model: model.dollars, majority: base.majority.dollars, knn: base.knn?.dollars ?? null },
+              truth: prices,
+            }),
+            ...calibrated('price', model.price),
+          },
     makeModel:
       count(labels.makeModelMask) === 0
         ? null
-        : makeModelHeadScores({
-            probs: { model: model.makeModel, majority: base.majority.makeModel, knn: base.knn?.makeModel ?? null },
-            labels: maskedLabels(labels.makeModel, labels.makeModelMask),
-            C: C.makeModel,
-            classNames,
-            makeOfClass,
-          }),
+        : {
+            ...makeModelHeadScores({
+              probs: { model: model.makeModel, majority: base.majority.makeModel, knn: base.knn?.makeModel ?? null },
+              labels: y.makeModel,
+              C: C.makeModel,
+              classNames,
+              makeOfClass,
+            }),
+            ...calibrated('makeModel', model.makeModel, { makeOfClass }),
+          },
     year:
       count(labels.yearMask) === 0
         ? null
-        : yearHeadScores({
-            probs: { model: model.year, majority: base.majority.year, knn: base.knn?.year ?? null },
-            labels: maskedLabels(labels.year, labels.yearMask),
-            C: C.year,
-            yearOfClass: yearValues(space),
-          }),
+        : {
+            ...yearHeadScores({
+              probs: { model: model.year, majority: base.majority.year, knn: base.knn?.year ?? null },
+              labels: y.year,
+              C: C.year,
+              yearOfClass: yearValues(space),
+            }),
+            ...calibrated('year', model.year),
+          },
   };
 }
 
@@ -582,4 +638,34 @@ export function headline(r: EvalReport): string {
   }
   if (h.year) parts.push(`year within ±2 ${pct(h.year.model.within2)} (majority ${pct(h.year.majority.within2)}, kNN ${pct(h.year.knn?.within2)})`);
   return parts.join('; ');
+}
+
+const CALIBRATED_TITLES = { price: 'price bins', makeModel: 'make/model', year: 'year' } as const;
+
+/**
+ * The calibration in lines: per calibrated head ECE and cross-entropy raw -> calibrated (with the
+ * held-out estimate when in-sample), then what the calibrated figures mean for these rows; or
+ * that the run is not calibrated, and why.
+ */
+export function calibrationLines(r: EvalReport): string[] {
+  const c = r.calibration;
+  if (!c) return ['calibration: not recorded (a report from before the calibrated figures were added)'];
+  if (!c.applied) return [`not calibrated: ${c.reason}; the figures are of the raw probabilities`];
+  const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+  const out: string[] = [];
+  for (const h of ['price', 'makeModel', 'year'] as const) {
+    const s = r.heads[h];
+    if (c.skipped[h]) out.push(`  ${CALIBRATED_TITLES[h]}: not calibrated: ${c.skipped[h]}`);
+    if (!s?.calibrated) continue;
+    const k = s.calibrated;
+    const held = k.heldOut ? ` (held out ${pct(k.heldOut.ece)})` : '';
+    out.push(
+      `  ${CALIBRATED_TITLES[h]}, calibrated (T = ${k.temperature.toFixed(3)}): ECE ${pct(s.model.ece)} -> ${pct(k.ece)}${held}, cross-entropy ${s.model.ce.toFixed(3)} -> ${k.ce.toFixed(3)}`,
+    );
+  }
+  return [
+    `calibrated (${c.inSample ? `in-sample, ${c.inSampleRows} of ${r.rows} rows` : 'held out'}); top-1 and top-5 do not change under calibration:`,
+    ...out,
+    `  ${c.note}`,
+  ];
 }

@@ -2,7 +2,16 @@
 // CSS and inline SVG plots, no scripts and no external URLs) and as the entry the run's list shows.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClassificationScores, EvalReport, EvalReportEntry, HeadScores, PerClassScore, ReliabilityBin } from '../api/contract/eval.ts';
+import type {
+  CalibratedScores,
+  ClassificationScores,
+  EvalCalibration,
+  EvalReport,
+  EvalReportEntry,
+  HeadScores,
+  PerClassScore,
+  ReliabilityBin,
+} from '../api/contract/eval.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UserError } from '../workspace/errors.ts';
 
@@ -31,35 +40,62 @@ function fixed(x: number, digits: number): string {
   return Number.isFinite(x) ? x.toFixed(digits) : DASH;
 }
 
-/** One metric row of a head's table: its name and how to read it from a source's scores. */
+/**
+ * One metric row of a head's table: its name, how to read it from a source's scores, and from the
+ * calibrated figures (absent: temperature scaling does not change it, and the cell says so).
+ */
 interface MetricRow<E> {
   name: string;
   value: (s: ClassificationScores & E) => string;
+  calibrated?: (k: CalibratedScores) => string;
+}
+
+/** A calibrated figure, with the held-out (cross-fit) estimate beside it when there is one. */
+function withHeldOut(k: CalibratedScores, v: (x: { ce: number; ece: number }) => number, f: (x: number) => string): string {
+  return k.heldOut ? `${f(v(k))} (held out ${f(v(k.heldOut))})` : f(v(k));
 }
 
 const COMMON_ROWS: MetricRow<object>[] = [
-  { name: 'Rows scored', value: (s) => String(s.n) },
+  { name: 'Rows scored', value: (s) => String(s.n), calibrated: (k) => String(k.n) },
   { name: 'Top-1 accuracy', value: (s) => pct(s.top1) },
   { name: 'Top-5 accuracy', value: (s) => pct(s.top5) },
-  { name: 'Cross-entropy', value: (s) => fixed(s.ce, 3) },
-  { name: 'Calibration error (ECE)', value: (s) => pct(s.ece) },
+  {
+    name: 'Cross-entropy',
+    value: (s) => fixed(s.ce, 3),
+    calibrated: (k) =>
+      withHeldOut(
+        k,
+        (x) => x.ce,
+        (x) => fixed(x, 3),
+      ),
+  },
+  { name: 'Calibration error (ECE)', value: (s) => pct(s.ece), calibrated: (k) => withHeldOut(k, (x) => x.ece, pct) },
 ];
 
-/** The Model / Majority / kNN table of one head. */
+/** The Model / Model calibrated / Majority / kNN table of one head. */
 function scoresTable<E extends object>(h: HeadScores<E>, extra: MetricRow<E>[]): string {
   const rows = [...(COMMON_ROWS as MetricRow<E>[]), ...extra];
   const cell = (s: (ClassificationScores & E) | null, r: MetricRow<E>) => `<td>${s ? escapeHtml(r.value(s)) : DASH}</td>`;
+  const k = h.calibrated ?? null;
+  const calCell = (r: MetricRow<E>) =>
+    !k
+      ? ''
+      : r.calibrated
+        ? `<td class="calibrated">${escapeHtml(r.calibrated(k))}</td>`
+        : '<td class="calibrated same" title="temperature scaling does not change it">unchanged</td>';
   const body = rows
-    .map((r) => `<tr><th scope="row">${escapeHtml(r.name)}</th>${cell(h.model, r)}${cell(h.majority, r)}${cell(h.knn, r)}</tr>`)
+    .map(
+      (r) => `<tr><th scope="row">${escapeHtml(r.name)}</th>${cell(h.model, r)}${calCell(r)}${cell(h.majority, r)}${cell(h.knn, r)}</tr>`,
+    )
     .join('\n');
   return (
-    `<table class="scores"><thead><tr><th></th><th>Model</th><th>Majority</th>` +
+    `<table class="scores"><thead><tr><th></th><th>Model</th>${k ? `<th class="calibrated">Model, calibrated (T = ${fixed(k.temperature, 3)})</th>` : ''}<th>Majority</th>` +
     `<th>kNN${h.knn ? '' : ' (no features)'}</th></tr></thead>\n<tbody>\n${body}\n</tbody></table>`
   );
 }
 
 /** An SVG reliability diagram: accuracy per top-1-confidence bin against the diagonal, with counts. */
-function reliabilitySvg(title: string, bins: ReliabilityBin[]): string {
+function reliabilitySvg(title: string, bins: ReliabilityBin[], cls = 'reliability'): string {
   const W = 340;
   const H = 300;
   const L = 44;
@@ -93,7 +129,7 @@ function reliabilitySvg(title: string, bins: ReliabilityBin[]): string {
   parts.push(`<text x="${L + pw / 2}" y="${H - 8}" text-anchor="middle" class="axis">top-1 confidence</text>`);
   parts.push(`<text x="12" y="${T + ph / 2}" text-anchor="middle" class="axis" transform="rotate(-90 12 ${T + ph / 2})">accuracy</text>`);
   parts.push(`<text x="${L}" y="16" class="plot-title">${escapeHtml(title)}</text>`);
-  return `<svg class="reliability" role="img" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><title>${escapeHtml(title)}</title>${parts.join('')}</svg>`;
+  return `<svg class="${cls}" role="img" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><title>${escapeHtml(title)}</title>${parts.join('')}</svg>`;
 }
 
 /** An SVG horizontal bar chart of per-class top-1 accuracy (label, rows, accuracy). */
@@ -137,13 +173,61 @@ function splitText(s: EvalReport['source']): string {
 
 const HEAD_TITLES = { price: 'Price bin', makeModel: 'Make and model', year: 'Year' } as const;
 
-/** One head's section: the table, and the model's reliability diagram. */
-function headSection<E extends object>(key: keyof typeof HEAD_TITLES, h: HeadScores<E> | null, extra: MetricRow<E>[], more = ''): string {
+/** What a head's section says of its calibration: unchanged figures, in-sample, or not calibrated. */
+function headCalibrationText(key: keyof typeof HEAD_TITLES, h: HeadScores<object>, c: EvalCalibration | undefined): string {
+  if (!c) return '';
+  if (!c.applied) return `<p class="muted cal-note">Not calibrated: the figures are those of the raw probabilities.</p>`;
+  const skipped = c.skipped[key];
+  if (skipped || !h.calibrated)
+    return `<p class="muted cal-note">Not calibrated: ${escapeHtml(skipped ?? 'the calibration left this head as trained')}.</p>`;
+  return (
+    `<p class="muted cal-note">Calibrated: the probabilities predictions give (the raw ones scaled by T = ${fixed(h.calibrated.temperature, 3)}). ` +
+    `Calibration changes how confident the model is, not which classes it ranks first, so top-1, top-5 and the figures of the top class are unchanged. ` +
+    `${c.inSample ? '<b>In-sample</b>: see Calibration above; the calibrated figures are optimistic.' : 'Held out: the temperatures were not fitted on these photos.'}</p>`
+  );
+}
+
+/** One head's section: the table, the model's reliability diagram, and the calibrated one when the run is calibrated. */
+function headSection<E extends object>(
+  key: keyof typeof HEAD_TITLES,
+  h: HeadScores<E> | null,
+  extra: MetricRow<E>[],
+  more = '',
+  cal?: EvalCalibration,
+): string {
   const title = HEAD_TITLES[key];
   if (!h) return `<section class="head"><h2>${title}</h2><p class="muted">Not scored: no scored row had this label.</p></section>`;
+  const calibrated = h.calibrated
+    ? `\n${reliabilitySvg(`${title}: calibrated reliability${cal?.inSample ? ' (in-sample)' : ''}`, h.calibrated.reliability, 'reliability calibrated')}`
+    : '';
   return (
     `<section class="head"><h2>${title}</h2>\n<div class="row">${scoresTable(h, extra)}\n` +
-    `${reliabilitySvg(`${title}: model reliability`, h.model.reliability)}</div>${more}</section>`
+    `${reliabilitySvg(`${title}: model reliability${h.calibrated ? ' (raw)' : ''}`, h.model.reliability)}${calibrated}</div>` +
+    `${headCalibrationText(key, h, cal)}${more}</section>`
+  );
+}
+
+/** The report's Calibration section: applied or why not, the temperatures, and whether the calibrated figures are in-sample. */
+function calibrationSection(c: EvalCalibration | undefined): string {
+  if (!c)
+    return '<section class="calibration"><h2>Calibration</h2><p class="muted">This report is from before calibrated figures were recorded: it shows the raw probabilities only.</p></section>';
+  if (!c.applied) {
+    return `<section class="calibration" data-applied="false"><h2>Calibration</h2><p class="cal-caveat"><b>Not calibrated.</b> ${escapeHtml(c.note.replace(/^Not calibrated: (.)/, (_m, ch: string) => ch.toUpperCase()))}</p></section>`;
+  }
+  const t = c.temperatures!;
+  const f = c.fitted;
+  const temps = (['price', 'makeModel', 'year'] as const)
+    .map(
+      (h) =>
+        `<tr><th scope="row">${HEAD_TITLES[h]}</th><td>${c.skipped[h] ? `not calibrated (${escapeHtml(c.skipped[h])})` : `T = ${fixed(t[h], 3)}`}</td></tr>`,
+    )
+    .join('');
+  return (
+    `<section class="calibration" data-applied="true" data-in-sample="${c.inSample}"><h2>Calibration</h2>` +
+    `<p class="cal-caveat${c.inSample ? ' in-sample' : ''}"><b>${c.inSample ? 'In-sample calibrated figures.' : 'Held-out calibrated figures.'}</b> ${escapeHtml(c.note)}</p>` +
+    `<p class="muted">Fitted on the ${escapeHtml(f?.checkpoint ?? '')} checkpoint (step ${escapeHtml(f?.step ?? '')}), ${escapeHtml(f?.rows ?? '')} test photos split by ${escapeHtml(f?.split ?? '')}, ${escapeHtml(f?.createdAt ?? '')}. ` +
+    `Each head's probabilities are temperature-scaled (logits divided by T; above 1 softens an over-confident head).</p>` +
+    `<table class="temps"><tbody>${temps}</tbody></table></section>`
   );
 }
 
@@ -159,6 +243,8 @@ th[scope="row"], .confused td:first-child, .confused td:nth-child(2), .confused 
 svg { font-size: 11px; } svg text { fill: var(--fg); } .plot-bg { fill: var(--plot); } .grid { stroke: var(--line); stroke-width: 1; }
 .bar { fill: var(--bar); } .diagonal { stroke: #d9534f; stroke-width: 1.5; stroke-dasharray: 5 4; } .count { font-size: 9px; fill: var(--muted); }
 .plot-title { font-weight: 600; font-size: 12px; } .axis { fill: var(--muted); }
+.calibrated { background: var(--plot); } .same { color: var(--muted); font-style: italic; }
+.cal-caveat { border-left: 3px solid var(--bar); padding: 4px 10px; } .cal-caveat.in-sample { border-left-color: #d9534f; }
 dl dt { font-weight: 600; margin-top: 8px; } dl dd { margin: 2px 0 0 0; color: var(--muted); }
 `;
 
@@ -167,7 +253,9 @@ export function renderReportHtml(report: EvalReport): string {
   const r = report;
   const { price, makeModel, year } = r.heads;
   const sections: string[] = [];
-  sections.push(headSection('price', price, [{ name: 'Price MAE (median head)', value: (s) => dollars(s.maeDollars) }]));
+  const cal = r.calibration;
+  sections.push(calibrationSection(cal));
+  sections.push(headSection('price', price, [{ name: 'Price MAE (median head)', value: (s) => dollars(s.maeDollars) }], '', cal));
   let mmMore = '';
   if (makeModel) {
     mmMore += `<h3>Per-class accuracy (the ${makeModel.perClass.length} largest classes)</h3>`;
@@ -179,12 +267,26 @@ export function renderReportHtml(report: EvalReport): string {
           .join('')}</tbody></table>`
       : '<p class="muted">The model named every scored row right.</p>';
   }
-  sections.push(headSection('makeModel', makeModel, [{ name: 'Make-only top-1', value: (s) => pct(s.makeTop1) }], mmMore));
   sections.push(
-    headSection('year', year, [
-      { name: 'Within \u00b12 years', value: (s) => pct(s.within2) },
-      { name: 'Year MAE', value: (s) => `${fixed(s.maeYears, 2)} years` },
-    ]),
+    headSection(
+      'makeModel',
+      makeModel,
+      [{ name: 'Make-only top-1', value: (s) => pct(s.makeTop1), calibrated: (k) => (k.makeTop1 == null ? DASH : pct(k.makeTop1)) }],
+      mmMore,
+      cal,
+    ),
+  );
+  sections.push(
+    headSection(
+      'year',
+      year,
+      [
+        { name: 'Within \u00b12 years', value: (s) => pct(s.within2) },
+        { name: 'Year MAE', value: (s) => `${fixed(s.maeYears, 2)} years` },
+      ],
+      '',
+      cal,
+    ),
   );
   const untrained = r.untrained.length
     ? `<ul>${r.untrained.map((u) => `<li><b>${escapeHtml(u.head)}</b>: ${escapeHtml(u.reason)}</li>`).join('')}</ul>`
@@ -215,6 +317,7 @@ ${sections.join('\n')}
 <dt>Within \u00b12 years</dt><dd>The share of rows whose most probable year is at most two years from the true year; the year MAE is the mean distance in years. Rows of unknown year are not scored.</dd>
 <dt>Cross-entropy</dt><dd>The mean of \u2212ln(probability given to the true class), probabilities clamped at 10<sup>\u22127</sup>: lower is better, and confident mistakes cost the most.</dd>
 <dt>Calibration error (ECE)</dt><dd>Predictions are grouped by their top-1 confidence; ECE is the row-weighted mean gap between each group's accuracy and its mean confidence. The diagrams show the same groups: bars on the dashed diagonal mean a confidence of 70% is right 70% of the time.</dd>
+<dt>Calibrated figures</dt><dd>Training ends by fitting one temperature per head on the run's test split (temperature scaling), and predictions use those calibrated probabilities. The <b>Model, calibrated</b> column scores them: cross-entropy and ECE change, while top-1, top-5 and every figure of the top class stay the same, since scaling keeps the order of the classes (the make-only top-1 sums the probabilities of a make's models and can change). On the run's own test split the temperatures were fitted on the very rows scored, so the calibrated figures are in-sample and optimistic; the held-out figure beside them scales each half of the rows with a temperature fitted on the other half. On a manifest of other photos they are held out.</dd>
 <dt>Baselines</dt><dd><b>Majority</b> predicts the training set's class frequencies for every row, so its top-1 is the most common class: a model must beat it to have learnt anything. <b>kNN</b> lets the k most similar training photos (cosine similarity of the same backbone features) vote: it shows what the features alone give without the trained heads.</dd>
 <dt>The split</dt><dd>${splitText(r.source)}</dd>
 <dt>Rows scored</dt><dd>Each head is scored only on the rows that have its label; rows without it are left out.</dd>

@@ -1,7 +1,8 @@
 // The evaluation report of a training run (`carstudio eval`, the Evaluate panel): per head the
 // model's metrics beside two baselines computed on the same rows (the training set's class
-// frequencies, and k-nearest-neighbours on the same backbone features), calibration, and the
-// classes it confuses. JSON-serialisable: report.json holds exactly this; report.html renders it.
+// frequencies, and k-nearest-neighbours on the same backbone features), calibration (of the raw
+// probabilities, and after the run's temperature scaling when it has one), and the classes it
+// confuses. JSON-serialisable: report.json holds exactly this; report.html renders it.
 import { z } from 'zod';
 
 /** One reliability-diagram bin: predictions whose top-1 confidence fell in [lo, hi). */
@@ -30,8 +31,65 @@ export interface ClassificationScores {
   reliability: ReliabilityBin[];
 }
 
+/**
+ * The model's figures after the run's calibration (temperature scaling, runs/<id>/calibration.json):
+ * the raw probabilities with the head's temperature applied, i.e. the probabilities `predict`
+ * gives. Top-1, top-5 and the other argmax figures (within ±2 years, the MAEs) do not change under
+ * temperature scaling and are not repeated; the make-only top-1 sums probabilities over a make's
+ * models and can change, so it is given for the make/model head.
+ */
+export interface CalibratedScores {
+  /** The head's temperature (logits divided by it). */
+  temperature: number;
+  /** Rows scored (the same as the model's). */
+  n: number;
+  /** Mean cross-entropy of the calibrated probabilities. */
+  ce: number;
+  ece: number;
+  reliability: ReliabilityBin[];
+  /** Make/model head only: the make-only top-1 of the calibrated probabilities. */
+  makeTop1?: number;
+  /**
+   * Only when the calibration was fitted on these rows (EvalCalibration.inSample on the test
+   * split) and at least 10 are labelled: an honest estimate by 2-fold cross-fit on the scored
+   * rows (each half scaled by a temperature fitted on the other half), null otherwise.
+   */
+  heldOut: { ce: number; ece: number; temperatures: [number, number] } | null;
+}
+
+/** Whether the run's calibration applies to the scored checkpoint, and how far to trust the calibrated figures. */
+export interface EvalCalibration {
+  /** true: the run's calibration.json calibrates this very checkpoint file and the heads carry `calibrated` figures. */
+  applied: boolean;
+  /** Why it is not applied, in words (null when applied). */
+  reason: string | null;
+  /** The run's calibration as fitted (null: the run has none). */
+  fitted: { checkpoint: string; step: number; createdAt: string; rows: number; split: 'listing' | 'photo' } | null;
+  /** The temperatures applied (null when not applied); 1 for a head left uncalibrated. */
+  temperatures: { price: number; makeModel: number; year: number } | null;
+  /** Heads the calibration left at T = 1, with why (they have no calibrated figures). */
+  skipped: Partial<Record<'price' | 'makeModel' | 'year', string>>;
+  /**
+   * true when scored rows are rows the temperatures were fitted on: every row of an evaluation
+   * on the run's test split (the calibration is fitted on that split), or manifest photos that
+   * are the very files of test-split photos. The calibrated CE/ECE are then in-sample, so
+   * optimistic. false for a manifest of other photos: held out.
+   */
+  inSample: boolean;
+  /** How many scored rows are such rows (all of them on the test split). */
+  inSampleRows: number;
+  /** What the calibrated figures mean for this report, in words (the caveat the report and the panel show). */
+  note: string;
+}
+
 export interface HeadScores<Extra = object> {
   model: ClassificationScores & Extra;
+  /**
+   * The model after the run's calibration; null when the report's calibration is not applied or
+   * left this head uncalibrated (EvalCalibration says why). Absent in reports from before it was
+   * recorded.
+   */
+  calibrated?: CalibratedScores | null;
   /** Predicts the training set's class frequencies for every row (top-1 = the majority class). */
   majority: ClassificationScores & Extra;
   /** k nearest training rows by cosine on the backbone features; null when features are unavailable. */
@@ -92,6 +150,12 @@ export interface EvalReport {
     /** `within2`: |predicted year - true year| <= 2; `maeYears` on the top-1 year. */
     year: HeadScores<{ within2: number; maeYears: number }> | null;
   };
+  /**
+   * The run's calibration against the rows scored: applied or why not, the temperatures, and
+   * whether the calibrated figures are in-sample. Absent in reports from before it was recorded
+   * (they show the raw probabilities only).
+   */
+  calibration?: EvalCalibration;
   /** Heads the run did not train (loss weight 0 or no labels), with the reason. */
   untrained: Array<{ head: 'price' | 'median' | 'makeModel' | 'year'; reason: string }>;
 }
