@@ -1,8 +1,10 @@
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { Fragment, useEffect, useMemo, useRef, useState } from 'react';
 import type { RunInfo } from '../../../src-main/engine/api/contract/index.ts';
 import type {
+  CalibratedScores,
   ClassificationScores,
   ConfusedPair,
+  EvalCalibration,
   EvalReport,
   EvalReportEntry,
   HeadScores,
@@ -48,7 +50,8 @@ export function EvaluatePanel({ run }: { run: RunInfo }) {
       <p className="muted small">
         Scores a checkpoint on photos the run did not train on, beside two baselines fitted on the same training rows: <b>Majority</b> =
         always the training set&apos;s most common class (its class shares as the probabilities); <b>kNN</b> = the k most similar training
-        photos (by the same backbone features) vote.
+        photos (by the same backbone features) vote. When the run is calibrated (training ends by calibrating it), the{' '}
+        <b>Model, calibrated</b> column scores the probabilities predictions give, beside the raw ones.
       </p>
       <EvalForm
         busy={busy}
@@ -260,6 +263,7 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
         {fmtInt(report.rows)} photos scored from the {sourceText(report.source)}; baselines fitted on {fmtInt(report.trainRows)} training
         photos, kNN with k = {report.knnK}; took {fmtDuration(report.seconds)}; {new Date(report.createdAt).toLocaleString()}.
       </p>
+      <CalibrationNote c={report.calibration} />
       {report.untrained.length > 0 && (
         <div className="job-msg" data-testid="eval-untrained">
           <b>Heads this run did not train</b> (a head trains only where it has labels and a loss weight above 0):
@@ -279,6 +283,7 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
         rows={PRICE_ROWS}
         none="no scored photo had a price"
         notTrained={untrained(['price', 'median'])}
+        calibration={report.calibration}
       />
       <HeadSection
         title="Make / model"
@@ -287,6 +292,7 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
         rows={MAKE_ROWS}
         none="no scored photo had a make and model"
         notTrained={untrained(['makeModel'])}
+        calibration={report.calibration}
       />
       <HeadSection
         title="Year"
@@ -295,6 +301,7 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
         rows={YEAR_ROWS}
         none="no scored photo had a year"
         notTrained={untrained(['year'])}
+        calibration={report.calibration}
       />
       {h.makeModel && (
         <div className="grid2">
@@ -318,14 +325,32 @@ interface MetricRow<X> {
   label: string;
   value: (s: ClassificationScores & X) => number;
   fmt: (v: number) => string;
+  /** The calibrated figure; absent: temperature scaling does not change it. */
+  cal?: (k: CalibratedScores) => number | null;
+  /** The held-out (cross-fit) estimate of the calibrated figure, when the report has one. */
+  held?: (k: CalibratedScores) => number | null;
 }
 const ce = (v: number) => v.toFixed(3);
 const pct = (v: number) => fmtPct(v);
 const common = {
   top1: { key: 'top1', label: 'top-1 accuracy', value: (s: ClassificationScores) => s.top1, fmt: pct },
   top5: { key: 'top5', label: 'top-5 accuracy', value: (s: ClassificationScores) => s.top5, fmt: pct },
-  ce: { key: 'ce', label: 'cross-entropy (lower is better)', value: (s: ClassificationScores) => s.ce, fmt: ce },
-  ece: { key: 'ece', label: 'calibration error (ECE, lower is better)', value: (s: ClassificationScores) => s.ece, fmt: pct },
+  ce: {
+    key: 'ce',
+    label: 'cross-entropy (lower is better)',
+    value: (s: ClassificationScores) => s.ce,
+    fmt: ce,
+    cal: (k: CalibratedScores) => k.ce,
+    held: (k: CalibratedScores) => k.heldOut?.ce ?? null,
+  },
+  ece: {
+    key: 'ece',
+    label: 'calibration error (ECE, lower is better)',
+    value: (s: ClassificationScores) => s.ece,
+    fmt: pct,
+    cal: (k: CalibratedScores) => k.ece,
+    held: (k: CalibratedScores) => k.heldOut?.ece ?? null,
+  },
 };
 const PRICE_ROWS: MetricRow<{ maeDollars: number }>[] = [
   common.top1,
@@ -337,7 +362,7 @@ const PRICE_ROWS: MetricRow<{ maeDollars: number }>[] = [
 const MAKE_ROWS: MetricRow<{ makeTop1: number }>[] = [
   common.top1,
   common.top5,
-  { key: 'make', label: 'make only: top-1', value: (s) => s.makeTop1, fmt: pct },
+  { key: 'make', label: 'make only: top-1', value: (s) => s.makeTop1, fmt: pct, cal: (k) => k.makeTop1 ?? null },
   common.ce,
   common.ece,
 ];
@@ -355,14 +380,17 @@ function HeadSection<X>({
   rows,
   none,
   notTrained,
+  calibration,
 }: {
   title: string;
-  head: string;
+  head: 'price' | 'makeModel' | 'year';
   scores: HeadScores<X> | null;
   rows: MetricRow<X>[];
   none: string;
   notTrained: EvalReport['untrained'];
+  calibration: EvalCalibration | undefined;
 }) {
+  const cal = scores?.calibrated ?? null;
   const cols: Array<['model' | 'majority' | 'knn', string, (ClassificationScores & X) | null]> = scores
     ? [
         ['model', 'Model', scores.model],
@@ -388,7 +416,16 @@ function HeadSection<X>({
             <thead>
               <tr>
                 <th />
-                {cols.map(([c, label]) => (
+                <th>{cols[0]![1]}</th>
+                {cal && (
+                  <th
+                    data-testid={`eval-${head}-calibrated-col`}
+                    title={`the probabilities predictions give: the raw ones scaled by T = ${cal.temperature.toFixed(3)}`}
+                  >
+                    Model, calibrated
+                  </th>
+                )}
+                {cols.slice(1).map(([c, label]) => (
                   <th key={c}>{label}</th>
                 ))}
               </tr>
@@ -396,24 +433,29 @@ function HeadSection<X>({
             <tbody>
               <tr>
                 <td className="muted">photos scored</td>
-                {cols.map(([c, , s]) => (
-                  <td key={c}>{s ? fmtInt(s.n) : '—'}</td>
+                {cols.map(([c, , s], i) => (
+                  <Fragment key={c}>
+                    <td>{s ? fmtInt(s.n) : '—'}</td>
+                    {i === 0 && cal && <td>{fmtInt(cal.n)}</td>}
+                  </Fragment>
                 ))}
               </tr>
               {rows.map((r) => (
                 <tr key={r.key}>
                   <td className="muted">{r.label}</td>
-                  {cols.map(([c, , s]) => {
+                  {cols.map(([c, , s], i) => {
                     const v = s ? r.value(s) : null;
                     return (
-                      <td
-                        key={c}
-                        data-testid={`eval-${head}-${r.key}-${c}`}
-                        data-value={v ?? ''}
-                        title={s ? undefined : 'kNN needs the backbone features, which were not available'}
-                      >
-                        {v == null ? '—' : r.fmt(v)}
-                      </td>
+                      <Fragment key={c}>
+                        <td
+                          data-testid={`eval-${head}-${r.key}-${c}`}
+                          data-value={v ?? ''}
+                          title={s ? undefined : 'kNN needs the backbone features, which were not available'}
+                        >
+                          {v == null ? '—' : r.fmt(v)}
+                        </td>
+                        {i === 0 && cal && <CalibratedCell head={head} row={r} k={cal} />}
+                      </Fragment>
                     );
                   })}
                 </tr>
@@ -422,14 +464,107 @@ function HeadSection<X>({
           </table>
           <div>
             <div className="muted small">
-              Reliability of the model: bars = share right per confidence bin; on the dashed line = calibrated.
+              Reliability of the model{cal ? ' (raw)' : ''}: bars = share right per confidence bin; on the dashed line = calibrated.
             </div>
             <ReliabilityChart
               bins={scores.model.reliability}
               testid={`eval-reliability-${head}`}
               ariaLabel={`${title}: reliability diagram`}
             />
+            {cal && (
+              <>
+                <div className="muted small">
+                  After calibration (T = {cal.temperature.toFixed(3)}){calibration?.inSample ? ', in-sample: optimistic' : ', held out'}:
+                </div>
+                <ReliabilityChart
+                  bins={cal.reliability}
+                  testid={`eval-reliability-${head}-calibrated`}
+                  ariaLabel={`${title}: reliability diagram after calibration`}
+                />
+              </>
+            )}
           </div>
+        </div>
+      )}
+      {scores && calibration && <HeadCalibrationNote head={head} cal={cal} calibration={calibration} />}
+    </div>
+  );
+}
+
+/** A calibrated figure (with its held-out estimate), or "unchanged" where temperature scaling cannot change it. */
+function CalibratedCell<X>({ head, row, k }: { head: string; row: MetricRow<X>; k: CalibratedScores }) {
+  const testid = `eval-${head}-${row.key}-calibrated`;
+  if (!row.cal) {
+    return (
+      <td
+        className="muted small"
+        data-testid={testid}
+        data-value=""
+        title="calibration changes the confidence, not which classes come first"
+      >
+        unchanged
+      </td>
+    );
+  }
+  const v = row.cal(k);
+  const held = row.held?.(k) ?? null;
+  return (
+    <td data-testid={testid} data-value={v ?? ''} data-held-out={held ?? ''}>
+      {v == null ? '—' : row.fmt(v)}
+      {held != null && <span className="muted small"> (held out {row.fmt(held)})</span>}
+    </td>
+  );
+}
+
+/** Under a head's table: calibrated or not, and what does not change. */
+function HeadCalibrationNote({
+  head,
+  cal,
+  calibration,
+}: {
+  head: 'price' | 'makeModel' | 'year';
+  cal: CalibratedScores | null;
+  calibration: EvalCalibration;
+}) {
+  const skipped = calibration.skipped[head];
+  return (
+    <p className="muted small" data-testid={`eval-cal-note-${head}`} data-calibrated={cal ? 'true' : 'false'}>
+      {cal
+        ? 'Calibration changes how confident the model is, not which classes it ranks first: top-1, top-5 and the top-class figures are unchanged.'
+        : calibration.applied
+          ? `Not calibrated: ${skipped ?? 'the calibration left this head as trained'}.`
+          : 'Not calibrated: raw probabilities only.'}
+    </p>
+  );
+}
+
+/** The report's calibration: applied (in-sample or held out, the temperatures) or why not. */
+function CalibrationNote({ c }: { c: EvalCalibration | undefined }) {
+  if (!c) {
+    return (
+      <div className="job-msg" data-testid="eval-calibration" data-applied="unknown">
+        This report is from before calibrated figures were recorded: it shows the raw probabilities only. Evaluate again to see them.
+      </div>
+    );
+  }
+  const t = c.temperatures;
+  return (
+    <div
+      className="job-msg"
+      data-testid="eval-calibration"
+      data-applied={c.applied ? 'true' : 'false'}
+      data-in-sample={c.applied ? String(c.inSample) : ''}
+      style={c.applied && c.inSample ? { borderLeft: '3px solid var(--warn, #d9534f)' } : undefined}
+    >
+      <b>{!c.applied ? 'Not calibrated.' : c.inSample ? 'Calibrated figures are in-sample.' : 'Calibrated figures are held out.'}</b>{' '}
+      <span data-testid="eval-calibration-note">
+        {c.applied ? c.note : c.note.replace(/^Not calibrated: (.)/, (_m, ch: string) => ch.toUpperCase())}
+      </span>
+      {c.applied && t && (
+        <div className="muted small" data-testid="eval-calibration-temps">
+          Temperatures: price {c.skipped.price ? 'not calibrated' : t.price.toFixed(3)}, make/model{' '}
+          {c.skipped.makeModel ? 'not calibrated' : t.makeModel.toFixed(3)}, year {c.skipped.year ? 'not calibrated' : t.year.toFixed(3)}
+          {c.fitted ? ` (fitted on ${fmtInt(c.fitted.rows)} test photos of the ${c.fitted.checkpoint} checkpoint)` : ''}.
         </div>
       )}
     </div>
