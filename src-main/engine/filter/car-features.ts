@@ -3,8 +3,7 @@
 // largest-scoring vehicle's box, its score and area share, whether it touches the frame, how many
 // vehicles and people are in view). The detection summary is the row's last DETECTION_DIM values,
 // so a cached feature row also says where the car is (carInRow), for the thumbnails and Predict.
-import sharp from 'sharp';
-import { decodeRgb, writePreprocessed } from '../ml/decode.ts';
+import { decodeCropAndWhole, decodeWhole, writePreprocessed } from '../ml/decode.ts';
 import { DETECTOR_INPUT_SIZE, loadCarDetector, type CarDetector, type Detection } from '../ml/car-detector.ts';
 import { MOBILENET_BLOCKS_DIM, MOBILENET_INPUT_SIZE } from '../ml/mobilenet.ts';
 import type { OrtDevice } from '../ml/ort.ts';
@@ -96,13 +95,7 @@ export function carInDetections(dets: readonly Detection[]): CarInPhoto {
 
 /** The whole photo squashed to the detector's square input, RGB 0-255 as floats. */
 export async function decodeForDetector(input: Buffer | string, size = DETECTOR_INPUT_SIZE): Promise<Float32Array> {
-  const { data, info } = await sharp(input, { failOn: 'error' }).rotate().resize(size, size, { fit: 'fill' }).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  const out = new Float32Array(size * size * 3);
-  const ch = info.channels;
-  for (let i = 0; i < size * size; i++) {
-    for (let c = 0; c < 3; c++) out[i * 3 + c] = data[i * ch + (ch < 3 ? 0 : c)]!;
-  }
-  return out;
+  return Float32Array.from(await decodeWhole(input, size));
 }
 
 export interface CarV1Options {
@@ -115,7 +108,7 @@ export interface CarV1Options {
 /**
  * The car-v1 extractor over a blocks extractor (`blocks`, 224 px input, MOBILENET_BLOCKS_DIM
  * out) and the detector. Its input per photo is the 224 px centre crop (scaled to [0, 1]) then
- * the whole photo at the detector's size (0-255).
+ * the whole photo at the detector's size (0-255), both made from one decode of the file.
  */
 export async function carV1Extractor(blocks: FeatureExtractor & { backend: string }, opts: CarV1Options = {}): Promise<FeatureExtractor & { backend: string; detector: CarDetector }> {
   if (blocks.featureDim !== MOBILENET_BLOCKS_DIM || blocks.inputSize !== MOBILENET_INPUT_SIZE) throw new Error(`car-v1 needs the ${MOBILENET_BLOCKS_DIM}-d blocks extractor`);
@@ -130,10 +123,11 @@ export async function carV1Extractor(blocks: FeatureExtractor & { backend: strin
     backend: blocks.backend === detector.backend ? blocks.backend : `${blocks.backend} + detector on ${detector.backend}`,
     detector,
     async decodeInput(data) {
-      const [rgb, det] = await Promise.all([decodeRgb(data, MOBILENET_INPUT_SIZE), decodeForDetector(data)]);
+      // one decode for both views (decodeCropAndWhole), the same pixels as decodeRgb + decodeForDetector
+      const { crop, whole } = await decodeCropAndWhole(data, MOBILENET_INPUT_SIZE, DETECTOR_INPUT_SIZE);
       const out = new Float32Array(A + D);
-      writePreprocessed(rgb, out, 0);
-      out.set(det, A);
+      writePreprocessed(crop, out, 0);
+      out.set(whole, A);
       return out;
     },
     async embed(batch, n) {
