@@ -23,6 +23,9 @@ import {
   yearsOfLabels,
 } from '../src-main/engine/eval/metrics.ts';
 import { readReport, renderReportHtml, reportEntry, writeReport } from '../src-main/engine/eval/report-html.ts';
+import { calibratedScores, calibrationFor, evalCalibration } from '../src-main/engine/eval/calibrated.ts';
+import { checkpointStamp, fitTemperature, type CalibrationReport } from '../src-main/engine/train/calibrate.ts';
+import { eceByDefinition, scaledByDefinition } from './helpers/calibration.ts';
 import { mulberry32 } from '../src-main/engine/util/random.ts';
 import { UserError } from '../src-main/engine/workspace/errors.ts';
 
@@ -507,5 +510,237 @@ describe('report HTML and files', () => {
     expect(() => readReport(path.join(tmp, 'bad'))).toThrow(/not a version-1 report/);
     fs.writeFileSync(path.join(tmp, 'bad', 'report.json'), '{"version":');
     expect(() => readReport(path.join(tmp, 'bad'))).toThrow(/not valid JSON/);
+  });
+});
+
+// ---------- calibrated figures ----------
+
+describe('calibrated figures', () => {
+  const rand = mulberry32(77);
+  const n = 60;
+  const C = 6;
+  // an over-confident model: sharp rows, right about 60% of the time
+  const labels = Int32Array.from({ length: n }, (_, i) => (i % 7 === 3 ? -1 : Math.floor(rand() * C)));
+  const probs = new Float32Array(n * C);
+  for (let i = 0; i < n; i++) {
+    const top = rand() < 0.6 && labels[i]! >= 0 ? labels[i]! : Math.floor(rand() * C);
+    let s = 0;
+    for (let c = 0; c < C; c++) s += probs[i * C + c] = c === top ? 20 + rand() * 30 : rand();
+    for (let c = 0; c < C; c++) probs[i * C + c] /= s;
+  }
+
+  it('scales the raw probabilities by T: CE and ECE as by definition, top-1 unchanged, T = 1 is the raw figures', () => {
+    const raw = classificationScores(probs, labels, C);
+    const T = 2.3;
+    const k = calibratedScores(probs, labels, C, T, { heldOut: false });
+    const want = eceByDefinition(scaledByDefinition(probs, C, T), labels, C);
+    expect(k.temperature).toBe(T);
+    expect(k.n).toBe(raw.n);
+    expect(k.ece).toBeCloseTo(want.ece, 6);
+    expect(k.ce).toBeCloseTo(want.ce, 6);
+    expect(want.top1).toBeCloseTo(raw.top1, 12); // what the report does not repeat
+    expect(k.ece).not.toBeCloseTo(raw.ece, 3);
+    expect(k.ce).toBeLessThan(raw.ce); // softening an over-confident model lowers its cross-entropy
+    expect(k.reliability.reduce((a, b) => a + b.count, 0)).toBe(raw.n);
+    expect(k.heldOut).toBeNull();
+    expect(k.makeTop1).toBeUndefined();
+    const one = calibratedScores(probs, labels, C, 1, { heldOut: false });
+    expect(one.ece).toBeCloseTo(raw.ece, 6);
+    expect(one.ce).toBeCloseTo(raw.ce, 6);
+  });
+
+  it('the held-out estimate scales each half of the labelled rows by the temperature fitted on the other half', () => {
+    const k = calibratedScores(probs, labels, C, 2.3, { heldOut: true, makeOfClass: ['A', 'A', 'B', 'B', 'C', 'Unknown'] });
+    const rows: number[] = [];
+    labels.forEach((y, i) => y >= 0 && rows.push(i));
+    const a = rows.filter((_, j) => j % 2 === 0);
+    const b = rows.filter((_, j) => j % 2 === 1);
+    const [ta, tb] = [fitTemperature(probs, labels, C, a), fitTemperature(probs, labels, C, b)];
+    expect(k.heldOut!.temperatures).toEqual([ta, tb]);
+    const pooled = new Float64Array(probs.length);
+    const byA = scaledByDefinition(probs, C, ta);
+    const byB = scaledByDefinition(probs, C, tb);
+    for (const i of a) pooled.set(byB.subarray(i * C, (i + 1) * C), i * C);
+    for (const i of b) pooled.set(byA.subarray(i * C, (i + 1) * C), i * C);
+    const want = eceByDefinition(pooled, labels, C);
+    expect(k.heldOut!.ece).toBeCloseTo(want.ece, 6);
+    expect(k.heldOut!.ce).toBeCloseTo(want.ce, 6);
+    expect(k.makeTop1).toBeCloseTo(
+      makeTop1(Float32Array.from(scaledByDefinition(probs, C, 2.3)), labels, C, ['A', 'A', 'B', 'B', 'C', 'Unknown']),
+      9,
+    );
+    // fewer than 10 labelled rows: no held-out figure
+    const few = Int32Array.from(labels, (y, i) => (i < 10 ? y : -1)); // 9 labelled rows
+    expect(calibratedScores(probs, few, C, 2.3, { heldOut: true }).heldOut).toBeNull();
+  });
+
+  const calFile = (dir: string, over: Partial<CalibrationReport> = {}): CalibrationReport => {
+    const r: CalibrationReport = {
+      version: 1,
+      runId: 4,
+      checkpoint: 'best',
+      stamp: checkpointStamp(path.join(dir, 'best.ckpt')),
+      step: 300,
+      createdAt: '2026-12-02T10:00:00.000Z',
+      split: 'listing',
+      testFraction: 0.1,
+      rows: 40,
+      temperatures: { price: 1.7, makeModel: 0.8, year: 1 },
+      heads: {
+        price: {
+          temperature: 1.7,
+          n: 30,
+          before: { ece: 0.2, nll: 1, reliability: [] },
+          after: { ece: 0.1, nll: 0.9, reliability: [] },
+          heldOut: null,
+        },
+        makeModel: {
+          temperature: 0.8,
+          n: 40,
+          before: { ece: 0.2, nll: 1, reliability: [] },
+          after: { ece: 0.1, nll: 0.9, reliability: [] },
+          heldOut: null,
+        },
+        year: { skipped: 'not trained (loss weight 0)' },
+      },
+      seconds: 1,
+      ...over,
+    };
+    fs.writeFileSync(path.join(dir, 'calibration.json'), JSON.stringify(r));
+    return r;
+  };
+
+  it('applies a calibration only to the checkpoint file it stamps, as predict does, and says why not otherwise', () => {
+    const dir = path.join(tmp, 'runs', '4');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'best.ckpt'), 'checkpoint bytes');
+    fs.writeFileSync(path.join(dir, 'last.ckpt'), 'other checkpoint bytes');
+    const none = calibrationFor(dir, 4, 'best');
+    expect(none.temperatures).toBeNull();
+    expect(none.reason).toMatch(/has no calibration.*carstudio calibrate --run 4/);
+    const cal = calFile(dir);
+    expect(calibrationFor(dir, 4, 'best')).toEqual({ cal, temperatures: cal.temperatures, reason: null });
+    const other = calibrationFor(dir, 4, 'last');
+    expect(other.temperatures).toBeNull();
+    expect(other.reason).toMatch(/of its best checkpoint, not of the last one/);
+    fs.writeFileSync(path.join(dir, 'best.ckpt'), 'checkpoint bytes, written again');
+    const stale = calibrationFor(dir, 4, 'best');
+    expect(stale.temperatures).toBeNull();
+    expect(stale.reason).toMatch(/earlier best checkpoint.*carstudio calibrate --run 4/);
+  });
+
+  it('says where the calibrated figures are in-sample: the test split, manifest photos of it, or held out', () => {
+    const dir = path.join(tmp, 'runs', '5');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'best.ckpt'), 'checkpoint bytes');
+    const cal = calFile(dir);
+    const c = calibrationFor(dir, 5, 'best');
+    const test = evalCalibration({ kind: 'test-split', split: 'listing' }, 40, 40, c, 40);
+    expect(test).toMatchObject({
+      applied: true,
+      inSample: true,
+      inSampleRows: 40,
+      temperatures: cal.temperatures,
+      skipped: { year: 'not trained (loss weight 0)' },
+    });
+    expect(test.fitted).toEqual({ checkpoint: 'best', step: 300, createdAt: cal.createdAt, rows: 40, split: 'listing' });
+    expect(test.note).toMatch(/^In-sample: .*optimistic/);
+    expect(test.note).not.toMatch(/workspace changed/);
+    expect(evalCalibration({ kind: 'test-split', split: 'listing' }, 44, 44, c, 44).note).toMatch(
+      /fitted on 40 test photos; the test split has 44 now/,
+    );
+    const manifest = { kind: 'manifest', manifest: '/m.csv', rowsSkipped: 0 } as const;
+    const held = evalCalibration(manifest, 12, 0, c, 40);
+    expect(held).toMatchObject({ applied: true, inSample: false, inSampleRows: 0 });
+    expect(held.note).toMatch(/^Held out/);
+    const part = evalCalibration(manifest, 12, 3, c, 40);
+    expect(part).toMatchObject({ inSample: true, inSampleRows: 3 });
+    expect(part.note).toMatch(/^Partly in-sample: 3 of the 12 photos/);
+    const not = evalCalibration(manifest, 12, 0, calibrationFor(dir, 5, 'last'), 40);
+    expect(not).toMatchObject({ applied: false, temperatures: null, inSample: false, inSampleRows: 0 });
+    expect(not.note).toMatch(/^Not calibrated: .*best checkpoint/);
+  });
+
+  it('the HTML report shows the calibrated column and diagram with the caveat, "not calibrated", or raw only for old reports', () => {
+    const base = sampleReport({ year: true });
+    const heads = base.heads;
+    const withCal: EvalReport = {
+      ...base,
+      heads: {
+        price: {
+          ...heads.price!,
+          calibrated: {
+            temperature: 1.7,
+            n: heads.price!.model.n,
+            ce: 0.4321,
+            ece: 0.0123,
+            reliability: heads.price!.model.reliability,
+            heldOut: { ce: 0.5, ece: 0.0456, temperatures: [1.6, 1.8] },
+          },
+        },
+        makeModel: {
+          ...heads.makeModel!,
+          calibrated: {
+            temperature: 0.8,
+            n: heads.makeModel!.model.n,
+            ce: 0.9876,
+            ece: 0.0789,
+            makeTop1: 0.5,
+            reliability: heads.makeModel!.model.reliability,
+            heldOut: null,
+          },
+        },
+        year: { ...heads.year!, calibrated: null },
+      },
+      calibration: {
+        applied: true,
+        reason: null,
+        fitted: { checkpoint: 'best', step: 1200, createdAt: base.createdAt, rows: 60, split: 'listing' },
+        temperatures: { price: 1.7, makeModel: 0.8, year: 1 },
+        skipped: { year: 'not trained <b>(loss weight 0)</b>' },
+        inSample: true,
+        inSampleRows: 60,
+        note: 'In-sample: the temperatures were fitted on this very test split, so the calibrated cross-entropy and ECE are optimistic.',
+      },
+    };
+    const doc = parseDocument(renderReportHtml(withCal));
+    const text = DomUtils.textContent(doc);
+    const svgs = DomUtils.getElementsByTagName('svg', doc);
+    expect(svgs.filter((s) => s.attribs.class === 'reliability')).toHaveLength(3);
+    expect(svgs.filter((s) => s.attribs.class === 'reliability calibrated')).toHaveLength(2);
+    expect(text).toContain('In-sample calibrated figures.');
+    expect(text).toContain('optimistic');
+    expect(text).toContain('Model, calibrated (T = 1.700)');
+    expect(text).toContain('1.2% (held out 4.6%)'); // the price head's calibrated ECE
+    expect(text).toContain('0.988');
+    expect(text).toContain('not calibrated (not trained <b>(loss weight 0)</b>)'); // escaped, as text
+    const sec = DomUtils.findOne((e) => e.attribs.class === 'calibration', doc.children, true)!;
+    expect(sec.attribs['data-in-sample']).toBe('true');
+    // top-1 and top-5 of a calibrated head are not repeated
+    const unchanged = DomUtils.findAll((e) => e.name === 'td' && (e.attribs.class ?? '').includes('same'), doc.children);
+    // price: top-1, top-5 and the median's MAE; make/model: top-1, top-5 (its make-only top-1 is recomputed); year: no column
+    expect(unchanged).toHaveLength(5);
+    const notCal = DomUtils.textContent(
+      parseDocument(
+        renderReportHtml({
+          ...base,
+          calibration: {
+            applied: false,
+            reason: 'this run has no calibration',
+            fitted: null,
+            temperatures: null,
+            skipped: {},
+            inSample: false,
+            inSampleRows: 0,
+            note: 'Not calibrated: this run has no calibration.',
+          },
+        }),
+      ),
+    );
+    expect(notCal).toContain('Not calibrated.');
+    expect(notCal).not.toContain('Model, calibrated (T =');
+    const old = DomUtils.textContent(parseDocument(renderReportHtml(base)));
+    expect(old).toContain('from before calibrated figures were recorded');
+    expect(old).not.toContain('Model, calibrated (T =');
   });
 });

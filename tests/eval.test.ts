@@ -1,6 +1,9 @@
 // The eval job and `carstudio eval`: a run's checkpoint scored on its own test split (by listing:
 // no car on both sides) or on a manifest's rows, beside the majority-class and kNN baselines, with
 // calibration; the report written to runs/<id>/eval/<report id>/ and served by eval.list/eval.get.
+// With the run's calibration (temperature scaling, calibration.json): each head's calibrated CE,
+// ECE and reliability, checked against the stored temperatures applied to the raw outputs, and
+// whether they are in-sample (the test split the temperatures were fitted on) or held out.
 // Also training on a dataset without prices (the price heads are recorded as not trained), and
 // the identity of the labelled-cars photos imported as a manifest and as a labelled folder.
 // Real workspaces of sharp-made JPEGs (colour families with a texture per class, plus noise),
@@ -11,7 +14,11 @@ import { spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import crypto from 'node:crypto';
 import { Engine } from '../src-main/engine/engine.ts';
+import { maskedLabels, testSplitOutputs } from '../src-main/engine/eval/eval-job.ts';
+import { readCalibration } from '../src-main/engine/train/calibrate.ts';
+import { eceByDefinition, scaledByDefinition } from './helpers/calibration.ts';
 import type { EvalReport, EvalReportEntry } from '../src-main/engine/api/contract/eval.ts';
 import type { JobInfo } from '../src-main/engine/api/contract/index.ts';
 import type { EvalJobResult } from '../src-main/engine/eval/eval-kind.ts';
@@ -32,7 +39,6 @@ const CLASSES = [
   { make: 'Fiat', model: 'Panda', year: 2008, price: 8_000, rgb: [45, 60, 210] },
   { make: 'Kia', model: 'Rio', year: 2019, price: 45_000, rgb: [230, 205, 40] },
 ] as const;
-
 
 /** A photo of class `cls`: its colour (jittered per photo), its texture darkened in, pixel noise. */
 async function classJpeg(cls: number, seed: number, width = 80, height = 60): Promise<Buffer> {
@@ -100,6 +106,10 @@ function manifestLines(
   ];
 }
 
+/** Text as the HTML report escapes it. */
+const escapeText = (t: string): string =>
+  t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+
 function readReportJson(dir: string): EvalReport {
   return JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')) as EvalReport;
 }
@@ -122,6 +132,15 @@ function expectCalibration(report: EvalReport): void {
 }
 
 const scoredHeads = (r: EvalReport): number => Object.values(r.heads).filter((h) => h !== null).length;
+const CAL_HEADS = ['price', 'makeModel', 'year'] as const;
+
+/** A report whose run's calibration did not apply: every head raw only, and why in the note. */
+function expectNotCalibrated(report: EvalReport, reason: RegExp): void {
+  expect(report.calibration).toMatchObject({ applied: false, temperatures: null, inSample: false, inSampleRows: 0 });
+  expect(report.calibration!.reason).toMatch(reason);
+  expect(report.calibration!.note).toMatch(/^Not calibrated: /);
+  for (const h of CAL_HEADS) if (report.heads[h]) expect(report.heads[h]!.calibrated, h).toBeNull();
+}
 
 describe('eval job: a heads run on its test split and on a manifest', () => {
   let fx: string;
@@ -232,6 +251,67 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
       `eval: ${report.rows} test rows (${report.trainRows} training); make/model top-1 model ${h.makeModel!.model.top1.toFixed(3)}, ` +
         `majority ${h.makeModel!.majority.top1.toFixed(3)}, kNN ${h.makeModel!.knn!.top1.toFixed(3)}; ${report.seconds} s`,
     );
+
+    // the run's calibration (fitted at the end of training on this test split): in-sample here
+    const cal = readCalibration(path.join(ws, 'runs', String(runA)))!;
+    expect(cal.checkpoint).toBe('best');
+    expect(report.calibration).toMatchObject({
+      applied: true,
+      reason: null,
+      inSample: true,
+      inSampleRows: report.rows,
+      temperatures: cal.temperatures,
+    });
+    expect(report.calibration!.note).toMatch(/^In-sample: .*optimistic/);
+    // the stored temperatures applied, by definition, to the raw outputs of the checkpoint on the test rows
+    const raw = (await testSplitOutputs(engine.ws, runA, 'best', {
+      signal: new AbortController().signal,
+      progress: () => undefined,
+      log: () => undefined,
+    }))!;
+    expect(raw.rows.map((r) => r.imageId).sort()).toEqual(split.test.map((r) => r.imageId).sort());
+    const y = {
+      price: maskedLabels(raw.labels.priceBin, raw.labels.priceMask),
+      makeModel: maskedLabels(raw.labels.makeModel, raw.labels.makeModelMask),
+      year: maskedLabels(raw.labels.year, raw.labels.yearMask),
+    };
+    for (const head of CAL_HEADS) {
+      const s = h[head]!;
+      const probs = raw.model[head];
+      const C = probs.length / raw.rows.length;
+      const T = cal.temperatures[head];
+      const fit = cal.heads[head];
+      expect('skipped' in fit, head).toBe(false);
+      // the raw figures are those of these outputs
+      const rawDef = eceByDefinition(probs, y[head], C);
+      expect(s.model.ece, `${head} raw ECE`).toBeCloseTo(rawDef.ece, 9);
+      expect(s.model.ce, `${head} raw CE`).toBeCloseTo(rawDef.ce, 9);
+      // the calibrated ones are the same outputs scaled by the stored temperature
+      const k = s.calibrated!;
+      expect(k, head).not.toBeNull();
+      const calDef = eceByDefinition(scaledByDefinition(probs, C, T), y[head], C);
+      expect(k.temperature).toBe(T);
+      expect(k.n).toBe(s.model.n);
+      expect(k.ece, `${head} calibrated ECE`).toBeCloseTo(calDef.ece, 6);
+      expect(k.ce, `${head} calibrated CE`).toBeCloseTo(calDef.ce, 6);
+      expect(Math.abs(k.ece - s.model.ece), `${head}: calibrated ECE differs from raw`).toBeGreaterThan(1e-6);
+      expect(calDef.top1, `${head}: top-1 does not change`).toBeCloseTo(s.model.top1, 12);
+      expect(k.reliability.reduce((a, b) => a + b.count, 0)).toBe(k.n);
+      // in-sample on the same rows: calibration.json's own after-fit figures, and its cross-fit as the held-out one
+      if ('skipped' in fit) continue;
+      expect(k.ece).toBeCloseTo(fit.after.ece, 9);
+      expect(k.ce).toBeCloseTo(fit.after.nll, 9);
+      if (fit.heldOut) expect(k.heldOut!.ece).toBeCloseTo(fit.heldOut.ece.after, 9);
+      else expect(k.heldOut).toBeNull();
+    }
+    expect(h.makeModel!.calibrated!.makeTop1).toBeGreaterThanOrEqual(0);
+    console.log(
+      `eval calibrated (in-sample): ` +
+        CAL_HEADS.map(
+          (k) =>
+            `${k} T ${h[k]!.calibrated!.temperature.toFixed(3)} ECE ${h[k]!.model.ece.toFixed(4)} -> ${h[k]!.calibrated!.ece.toFixed(4)}`,
+        ).join('; '),
+    );
   });
 
   it('lists the heads a price_ce_only run did not train as loss weight 0', { timeout: T }, async () => {
@@ -243,6 +323,25 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
       { head: 'year', reason: 'loss weight 0' },
     ]);
     expectCalibration(report);
+    // the run's calibration is of its best checkpoint: predictions from the last one are raw, and so is this report
+    expect(readCalibration(path.join(ws, 'runs', String(runB)))!.checkpoint).toBe('best');
+    expectNotCalibrated(report, /of its best checkpoint, not of the last one/);
+  });
+
+  it('a run without calibration (an older run, or its calibration failed): not calibrated, raw figures only', { timeout: T }, async () => {
+    const runDir = path.join(ws, 'runs', String(runB));
+    fs.renameSync(path.join(runDir, 'calibration.json'), path.join(runDir, 'calibration.json.away'));
+    try {
+      const { result, report } = await evaluate({ runId: runB });
+      expectNotCalibrated(report, /has no calibration/);
+      expect(report.heads.price!.model.n).toBeGreaterThan(0);
+      const html = fs.readFileSync(path.join(result.dir, 'report.html'), 'utf8');
+      expect(html).toContain('<b>Not calibrated.</b>');
+      expect(html).not.toContain('Model, calibrated (T =');
+      expect(html).not.toContain('class="reliability calibrated"');
+    } finally {
+      fs.renameSync(path.join(runDir, 'calibration.json.away'), path.join(runDir, 'calibration.json'));
+    }
   });
 
   it("scores a manifest's rows, skipping missing files and a text file named .jpg", { timeout: T }, async () => {
@@ -266,17 +365,47 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
     expect(report.heads.makeModel!.model.n).toBe(fresh.length);
     expect(report.heads.makeModel!.knn!.top1).toBeGreaterThan(0.8);
     expectCalibration(report);
+    // photos the temperatures were not fitted on: held out
+    expect(report.calibration).toMatchObject({ applied: true, inSample: false, inSampleRows: 0 });
+    expect(report.calibration!.note).toMatch(/^Held out/);
+    for (const head of CAL_HEADS) {
+      const s = report.heads[head]!;
+      expect(s.calibrated!.n).toBe(s.model.n);
+      expect(s.calibrated!.heldOut).toBeNull(); // only in-sample reports need the cross-fit estimate
+      expect(Math.abs(s.calibrated!.ece - s.model.ece), head).toBeGreaterThan(1e-6);
+    }
+  });
+
+  it("a manifest holding photos of the run's test split is partly in-sample: those rows are counted", { timeout: T }, async () => {
+    const split = splitRows(trainingRows(engine.ws.db), 'listing', 0.1);
+    const testIds = new Set(split.test.map((r) => r.imageId));
+    const idOfKey = engine.ws.db.prepare(`SELECT id FROM images WHERE key = ?`).pluck();
+    // images.key is the sha256 of the imported file's bytes
+    const sha256 = (file: string): string =>
+      crypto
+        .createHash('sha256')
+        .update(fs.readFileSync(path.join(fx, file)))
+        .digest('hex');
+    const ofTest = photos.filter((r) => testIds.has(idOfKey.get(sha256(r.file)) as number));
+    expect(ofTest.length).toBeGreaterThanOrEqual(2);
+    const fresh = await writeClassPhotos(fx, 'mix', [2, 2, 1, 1], 20_000);
+    const manifest = path.join(fx, 'mix.csv');
+    fs.writeFileSync(manifest, manifestLines([...ofTest.slice(0, 2), ...fresh]).join('\n') + '\n');
+    const { result, report } = await evaluate({ runId: runA, manifest, map: { image: 'file' } });
+    reportIds.push(result.reportId);
+    expect(report.rows).toBe(2 + fresh.length);
+    expect(report.calibration).toMatchObject({ applied: true, inSample: true, inSampleRows: 2 });
+    expect(report.calibration!.note).toMatch(new RegExp(`^Partly in-sample: 2 of the ${report.rows} photos`));
   });
 
   it(
     'eval.list lists the reports newest first; eval.get returns the page with a reliability chart per scored head',
     { timeout: T },
     async () => {
-      expect(reportIds).toHaveLength(2);
+      expect(reportIds).toHaveLength(3);
       const list = (await engine.request('eval.list', { runId: runA })) as EvalReportEntry[];
       expect(list.map((e) => e.id)).toEqual([...reportIds].reverse());
-      expect(list[0]!.source.kind).toBe('manifest');
-      expect(list[1]!.source.kind).toBe('test-split');
+      expect(list.map((e) => e.source.kind)).toEqual(['manifest', 'manifest', 'test-split']);
       expect(list[0]!.createdAt >= list[1]!.createdAt).toBe(true);
       for (const e of list) {
         const got = await engine.request('eval.get', { runId: runA, id: e.id });
@@ -285,10 +414,17 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
         expect(got.html).toContain('colours &amp; textures'); // the run's name, escaped
         expect(got.html).not.toContain('colours & textures');
         expect(got.html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(got.report));
+        // and beside each, the calibrated one, with the caveat of its source
+        expect(got.html.match(/<svg class="reliability calibrated"/g) ?? []).toHaveLength(scoredHeads(got.report));
+        expect(got.html).toContain(got.report.calibration!.inSample ? 'In-sample calibrated figures.' : 'Held-out calibrated figures.');
+        expect(got.html).toContain(escapeText(got.report.calibration!.note));
         expect(got.html.match(/<svg class="per-class"/g) ?? []).toHaveLength(1);
         expect(e.headline.makeModelTop1).toBe(got.report.heads.makeModel!.model.top1);
       }
-      expect(((await engine.request('eval.list', { runId: runB })) as EvalReportEntry[]).map((e) => e.source.kind)).toEqual(['test-split']);
+      expect(((await engine.request('eval.list', { runId: runB })) as EvalReportEntry[]).map((e) => e.source.kind)).toEqual([
+        'test-split',
+        'test-split',
+      ]);
       const missing = await engine.call('eval.get', { runId: runA, id: 'no-such-report' });
       expect(missing.ok).toBe(false);
       expect(missing.ok ? '' : missing.error.message).toMatch(/no evaluation report no-such-report/);
@@ -296,6 +432,24 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
       expect(noRun.ok ? '' : noRun.error.message).toBe('no run 9999');
     },
   );
+
+  it('a report stored before the calibrated figures still lists and opens, raw only', { timeout: T }, async () => {
+    const root = path.join(ws, 'runs', String(runA), 'eval');
+    const recent = readReportJson(path.join(root, reportIds[0]!));
+    const old = JSON.parse(JSON.stringify(recent)) as EvalReport;
+    delete old.calibration;
+    for (const head of CAL_HEADS) if (old.heads[head]) delete old.heads[head]!.calibrated;
+    old.createdAt = '2026-01-01T00:00:00.000Z';
+    fs.mkdirSync(path.join(root, '20260101-000000-000'));
+    fs.writeFileSync(path.join(root, '20260101-000000-000', 'report.json'), JSON.stringify(old)); // no report.html: rendered on reading
+    const list = (await engine.request('eval.list', { runId: runA })) as EvalReportEntry[];
+    expect(list.at(-1)!.id).toBe('20260101-000000-000');
+    const got = await engine.request('eval.get', { runId: runA, id: '20260101-000000-000' });
+    expect(got.report).toEqual(old);
+    expect(got.html).toContain('from before calibrated figures were recorded');
+    expect(got.html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(old));
+    expect(got.html).not.toContain('class="reliability calibrated"');
+  });
 });
 
 describe('a labelled dataset without prices, and carstudio eval', () => {
@@ -344,7 +498,7 @@ describe('a labelled dataset without prices, and carstudio eval', () => {
     'eval --json prints the report (no price head, price/median untrained); --report DIR writes report.html and report.json there',
     { timeout: T },
     async () => {
-      const j = await runCli(['eval', '--workspace', ws, '--json'], { timeoutMs: T });
+      const j = await runCli(['eval', '--workspace', ws, '--test-split', '--json'], { timeoutMs: T });
       expect(j.code, j.stderr).toBe(0);
       const out = JSON.parse(j.stdout) as { jobId: number; reportId: string; dir: string; report: EvalReport };
       expect(out.report.runName).toBe('no prices'); // the newest finished run
@@ -356,6 +510,10 @@ describe('a labelled dataset without prices, and carstudio eval', () => {
         { head: 'median', reason: 'no labels' },
       ]);
       expect(readReportJson(out.dir)).toEqual(out.report);
+      // --test-split: the calibration (fitted on that split when training ended) is in-sample
+      expect(out.report.calibration).toMatchObject({ applied: true, inSample: true, inSampleRows: out.report.rows });
+      expect(out.report.heads.makeModel!.calibrated!.ece).not.toBe(out.report.heads.makeModel!.model.ece);
+      expect(out.report.heads.year!.calibrated!.temperature).toBe(out.report.calibration!.temperatures!.year);
 
       const dest = path.join(tmpDir('carstudio-eval-report-'), 'out');
       const r = await runCli(['eval', '--workspace', ws, '--run', String(out.report.runId), '--checkpoint', 'last', '--report', dest], {
@@ -363,12 +521,35 @@ describe('a labelled dataset without prices, and carstudio eval', () => {
       });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain('price: not trained (no labels)');
+      expect(r.stdout).toContain("not calibrated: the run's calibration is of its best checkpoint, not of the last one");
       expect(r.stdout).toContain(`report: ${path.join(dest, 'report.html')}`);
       const copied = readReportJson(dest);
       expect(copied).toMatchObject({ runId: out.report.runId, checkpoint: 'last', rows: out.report.rows });
       const html = fs.readFileSync(path.join(dest, 'report.html'), 'utf8');
       expect(html).toContain('no prices');
       expect(html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(copied));
+      expect(copied.calibration).toMatchObject({ applied: false });
+
+      // --manifest of other photos: the calibrated figures are held out; the text names both
+      const fresh = await writeClassPhotos(fx, 'fresh', [2, 2, 2], 9_000);
+      fs.writeFileSync(path.join(fx, 'fresh.csv'), manifestLines(fresh, false).join('\n') + '\n');
+      const m = await runCli(['eval', '--workspace', ws, '--manifest', path.join(fx, 'fresh.csv'), '--map', 'image=file'], {
+        timeoutMs: T,
+      });
+      expect(m.code, m.stderr).toBe(0);
+      expect(m.stdout).toMatch(/calibrated \(held out\); top-1 and top-5 do not change under calibration/);
+      expect(m.stdout).toMatch(/make\/model, calibrated \(T = \d+\.\d{3}\): ECE \d+\.\d% -> \d+\.\d%, cross-entropy/);
+      expect(m.stdout).toContain('price bins: not calibrated: not trained (no labels)');
+      const page = /report: (.*)\n/.exec(m.stdout)![1]!;
+      const held = readReportJson(path.dirname(page));
+      expect(held.source.kind).toBe('manifest');
+      expect(held.calibration).toMatchObject({
+        applied: true,
+        inSample: false,
+        inSampleRows: 0,
+        skipped: { price: 'not trained (no labels)' },
+      });
+      expect(held.heads.price).toBeNull();
     },
   );
 
