@@ -4,6 +4,8 @@ import { api, runCli, startServe, type Served } from './helpers/processes.ts';
 import { tmpDir } from './helpers/workspace.ts';
 import { artifactPath, CHROMIUM, hasChromium, launchChromium } from './helpers/browser.ts';
 import type { JobInfo, RunInfo, TrainDatasetSummary } from '../src-main/engine/api/contract/index.ts';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { ClassificationScores, EvalReport, EvalReportEntry } from '../src-main/engine/api/contract/eval.ts';
 
 if (!hasChromium()) console.log(`skipping the Evaluate panel UI test: no Chromium at ${CHROMIUM}`);
@@ -30,6 +32,7 @@ const HEAD_ROWS: Record<'price' | 'makeModel' | 'year', Array<[string, (s: Recor
     ['top1', (s) => s.top1 as number, pct],
     ['within2', (s) => s.within2 as number, pct],
     ['mae', (s) => s.maeYears as number, (v) => v.toFixed(2)],
+    ['ce', (s) => s.ce as number, (v) => v.toFixed(3)],
     ['ece', (s) => s.ece as number, pct],
   ],
 };
@@ -38,7 +41,10 @@ const HEAD_ROWS: Record<'price' | 'makeModel' | 'year', Array<[string, (s: Recor
  * The Train stage's Evaluate panel in Chromium against `carstudio serve`: a demo-site workspace
  * with a short heads run (trained by the CLI); the run is selected, evaluated on its test split
  * from the panel, and the panel's tables, reliability diagrams, per-class and confusion tables and
- * the full HTML report are checked against the report the API returns. Also the dataset's
+ * the full HTML report are checked against the report the API returns, with the calibrated figures
+ * beside the raw ones and the in-sample caveat (training calibrates the run on its test split);
+ * a run evaluated on a checkpoint its calibration is not of, and a report stored before calibrated
+ * figures, show raw only. Also the dataset's
  * per-head label counts, split kind and year range against train.dataset.
  */
 describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
@@ -47,8 +53,9 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
   let page: Page;
   let run: RunInfo;
   let priceOnly: RunInfo;
+  let dir: string;
   beforeAll(async () => {
-    const dir = `${tmpDir()}/ws`;
+    dir = `${tmpDir()}/ws`;
     const scrape = await runCli(
       ['scrape', '--workspace', dir, '--create', '--base-url', 'demo', '--min-id', '1', '--max-id', '50', '--retry-delay-ms', '5'],
       { timeoutMs: 300_000 },
@@ -150,6 +157,7 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
 
     // per head: every figure of Model, Majority and kNN is the report's, formatted as promised
     let scored = 0;
+    let calibrated = 0;
     for (const head of ['price', 'makeModel', 'year'] as const) {
       const scores = report.heads[head];
       const section = page.getByTestId(`eval-head-${head}`);
@@ -182,8 +190,49 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
       expect(Number(await chart.getAttribute('data-bins'))).toBe(bins);
       expect(await chart.locator('rect.chart-bar').count()).toBe(bins);
       expect((await chart.boundingBox())!.width).toBeGreaterThan(100);
+
+      // beside the raw figures, the calibrated ones: CE and ECE (with the held-out estimate when
+      // there is one), "unchanged" for the ranking figures, and the calibrated reliability diagram
+      const skipped = report.calibration!.skipped[head];
+      if (skipped) {
+        // too few labelled test rows to fit a temperature: the head says so and shows raw only
+        expect(scores.calibrated).toBeNull();
+        expect(await page.getByTestId(`eval-cal-note-${head}`).textContent()).toContain(skipped);
+        continue;
+      }
+      calibrated++;
+      const k = scores.calibrated!;
+      expect(k, `${head} calibrated`).toBeTruthy();
+      expect(await section.getByTestId(`eval-${head}-calibrated-col`).textContent()).toContain('Model, calibrated');
+      for (const [key, value] of [
+        ['ce', k.ce],
+        ['ece', k.ece],
+      ] as const) {
+        const cell = page.getByTestId(`eval-${head}-${key}-calibrated`);
+        expect(Number(await cell.getAttribute('data-value')), `${head} ${key} calibrated`).toBe(value);
+        const fmt = HEAD_ROWS[head].find((r) => r[0] === key)![2];
+        const text = (await cell.textContent())!.trim();
+        expect(text.startsWith(fmt(value))).toBe(true);
+        if (k.heldOut) expect(text).toContain(`(held out ${fmt(key === 'ce' ? k.heldOut.ce : k.heldOut.ece)})`);
+        else expect(text).toBe(fmt(value));
+      }
+      expect(k.ece).not.toBe(scores.model.ece);
+      expect((await page.getByTestId(`eval-${head}-top1-calibrated`).textContent())!.trim()).toBe('unchanged');
+      const calChart = page.getByTestId(`eval-reliability-${head}-calibrated`);
+      expect(Number(await calChart.getAttribute('data-bins'))).toBe(k.reliability.filter((b) => b.count > 0).length);
+      expect(await page.getByTestId(`eval-cal-note-${head}`).getAttribute('data-calibrated')).toBe('true');
     }
     expect(scored).toBeGreaterThan(0);
+    expect(calibrated).toBeGreaterThan(0);
+    // the caveat: evaluated on the very test split the temperatures were fitted on
+    expect(report.calibration).toMatchObject({ applied: true, inSample: true, inSampleRows: report.rows });
+    const caveat = page.getByTestId('eval-calibration');
+    expect(await caveat.getAttribute('data-applied')).toBe('true');
+    expect(await caveat.getAttribute('data-in-sample')).toBe('true');
+    expect(await caveat.textContent()).toContain('Calibrated figures are in-sample.');
+    expect((await page.getByTestId('eval-calibration-note').textContent())!.trim()).toBe(report.calibration!.note);
+    expect(report.calibration!.note).toMatch(/optimistic/);
+    expect(await page.getByTestId('eval-calibration-temps').textContent()).toContain(report.calibration!.temperatures!.price.toFixed(3));
 
     // per-class accuracy (at most the 30 largest classes) and the most confused pairs
     const mm = report.heads.makeModel;
@@ -213,7 +262,10 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
     const [popup] = await Promise.all([page.context().waitForEvent('page'), page.getByTestId('eval-open-html').click()]);
     await popup.waitForLoadState();
     expect(popup.url()).toMatch(/^blob:/);
-    expect(await popup.content()).toContain(run.name);
+    const full = await popup.content();
+    expect(full).toContain(run.name);
+    expect(full).toContain('In-sample calibrated figures.');
+    expect(await popup.locator('svg.reliability.calibrated').count()).toBe(calibrated);
     await popup.close();
   }, 600_000);
 
@@ -238,13 +290,42 @@ describe.runIf(hasChromium())('Evaluate panel in Chromium', () => {
     await page.getByTestId('eval-head-makeModel').getByTestId('eval-head-untrained-makeModel').waitFor();
     await page.getByTestId('eval-head-year').getByTestId('eval-head-untrained-year').waitFor();
     expect(await page.getByTestId('eval-head-price').getByTestId('eval-head-untrained-price').count()).toBe(0);
+    // its calibration is of the best checkpoint: the last one is shown raw, and the panel says why
+    expect(report.calibration).toMatchObject({ applied: false });
+    expect(report.heads.price!.calibrated).toBeNull();
+    expect(await page.getByTestId('eval-calibration').getAttribute('data-applied')).toBe('false');
+    expect(await page.getByTestId('eval-calibration').textContent()).toContain('Not calibrated.');
+    expect(await page.getByTestId('eval-calibration').textContent()).toContain('best checkpoint');
+    expect(await page.getByTestId('eval-price-calibrated-col').count()).toBe(0);
+    expect(await page.getByTestId('eval-reliability-price-calibrated').count()).toBe(0);
+    expect(await page.getByTestId('eval-reliability-price').count()).toBe(1);
     expect(await page.getByTestId('eval-reports').locator('tbody tr').count()).toBe(1);
     await page.getByTestId('evaluate-panel').screenshot({ path: artifactPath('evaluate-panel-untrained.png') });
 
-    // back to the first run: its report is listed and shown again
+    // a report stored before calibrated figures (no calibration fields) beside the first run's
+    const root = path.join(dir, 'runs', String(run.id), 'eval');
+    const [newest] = (await api(s, 'eval.list', { runId: run.id })) as EvalReportEntry[];
+    const old = JSON.parse(fs.readFileSync(path.join(root, newest!.id, 'report.json'), 'utf8')) as EvalReport;
+    delete old.calibration;
+    for (const h of ['price', 'makeModel', 'year'] as const) if (old.heads[h]) delete old.heads[h]!.calibrated;
+    old.createdAt = '2026-01-01T00:00:00.000Z';
+    fs.mkdirSync(path.join(root, '20260101-000000-000'));
+    fs.writeFileSync(path.join(root, '20260101-000000-000', 'report.json'), JSON.stringify(old));
+
+    // back to the first run: its reports are listed and the newest shown again
     await page.getByTestId(`select-run-${run.id}`).click();
     await page.locator(`[data-testid="evaluate-panel"][data-run="${run.id}"] [data-testid="eval-report"]`).waitFor();
     const list = (await api(s, 'eval.list', { runId: run.id })) as EvalReportEntry[];
+    expect(list.at(-1)!.id).toBe('20260101-000000-000');
+    await page.getByTestId('eval-entry-20260101-000000-000').waitFor();
     expect(await page.getByTestId('eval-reports').locator('tbody tr').count()).toBe(list.length);
+    // the old report opens: raw figures only, and the panel says it is from before calibrated figures
+    await page.getByTestId('eval-show-20260101-000000-000').click();
+    await page.locator('[data-testid="eval-report"][data-report-id="20260101-000000-000"]').waitFor();
+    expect(await page.getByTestId('eval-calibration').getAttribute('data-applied')).toBe('unknown');
+    expect(await page.getByTestId('eval-calibration').textContent()).toContain('from before calibrated figures');
+    expect(Number(await page.getByTestId('eval-makeModel-ece-model').getAttribute('data-value'))).toBe(old.heads.makeModel!.model.ece);
+    expect(await page.getByTestId('eval-makeModel-calibrated-col').count()).toBe(0);
+    await page.getByTestId('evaluate-panel').screenshot({ path: artifactPath('evaluate-panel-old-report.png') });
   }, 600_000);
 });

@@ -370,6 +370,7 @@ const YEAR_ROWS: MetricRow<{ within2: number; maeYears: number }>[] = [
   common.top1,
   { key: 'within2', label: 'within ±2 years', value: (s) => s.within2, fmt: pct },
   { key: 'mae', label: 'mean error (years)', value: (s) => s.maeYears, fmt: (v) => v.toFixed(2) },
+  common.ce,
   common.ece,
 ];
 
