@@ -90,7 +90,7 @@ describe('the bundled engine', () => {
 
   it('holds every worker and job module as plain JavaScript, with no tsx and no .ts import', () => {
     const files = fs.readdirSync(engineDir).filter((f) => f.endsWith('.mjs'));
-    for (const f of ['carstudio.mjs', 'jobs-worker-host.mjs', 'predict-predict-worker.mjs', 'train-augment-worker.mjs', 'scrape-scrape-job.mjs', 'train-train-job.mjs', 'dedup-dedup-job.mjs']) {
+    for (const f of ['carstudio.mjs', 'jobs-worker-host.mjs', 'predict-predict-worker.mjs', 'predict-ood-worker.mjs', 'train-augment-worker.mjs', 'scrape-scrape-job.mjs', 'train-train-job.mjs', 'dedup-dedup-job.mjs']) {
       expect(files).toContain(f);
     }
     for (const f of files) {
@@ -115,7 +115,7 @@ describe('the bundled engine', () => {
     expect(r.stdout.trim()).toBe('loaded');
   });
 
-  it('starts the training and prediction worker threads from the bundle (sharp inside a worker)', async () => {
+  it('starts the training, prediction and distance-reference worker threads from the bundle (sharp inside a worker)', async () => {
     const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 40, b: 40 } } }).jpeg().toBuffer();
     const script = `
       import { Worker } from 'node:worker_threads';
@@ -138,14 +138,23 @@ describe('the bundled engine', () => {
         setTimeout(() => resolve('alive'), 1500);
       });
       await pred.terminate();
-      console.log(JSON.stringify({ reply, red: px[0], green: px[1], predict: early }));`;
+      // distance reference: a heads run's check in the served workspace (no photos: no reference)
+      const ood = new Worker(url('predict-ood-worker.mjs'));
+      const oodReply = await new Promise((resolve, reject) => {
+        ood.once('message', resolve);
+        ood.once('error', reject);
+        ood.postMessage({ id: 7, wsDir: ${JSON.stringify(path.join(dir, 'ws'))}, runDir: ${JSON.stringify(path.join(dir, 'ws', 'runs', '1'))}, cfg: { config: { mode: 'heads' }, extractor: 'mobilenet_v2', createdAt: 'x' } });
+      });
+      await ood.terminate();
+      console.log(JSON.stringify({ reply, red: px[0], green: px[1], predict: early, ood: oodReply }));`;
     const r = runScript(script);
     expect(r.stderr).toBe('');
-    const got = JSON.parse(r.stdout) as { reply: { id: number; ok: boolean }; red: number; green: number; predict: string };
+    const got = JSON.parse(r.stdout) as { reply: { id: number; ok: boolean }; red: number; green: number; predict: string; ood: unknown };
     expect(got.reply).toEqual({ id: 1, ok: true });
     expect(got.red).toBeGreaterThan(0.6);
     expect(got.green).toBeLessThan(0.3);
     expect(got.predict).toBe('alive');
+    expect(got.ood).toEqual({ id: 7, type: 'done', ref: null, built: true });
   });
 
   it('answers API methods and serves the UI folder of the project layout', async () => {

@@ -5,7 +5,8 @@
 // grid's thumbnails, nor they behind it), at most `maxHeavy` predictions run or wait, and at most
 // `maxQueued` tasks wait in all (a grid asks for dozens of thumbnails). A task beyond the bounds
 // is refused at once with a BusyError. A worker that dies (out of memory,
-// a crash) fails the tasks it was running; the next task starts a fresh one.
+// a crash) fails the tasks it was running; the next task starts a fresh one. Closing the pool also
+// stops the distance-reference worker (trust.ts), which builds what the predictions wait for.
 import { Worker } from 'node:worker_threads';
 import { UserError } from '../workspace/errors.ts';
 import type { CompareItem, CropPan, PredictRecord } from '../api/contract/predict.ts';
@@ -13,6 +14,7 @@ import type { ReadablePath } from '../api/path-policy.ts';
 import type { ModelRef } from './service.ts';
 import type { EditParams, OcclusionParams, SwapParams } from './studies.ts';
 import type { EditStudy, OcclusionStudy, SwapStudy } from '../api/contract/studies.ts';
+import { stopReferenceWorker } from './trust.ts';
 
 /** Refused because the prediction worker has as much work as it may hold; try again shortly. */
 export class BusyError extends UserError {
@@ -102,6 +104,8 @@ export class PredictPool {
     if (w) await w.terminate();
     for (const p of [...this.running.values()]) this.settle(p, new UserError('the engine is stopping'));
     this.running.clear();
+    // the distance reference the predictions wait for is built in a worker of its own (trust.ts)
+    await stopReferenceWorker();
   }
 
   /** Starts waiting tasks while their lane (one prediction, two thumbnails) has room. */

@@ -87,6 +87,7 @@ export default async function predictJob(ctx: JobContext<PredictParams>): Promis
     return { files: total, predicted, errors, reused, ignored, heicSupported: heicSupported(), backend: 'none', runtime: null, noCar: noCarOf(), carSource: null, warnings: summary() };
 
   const log = (level: 'info' | 'warn', message: string): void => ctx.log(level, message);
+  // built (when missing or stale) in the reference worker: this job's thread stays free for its cancel
   const ood = await ensureOodReference(ctx.workspace, run.dir, log).catch((e: unknown) => {
     ctx.log('warn', `no distance to the training photos: ${(e as Error).message}`);
     return null;

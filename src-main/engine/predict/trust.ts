@@ -5,25 +5,26 @@
 //            against the 99th percentile of the test split's nearest distances; a heads run's
 //            reference (a seeded sample of its training split's cached features, L2-normalised)
 //            is built on first use into runs/<id>/ood-reference.{f32,json} by the engine, which
-//            has the workspace; a finetune run has none (its features are not cached);
+//            has the workspace, in its reference worker (ood-reference.ts, ood-worker.ts); a
+//            finetune run has none (its features are not cached);
 //   warnings junk / far / no-car, and the untrained / clipped ones prediction itself adds.
 // The predictor works without a workspace (a run folder copied elsewhere): no filter, no reference,
 // and the rest of the prediction as always.
-import fs from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Prediction, PredictHead, PredictionTrust, PredictionWarning } from '../api/contract/predict.ts';
 import type { Workspace } from '../workspace/workspace.ts';
 import { currentModel } from '../filter/filter-model.ts';
 import { SvmClassifier } from '../filter/svm.ts';
-import { dimOf, EXTRACTORS, loadExtractor, openCache, type ExtractorName } from '../filter/features.ts';
+import { EXTRACTORS, loadExtractor, type ExtractorName } from '../filter/features.ts';
 import { DETECTOR_INPUT_SIZE } from '../ml/car-detector.ts';
-import { splitRows } from '../train/labels.ts';
-import { trainingSet } from '../train/dataset.ts';
-import { loadRunConfig, runExtractor, runSplit, runTestFraction, type RunConfigFile } from '../train/trainer.ts';
-import { mulberry32 } from '../util/random.ts';
+import { loadRunConfig, runExtractor, type RunConfigFile } from '../train/trainer.ts';
+import { UserError } from '../workspace/errors.ts';
 import { untrainedHeads } from './runs.ts';
 import type { DecodedPhoto } from './model-loader.ts';
+import { nearestDistance, normaliseRows, readOodMeta, readOodReference, referenceExtractor, type OodLog, type OodReference, type OodReferenceMeta } from './ood-reference.ts';
+import type { OodReply, OodTask } from './ood-worker.ts';
 
 /** The junk filter a prediction is scored by: the workspace's newest fit, as the engine sees it. */
 export interface FilterSpec {
@@ -42,193 +43,140 @@ export function currentFilterSpec(ws: Workspace): FilterSpec | null {
 
 // ---------- the distance to the training data ----------
 
-export const OOD_FILES = { data: 'ood-reference.f32', meta: 'ood-reference.json' } as const;
-/** Training rows kept in a reference at most (a seeded sample). */
-export const OOD_MAX_ROWS = 4096;
-/** Test rows whose nearest distances set the threshold, at most. */
-const OOD_MAX_QUERIES = 400;
-/** The share of test photos the threshold keeps within. */
-const OOD_QUANTILE = 0.99;
-
-export interface OodReferenceMeta {
-  version: 1;
-  extractor: string;
-  dim: number;
-  rows: number;
-  /** Training rows the sample was drawn from, and the feature cache's size then (a change rebuilds it). */
-  trainRows: number;
-  cacheRows: number;
-  /** The run's config.json createdAt (a new run in the same folder rebuilds it). */
-  runCreatedAt: string;
-  /** 99th percentile of the test split's nearest-training distances (leave-one-out on the sample when the split has no cached test rows). */
-  threshold: number;
-  testRows: number;
-}
-
-export interface OodReference {
-  meta: OodReferenceMeta;
-  /** rows x dim, each row L2-normalised. */
-  data: Float32Array;
-}
-
-/** Rows scaled to unit length in place (a zero row stays zero). */
-export function normaliseRows(x: Float32Array, dim: number): Float32Array {
-  for (let o = 0; o < x.length; o += dim) {
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += x[o + j] * x[o + j];
-    const k = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let j = 0; j < dim; j++) x[o + j] *= k;
-  }
-  return x;
-}
-
-/** 1 - the largest cosine between unit row `q` (at offset qo) and the reference rows (skipping row `skip`). */
-function nearestDistance(ref: Float32Array, rows: number, dim: number, q: Float32Array, qo: number, skip = -1): number {
-  let best = -Infinity;
-  for (let r = 0; r < rows; r++) {
-    if (r === skip) continue;
-    const o = r * dim;
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += ref[o + j] * q[qo + j];
-    if (s > best) best = s;
-  }
-  return best === -Infinity ? 1 : Math.max(0, 1 - best);
-}
-
-function quantile(values: number[], q: number): number {
-  const v = [...values].sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  return v[Math.min(v.length - 1, Math.ceil(q * v.length) - 1)];
-}
-
-/** A seeded sample of k of the items (all when there are fewer), in their order. */
-function sample<T>(items: readonly T[], k: number, seed: number): T[] {
-  if (items.length <= k) return [...items];
-  const rnd = mulberry32(seed);
-  const idx = items.map((_, i) => i);
-  for (let i = 0; i < k; i++) {
-    const j = i + Math.floor(rnd() * (idx.length - i));
-    [idx[i], idx[j]] = [idx[j], idx[i]];
-  }
-  return idx
-    .slice(0, k)
-    .sort((a, b) => a - b)
-    .map((i) => items[i]);
-}
-
-export function readOodReference(runDir: string): OodReference | null {
-  try {
-    const meta = JSON.parse(fs.readFileSync(path.join(runDir, OOD_FILES.meta), 'utf8')) as OodReferenceMeta;
-    const buf = fs.readFileSync(path.join(runDir, OOD_FILES.data));
-    if (meta.version !== 1 || buf.length !== meta.rows * meta.dim * 4) return null;
-    const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
-    return { meta, data };
-  } catch {
-    return null;
-  }
-}
+// The reference itself (its files, reading, building) is in ood-reference.ts; built in the
+// reference worker (ood-worker.ts), never on the thread that asks for it.
+export { OOD_FILES, OOD_MAX_ROWS, normaliseRows, readOodMeta, readOodReference, type OodReference, type OodReferenceMeta } from './ood-reference.ts';
 
 const checked = new Map<string, number>();
 const RECHECK_MS = 30_000;
+const inFlight = new Map<string, Promise<OodReference | null>>();
 
 /**
  * Makes sure a heads run has an up-to-date reference of its training features (building it from
  * the workspace's feature cache when missing or stale) and returns it; null for a finetune run or
- * when no training row has cached features. Checked at most every 30 s per run.
+ * when no training row has cached features. Checked at most every 30 s per run. The check and the
+ * build run in the reference worker: the calling thread (the engine's main thread above all) only
+ * waits for its answer. One check per run at a time: concurrent requests wait for the same one.
  */
-export function ensureOodReference(ws: Workspace, runDir: string, log?: (level: 'info' | 'warn', message: string) => void): Promise<OodReference | null> {
-  // one check (and build) per run at a time: concurrent requests wait for it
+export async function ensureOodReference(ws: Workspace, runDir: string, log?: OodLog): Promise<OodReference | null> {
+  const last = checked.get(runDir);
+  if (last && Date.now() - last < RECHECK_MS && !inFlight.has(runDir)) return readOodReference(runDir);
+  return checkInWorker(ws, runDir, log);
+}
+
+/**
+ * ensureOodReference for a caller that only needs the files in place (the API's predictions,
+ * whose worker reads them): the meta, and no 20 MB read of the rows on this thread when the
+ * reference was checked in the last 30 s.
+ */
+export async function ensureOodReferenceMeta(ws: Workspace, runDir: string, log?: OodLog): Promise<OodReferenceMeta | null> {
+  const last = checked.get(runDir);
+  if (last && Date.now() - last < RECHECK_MS && !inFlight.has(runDir)) return readOodMeta(runDir);
+  return (await checkInWorker(ws, runDir, log))?.meta ?? null;
+}
+
+function checkInWorker(ws: Workspace, runDir: string, log?: OodLog): Promise<OodReference | null> {
   const running = inFlight.get(runDir);
   if (running) return running;
-  const p = checkOrBuild(ws, runDir, log).finally(() => inFlight.delete(runDir));
+  const p = (async () => {
+    const cfg = await loadRunConfig(runDir);
+    if (!referenceExtractor(cfg)) return null; // a finetune run: nothing to build, nothing to remember
+    const { ref } = await referenceWorker.run(ws.dir, runDir, cfg, log);
+    checked.set(runDir, Date.now());
+    return ref;
+  })().finally(() => inFlight.delete(runDir));
   inFlight.set(runDir, p);
   return p;
 }
 
-const inFlight = new Map<string, Promise<OodReference | null>>();
+/** How long an idle reference worker is kept (its modules loaded) before it is stopped. */
+const OOD_WORKER_IDLE_MS = 60_000;
 
-async function checkOrBuild(ws: Workspace, runDir: string, log?: (level: 'info' | 'warn', message: string) => void): Promise<OodReference | null> {
-  const last = checked.get(runDir);
-  if (last && Date.now() - last < RECHECK_MS) return readOodReference(runDir);
-  const cfg = await loadRunConfig(runDir);
-  if (cfg.config.mode !== 'heads') return null;
-  const extractor = runExtractor(cfg);
-  if (!(EXTRACTORS as readonly string[]).includes(extractor)) return null;
-  const cache = await openCache(ws, extractor as ExtractorName);
-  try {
-    const have = readOodReference(runDir);
-    if (have && have.meta.extractor === extractor && have.meta.cacheRows === cache.size && have.meta.runCreatedAt === cfg.createdAt) {
-      checked.set(runDir, Date.now());
-      return have;
-    }
-    const built = await buildReference(ws, cfg, extractor as ExtractorName, cache);
-    checked.set(runDir, Date.now());
-    if (!built) return null;
-    writeReference(runDir, built);
-    log?.('info', `distance reference of run ${path.basename(runDir)}: ${built.meta.rows} of ${built.meta.trainRows} training photos, 99% of ${built.meta.testRows} test photos within ${built.meta.threshold.toFixed(3)}`);
-    return built;
-  } finally {
-    await cache.close();
+/**
+ * The reference worker, started on first use by the thread that asks (the engine's main thread,
+ * or a predict job's own thread) and stopped when idle for a minute. Tasks run in it one at a
+ * time, in order; one that dies (out of memory, a crash) fails the tasks it held, and the next
+ * task starts a fresh one. It keeps the process alive only while it has a task.
+ */
+class ReferenceWorker {
+  private worker: Worker | null = null;
+  private readonly pending = new Map<number, { resolve: (r: { ref: OodReference | null; built: boolean }) => void; reject: (e: Error) => void; log?: OodLog }>();
+  private nextId = 1;
+  private idle: NodeJS.Timeout | null = null;
+
+  run(wsDir: string, runDir: string, cfg: RunConfigFile, log?: OodLog): Promise<{ ref: OodReference | null; built: boolean }> {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject, log });
+      const w = this.ensure();
+      if (this.idle) clearTimeout(this.idle);
+      this.idle = null;
+      w.ref();
+      w.postMessage({ id, wsDir, runDir, cfg } satisfies OodTask);
+    });
+  }
+
+  private ensure(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(new URL('./ood-worker-boot.mjs', import.meta.url));
+    w.on('message', (m: OodReply) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if (m.type === 'log') {
+        p.log?.(m.level, m.message);
+        return;
+      }
+      this.pending.delete(m.id);
+      if (m.type === 'done') p.resolve({ ref: m.ref, built: m.built });
+      else {
+        const err = m.error.user ? new UserError(m.error.message) : new Error(m.error.message);
+        err.name = m.error.name;
+        p.reject(err);
+      }
+      this.settled();
+    });
+    const lost = (why: string): void => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      for (const p of this.pending.values()) p.reject(new Error(`the distance reference worker stopped (${why})`));
+      this.pending.clear();
+    };
+    w.on('error', (e) => lost(e.message));
+    w.on('exit', (code) => lost(`exit code ${code}`));
+    this.worker = w;
+    return w;
+  }
+
+  /** Stops the worker now; the tasks it held fail (a later task starts a fresh one). */
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
+    for (const p of this.pending.values()) p.reject(new UserError('the engine is stopping'));
+    this.pending.clear();
+    if (w) await w.terminate();
+  }
+
+  /** With no task left: the worker no longer keeps the process alive, and stops after a while. */
+  private settled(): void {
+    if (this.pending.size || !this.worker) return;
+    const w = this.worker;
+    w.unref();
+    this.idle = setTimeout(() => {
+      if (this.worker !== w || this.pending.size) return;
+      this.worker = null;
+      void w.terminate();
+    }, OOD_WORKER_IDLE_MS);
+    this.idle.unref();
   }
 }
 
-/** The reference's steps: the run's split of today's training set, a seeded sample of its cached train rows, the test rows' nearest distances. */
-async function buildReference(ws: Workspace, cfg: RunConfigFile, extractor: ExtractorName, cache: Awaited<ReturnType<typeof openCache>>): Promise<OodReference | null> {
-  const dim = dimOf(extractor);
-  const { rows } = trainingSet(ws.db);
-  const split = splitRows(rows, runSplit(cfg), runTestFraction(cfg));
-  const trainIds = split.train.map((r) => r.imageId).filter((id) => cache.has(id));
-  if (trainIds.length === 0) return null;
-  const picked = sample(trainIds, OOD_MAX_ROWS, 0x00d5eed);
-  const ref = await cache.read(picked);
-  const data = normaliseRows(ref.data, dim);
-  const n = ref.ids.length;
-  const testIds = sample(
-    split.test.map((r) => r.imageId).filter((id) => cache.has(id)),
-    OOD_MAX_QUERIES,
-    0x7e57,
-  );
-  const distances: number[] = [];
-  if (testIds.length > 0) {
-    const test = await cache.read(testIds);
-    normaliseRows(test.data, dim);
-    for (let i = 0; i < test.ids.length; i++) {
-      distances.push(nearestDistance(data, n, dim, test.data, i * dim));
-      await yieldEvery(i);
-    }
-  } else {
-    // no cached test rows: each sampled training row's nearest other one stands in
-    for (let i = 0; i < Math.min(n, OOD_MAX_QUERIES); i++) {
-      distances.push(nearestDistance(data, n, dim, data, i * dim, i));
-      await yieldEvery(i);
-    }
-  }
-  const threshold = Math.round(quantile(distances, OOD_QUANTILE) * 1e4) / 1e4;
-  const meta: OodReferenceMeta = {
-    version: 1,
-    extractor,
-    dim,
-    rows: n,
-    trainRows: trainIds.length,
-    cacheRows: cache.size,
-    runCreatedAt: cfg.createdAt,
-    threshold: Number.isFinite(threshold) ? threshold : 1,
-    testRows: distances.length,
-  };
-  return { meta, data };
-}
+const referenceWorker = new ReferenceWorker();
 
-/** Lets the event loop run every 16 queries (the engine builds a reference on its main thread: its API keeps answering). */
-function yieldEvery(i: number): Promise<void> | undefined {
-  return i % 16 === 15 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
-}
-
-function writeReference(runDir: string, ref: OodReference): void {
-  const tmp = (f: string) => path.join(runDir, `.${f}.tmp`);
-  fs.writeFileSync(tmp(OOD_FILES.data), Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength));
-  fs.renameSync(tmp(OOD_FILES.data), path.join(runDir, OOD_FILES.data));
-  fs.writeFileSync(tmp(OOD_FILES.meta), JSON.stringify(ref.meta, null, 2));
-  fs.renameSync(tmp(OOD_FILES.meta), path.join(runDir, OOD_FILES.meta));
+/** Stops this thread's reference worker (the engine's shutdown, through PredictPool.close): a build in flight fails, its temporary is swept by a later one. */
+export function stopReferenceWorker(): Promise<void> {
+  return referenceWorker.close();
 }
 
 // ---------- the assessor a predictor calls ----------

@@ -5,18 +5,19 @@ import { listRuns, resolveRun } from '../../predict/runs.ts';
 import { exportSet, listSetMetas, readRecords, readSetMeta, resultsPage, setInfo } from '../../predict/store.ts';
 import { isImageName } from '../../predict/decode-file.ts';
 import type { ModelRef } from '../../predict/service.ts';
-import { currentFilterSpec, ensureOodReference } from '../../predict/trust.ts';
+import { currentFilterSpec, ensureOodReferenceMeta } from '../../predict/trust.ts';
 import { UserError } from '../../workspace/errors.ts';
 import type { PredictParams } from '../../predict/predict-kind.ts';
 import type { Engine } from '../../engine.ts';
 
 /**
  * The run and checkpoint a prediction uses, resolved here (the worker has no engine), with the
- * workspace's junk filter and the run's distance reference (built here on first use).
+ * workspace's junk filter and the run's distance reference (built on first use in the reference
+ * worker, trust.ts: this thread only waits for it; the prediction worker reads its files).
  */
 async function model(e: Engine, runId?: string, checkpoint?: string): Promise<ModelRef> {
   const r = resolveRun(e.ws, runId, checkpoint);
-  await ensureOodReference(e.ws, r.run.dir).catch((err: unknown) => {
+  await ensureOodReferenceMeta(e.ws, r.run.dir).catch((err: unknown) => {
     console.warn(`run ${r.run.id}: no distance reference (${err instanceof Error ? err.message : String(err)})`);
   });
   return { runId: r.run.id, runDir: r.run.dir, checkpoint: r.checkpoint, filter: currentFilterSpec(e.ws) };
