@@ -644,7 +644,7 @@ describe('calibrated figures', () => {
       skipped: { year: 'not trained (loss weight 0)' },
     });
     expect(test.fitted).toEqual({ checkpoint: 'best', step: 300, createdAt: cal.createdAt, rows: 40, split: 'listing' });
-    expect(test.note).toMatch(/^In-sample: .*optimistic/);
+    expect(test.note).toMatch(/^The temperatures were fitted on this very test split, .*optimistic/);
     expect(test.note).not.toMatch(/workspace changed/);
     expect(evalCalibration({ kind: 'test-split', split: 'listing' }, 44, 44, c, 44).note).toMatch(
       /fitted on 40 test photos; the test split has 44 now/,
@@ -652,10 +652,10 @@ describe('calibrated figures', () => {
     const manifest = { kind: 'manifest', manifest: '/m.csv', rowsSkipped: 0 } as const;
     const held = evalCalibration(manifest, 12, 0, c, 40);
     expect(held).toMatchObject({ applied: true, inSample: false, inSampleRows: 0 });
-    expect(held.note).toMatch(/^Held out/);
+    expect(held.note).toMatch(/no photo of this manifest is a file of it/);
     const part = evalCalibration(manifest, 12, 3, c, 40);
     expect(part).toMatchObject({ inSample: true, inSampleRows: 3 });
-    expect(part.note).toMatch(/^Partly in-sample: 3 of the 12 photos/);
+    expect(part.note).toMatch(/^3 of the 12 photos are files of the run's test split/);
     const not = evalCalibration(manifest, 12, 0, calibrationFor(dir, 5, 'last'), 40);
     expect(not).toMatchObject({ applied: false, temperatures: null, inSample: false, inSampleRows: 0 });
     expect(not.note).toMatch(/^Not calibrated: .*best checkpoint/);
@@ -700,7 +700,7 @@ describe('calibrated figures', () => {
         skipped: { year: 'not trained <b>(loss weight 0)</b>' },
         inSample: true,
         inSampleRows: 60,
-        note: 'In-sample: the temperatures were fitted on this very test split, so the calibrated cross-entropy and ECE are optimistic.',
+        note: 'The temperatures were fitted on this very test split, so the calibrated cross-entropy and ECE are optimistic.',
       },
     };
     const doc = parseDocument(renderReportHtml(withCal));

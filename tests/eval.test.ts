@@ -262,7 +262,7 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
       inSampleRows: report.rows,
       temperatures: cal.temperatures,
     });
-    expect(report.calibration!.note).toMatch(/^In-sample: .*optimistic/);
+    expect(report.calibration!.note).toMatch(/^The temperatures were fitted on this very test split, .*optimistic/);
     // the stored temperatures applied, by definition, to the raw outputs of the checkpoint on the test rows
     const raw = (await testSplitOutputs(engine.ws, runA, 'best', {
       signal: new AbortController().signal,
@@ -367,7 +367,7 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
     expectCalibration(report);
     // photos the temperatures were not fitted on: held out
     expect(report.calibration).toMatchObject({ applied: true, inSample: false, inSampleRows: 0 });
-    expect(report.calibration!.note).toMatch(/^Held out/);
+    expect(report.calibration!.note).toMatch(/no photo of this manifest is a file of it/);
     for (const head of CAL_HEADS) {
       const s = report.heads[head]!;
       expect(s.calibrated!.n).toBe(s.model.n);
@@ -395,7 +395,8 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
     reportIds.push(result.reportId);
     expect(report.rows).toBe(2 + fresh.length);
     expect(report.calibration).toMatchObject({ applied: true, inSample: true, inSampleRows: 2 });
-    expect(report.calibration!.note).toMatch(new RegExp(`^Partly in-sample: 2 of the ${report.rows} photos`));
+    expect(report.calibration!.note).toMatch(new RegExp(`^2 of the ${report.rows} photos are files of the run's test split`));
+    expect(fs.readFileSync(path.join(result.dir, 'report.html'), 'utf8')).toContain('Partly in-sample calibrated figures.');
   });
 
   it(
@@ -416,7 +417,14 @@ describe('eval job: a heads run on its test split and on a manifest', () => {
         expect(got.html.match(/<svg class="reliability"/g) ?? []).toHaveLength(scoredHeads(got.report));
         // and beside each, the calibrated one, with the caveat of its source
         expect(got.html.match(/<svg class="reliability calibrated"/g) ?? []).toHaveLength(scoredHeads(got.report));
-        expect(got.html).toContain(got.report.calibration!.inSample ? 'In-sample calibrated figures.' : 'Held-out calibrated figures.');
+        const c = got.report.calibration!;
+        expect(got.html).toContain(
+          !c.inSample
+            ? 'Held-out calibrated figures.'
+            : c.inSampleRows < got.report.rows
+              ? 'Partly in-sample calibrated figures.'
+              : 'In-sample calibrated figures.',
+        );
         expect(got.html).toContain(escapeText(got.report.calibration!.note));
         expect(got.html.match(/<svg class="per-class"/g) ?? []).toHaveLength(1);
         expect(e.headline.makeModelTop1).toBe(got.report.heads.makeModel!.model.top1);

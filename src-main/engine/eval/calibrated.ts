@@ -146,15 +146,15 @@ export function evalCalibration(
         ? ` (it was fitted on ${cal.rows} test photos; the test split has ${testSplitRows} now, since the workspace changed)`
         : '';
     note =
-      `In-sample: the temperatures were fitted on this very test split${changed}, so the calibrated cross-entropy and ECE are optimistic. ` +
+      `The temperatures were fitted on this very test split${changed}, so the calibrated cross-entropy and ECE are optimistic. ` +
       'The held-out figure (each half of the rows scaled by a temperature fitted on the other half) is the fairer estimate; a manifest of other photos gives a fully held-out one.';
   } else if (inSample) {
     note =
-      `Partly in-sample: ${inSampleRows} of the ${rows} photos are files of the run's test split, on which the temperatures were fitted; ` +
+      `${inSampleRows} of the ${rows} photos are files of the run's test split, on which the temperatures were fitted; ` +
       'on those the calibrated figures are optimistic. The other photos are held out.';
   } else {
     note =
-      "Held out: the temperatures were fitted on the run's test split, and no photo of this manifest is a file of it, so the calibrated figures measure the calibration on photos it has not seen.";
+      "The temperatures were fitted on the run's test split, and no photo of this manifest is a file of it, so the calibrated figures measure the calibration on photos it has not seen.";
   }
   return { applied: true, reason: null, fitted, temperatures: c.temperatures, skipped, inSample, inSampleRows, note };
 }

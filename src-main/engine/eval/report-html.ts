@@ -198,17 +198,17 @@ function headSection<E extends object>(
   const title = HEAD_TITLES[key];
   if (!h) return `<section class="head"><h2>${title}</h2><p class="muted">Not scored: no scored row had this label.</p></section>`;
   const calibrated = h.calibrated
-    ? `\n${reliabilitySvg(`${title}: calibrated reliability${cal?.inSample ? ' (in-sample)' : ''}`, h.calibrated.reliability, 'reliability calibrated')}`
+    ? `\n${reliabilitySvg(`Calibrated${cal?.inSample ? ' (in-sample)' : ''}, T = ${fixed(h.calibrated.temperature, 3)}`, h.calibrated.reliability, 'reliability calibrated')}`
     : '';
   return (
     `<section class="head"><h2>${title}</h2>\n<div class="row">${scoresTable(h, extra)}\n` +
-    `${reliabilitySvg(`${title}: model reliability${h.calibrated ? ' (raw)' : ''}`, h.model.reliability)}${calibrated}</div>` +
+    `${reliabilitySvg(h.calibrated ? 'Raw (as trained)' : `${title}: model reliability`, h.model.reliability)}${calibrated}</div>` +
     `${headCalibrationText(key, h, cal)}${more}</section>`
   );
 }
 
 /** The report's Calibration section: applied or why not, the temperatures, and whether the calibrated figures are in-sample. */
-function calibrationSection(c: EvalCalibration | undefined): string {
+function calibrationSection(c: EvalCalibration | undefined, rows: number): string {
   if (!c)
     return '<section class="calibration"><h2>Calibration</h2><p class="muted">This report is from before calibrated figures were recorded: it shows the raw probabilities only.</p></section>';
   if (!c.applied) {
@@ -224,7 +224,7 @@ function calibrationSection(c: EvalCalibration | undefined): string {
     .join('');
   return (
     `<section class="calibration" data-applied="true" data-in-sample="${c.inSample}"><h2>Calibration</h2>` +
-    `<p class="cal-caveat${c.inSample ? ' in-sample' : ''}"><b>${c.inSample ? 'In-sample calibrated figures.' : 'Held-out calibrated figures.'}</b> ${escapeHtml(c.note)}</p>` +
+    `<p class="cal-caveat${c.inSample ? ' in-sample' : ''}"><b>${c.inSample ? (c.inSampleRows < rows ? 'Partly in-sample calibrated figures.' : 'In-sample calibrated figures.') : 'Held-out calibrated figures.'}</b> ${escapeHtml(c.note)}</p>` +
     `<p class="muted">Fitted on the ${escapeHtml(f?.checkpoint ?? '')} checkpoint (step ${escapeHtml(f?.step ?? '')}), ${escapeHtml(f?.rows ?? '')} test photos split by ${escapeHtml(f?.split ?? '')}, ${escapeHtml(f?.createdAt ?? '')}. ` +
     `Each head's probabilities are temperature-scaled (logits divided by T; above 1 softens an over-confident head).</p>` +
     `<table class="temps"><tbody>${temps}</tbody></table></section>`
@@ -254,7 +254,7 @@ export function renderReportHtml(report: EvalReport): string {
   const { price, makeModel, year } = r.heads;
   const sections: string[] = [];
   const cal = r.calibration;
-  sections.push(calibrationSection(cal));
+  sections.push(calibrationSection(cal, r.rows));
   sections.push(headSection('price', price, [{ name: 'Price MAE (median head)', value: (s) => dollars(s.maeDollars) }], '', cal));
   let mmMore = '';
   if (makeModel) {

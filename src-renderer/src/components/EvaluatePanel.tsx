@@ -263,7 +263,7 @@ function ReportView({ runId, id }: { runId: number; id: string }) {
         {fmtInt(report.rows)} photos scored from the {sourceText(report.source)}; baselines fitted on {fmtInt(report.trainRows)} training
         photos, kNN with k = {report.knnK}; took {fmtDuration(report.seconds)}; {new Date(report.createdAt).toLocaleString()}.
       </p>
-      <CalibrationNote c={report.calibration} />
+      <CalibrationNote c={report.calibration} rows={report.rows} />
       {report.untrained.length > 0 && (
         <div className="job-msg" data-testid="eval-untrained">
           <b>Heads this run did not train</b> (a head trains only where it has labels and a loss weight above 0):
@@ -540,7 +540,7 @@ function HeadCalibrationNote({
 }
 
 /** The report's calibration: applied (in-sample or held out, the temperatures) or why not. */
-function CalibrationNote({ c }: { c: EvalCalibration | undefined }) {
+function CalibrationNote({ c, rows }: { c: EvalCalibration | undefined; rows: number }) {
   if (!c) {
     return (
       <div className="job-msg" data-testid="eval-calibration" data-applied="unknown">
@@ -557,7 +557,15 @@ function CalibrationNote({ c }: { c: EvalCalibration | undefined }) {
       data-in-sample={c.applied ? String(c.inSample) : ''}
       style={c.applied && c.inSample ? { borderLeft: '3px solid var(--warn, #d9534f)' } : undefined}
     >
-      <b>{!c.applied ? 'Not calibrated.' : c.inSample ? 'Calibrated figures are in-sample.' : 'Calibrated figures are held out.'}</b>{' '}
+      <b>
+        {!c.applied
+          ? 'Not calibrated.'
+          : c.inSample
+            ? c.inSampleRows < rows
+              ? 'Calibrated figures are partly in-sample.'
+              : 'Calibrated figures are in-sample.'
+            : 'Calibrated figures are held out.'}
+      </b>{' '}
       <span data-testid="eval-calibration-note">
         {c.applied ? c.note : c.note.replace(/^Not calibrated: (.)/, (_m, ch: string) => ch.toUpperCase())}
       </span>
