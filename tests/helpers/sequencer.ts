@@ -11,6 +11,7 @@ const SLOW_FIRST = [
   // durations of a fresh-clone CI run with other work on the machine
   'filter-quality.test.ts', // ~260 s: car-v1 features and the SVM on 1,318 real photos
   'e2e-everywhere.test.ts', // ~150-220 s: the demo's real first start (scrape, features, training) under the banner test
+  'predict-ood-worker.test.ts', // ~60-200 s: distance references of a 6000-row car-v1 cache, in the worker and on the thread
   'predict-trust.test.ts', // ~50-120 s: a car-v1 filter and run on real photos
   'calibrate.test.ts', // ~50-110 s
   'studies.test.ts', // ~45-90 s
