@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { CalibratedScores, EvalCalibration, EvalReport } from '../api/contract/eval.ts';
 import {
   checkpointStamp,
-  fitTemperature,
+  crossFitScores,
   HELD_OUT_MIN,
   readCalibration,
   scaleProbs,
@@ -83,26 +83,8 @@ export function calibratedScores(
     ece: s.ece,
     reliability: s.reliability,
     ...(opts.makeOfClass ? { makeTop1: makeTop1(scaled, labels, C, opts.makeOfClass) } : {}),
-    heldOut: opts.heldOut && rows.length >= HELD_OUT_MIN ? crossFit(probs, labels, C, rows) : null,
+    heldOut: opts.heldOut && rows.length >= HELD_OUT_MIN ? crossFitScores(probs, labels, C, rows) : null,
   };
-}
-
-/**
- * The 2-fold cross-fit of calibrate.ts on the scored rows: labelled rows alternate between halves
- * A and B in row order; A is scaled by the temperature fitted on B and B by A's; CE and ECE pooled.
- */
-function crossFit(probs: Matrix, labels: Int32Array, C: number, rows: number[]): NonNullable<CalibratedScores['heldOut']> {
-  const a = rows.filter((_, k) => k % 2 === 0);
-  const b = rows.filter((_, k) => k % 2 === 1);
-  const ta = fitTemperature(probs, labels, C, a);
-  const tb = fitTemperature(probs, labels, C, b);
-  const byA = scaleProbs(probs, C, ta);
-  const byB = scaleProbs(probs, C, tb);
-  const pooled = new Float32Array(probs.length);
-  for (const i of a) pooled.set(byB.subarray(i * C, (i + 1) * C), i * C);
-  for (const i of b) pooled.set(byA.subarray(i * C, (i + 1) * C), i * C);
-  const s = classificationScores(pooled, labels, C);
-  return { ce: s.ce, ece: s.ece, temperatures: [ta, tb] };
 }
 
 /**

@@ -136,6 +136,12 @@ export function calibrateHead(probs: Float32Array, labels: Int32Array, C: number
  * is deterministic); A is scored with the temperature fitted on B and B with A's, pooled.
  */
 function crossFit(probs: Float32Array, labels: Int32Array, C: number, rows: number[], before: CalibrationFit): NonNullable<HeadCalibration['heldOut']> {
+  const s = crossFitScores(probs, labels, C, rows);
+  return { ece: { before: before.ece, after: s.ece }, nll: { before: before.nll, after: s.ce }, temperatures: s.temperatures };
+}
+
+/** The cross-fit's pooled CE and ECE and its two temperatures (also the eval report's held-out estimate). */
+export function crossFitScores(probs: Float32Array, labels: Int32Array, C: number, rows: number[]): { ce: number; ece: number; temperatures: [number, number] } {
   const a = rows.filter((_, k) => k % 2 === 0);
   const b = rows.filter((_, k) => k % 2 === 1);
   const ta = fitTemperature(probs, labels, C, a);
@@ -146,7 +152,7 @@ function crossFit(probs: Float32Array, labels: Int32Array, C: number, rows: numb
   for (const i of a) pooled.set(byB.subarray(i * C, (i + 1) * C), i * C);
   for (const i of b) pooled.set(byA.subarray(i * C, (i + 1) * C), i * C);
   const s = classificationScores(pooled, labels, C);
-  return { ece: { before: before.ece, after: s.ece }, nll: { before: before.nll, after: s.ce }, temperatures: [ta, tb] };
+  return { ce: s.ce, ece: s.ece, temperatures: [ta, tb] };
 }
 
 // ---------- a run ----------
