@@ -558,26 +558,7 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   const distance = near ? opts.maxDistance : null;
   const rowLists = opts.linkage === 'single' ? singleLinkage(classes, pairs, distance) : leaderGroups(classes, pairs, distance, quality, near ? phashOf : null);
   t = lap(sec, 'group', t);
-  const idLists = rowLists.map((rows) => rows.map((r) => ids[r]!));
-  const listingCounts = countListings(db, rowLists, ids);
-  // each group's key: the exact hash of its lowest id (known for exact classes; the rest in one query)
-  const keyOf = new Map<number, string>();
-  const unkeyed = rowLists.filter((rows) => !L.classKey.has(rows[0]!)).map((rows) => ids[rows[0]!]!);
-  if (unkeyed.length)
-    for (const [id, key] of db.prepare(`SELECT id, exact_hash FROM images WHERE id IN (SELECT value FROM json_each(?))`).raw().iterate(JSON.stringify(unkeyed)) as IterableIterator<[number, string]>)
-      keyOf.set(id, key);
-  const distOf = new Int32Array(hashed); // each member's pHash distance to its representative
-  const groups: BuiltGroup[] = rowLists.map((rows, i) => {
-    const rep = bestOf(rows, quality);
-    let spread = 0;
-    if (near) {
-      const rh = hi[rep]!;
-      const rl = lo[rep]!;
-      for (const r of rows) spread = Math.max(spread, (distOf[r] = hamming32(rh, rl, hi[r]!, lo[r]!)));
-    }
-    return { key: L.classKey.get(rows[0]!) ?? keyOf.get(ids[rows[0]!]!)!, rows, ids: idLists[i]!, representative: ids[rep]!, spread, size: rows.length, listings: listingCounts[i]! };
-  });
-  groups.sort((a, b) => b.size - a.size || a.rows[0]! - b.rows[0]!);
+  const { groups, distOf } = describeGroups(db, L, rowLists, near, quality);
 
   // 4. the user's choices, kept across runs
   const overrides = new Map(
@@ -587,9 +568,8 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   const inClass = new Uint8Array(hashed);
   for (const cl of classes) for (const r of cl) inClass[r] = 1;
 
-  // 5. the grouping and what it excludes, then one write: a hundred rows per statement, each
-  //    table's rows in its key order (rows ascending are ids ascending), so that its b-trees
-  //    are appended to rather than split
+  // 5. the grouping and what it excludes, as rows in each table's key order (rows ascending
+  //    are ids ascending), then one write (writeGrouping)
   let overridesApplied = 0;
   let decisionsApplied = 0;
   let excludedCount = 0;
@@ -646,6 +626,69 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
     .sort((x, y) => x[0] - y[0] || x[1] - y[1])
     .flat();
   t = lap(sec, 'policy', t);
+  writeGrouping(db, opts, version, { groups: gFlat, members: mFlat, excluded: xFlat, pairs: pFlat });
+  lap(sec, 'write', t);
+  return {
+    method: opts.method,
+    policy: opts.policy,
+    maxDistance: opts.maxDistance,
+    hashed,
+    groups: groups.length,
+    imagesInGroups: groups.reduce((s, g) => s + g.size, 0),
+    excluded: excludedCount,
+    candidatePairs: candidates,
+    verifiedPairs: pairs.length,
+    overridesApplied,
+    decisionsApplied,
+    chained,
+    seconds: sec,
+  };
+}
+
+/**
+ * Each group's key (the exact hash of its lowest id: known for exact classes, the rest in one
+ * query), representative (best copy), listings and, for the near method, every member's pHash
+ * distance to the representative (`distOf`, by row) and the group's spread; largest first.
+ */
+function describeGroups(db: Db, L: Loaded, rowLists: number[][], near: boolean, quality: (r: number) => number): { groups: BuiltGroup[]; distOf: Int32Array } {
+  const { hashed, ids, hi, lo } = L;
+  const idLists = rowLists.map((rows) => rows.map((r) => ids[r]!));
+  const listingCounts = countListings(db, rowLists, ids);
+  const keyOf = new Map<number, string>();
+  const unkeyed = rowLists.filter((rows) => !L.classKey.has(rows[0]!)).map((rows) => ids[rows[0]!]!);
+  if (unkeyed.length)
+    for (const [id, key] of db.prepare(`SELECT id, exact_hash FROM images WHERE id IN (SELECT value FROM json_each(?))`).raw().iterate(JSON.stringify(unkeyed)) as IterableIterator<[number, string]>)
+      keyOf.set(id, key);
+  const distOf = new Int32Array(hashed); // each member's pHash distance to its representative
+  const groups: BuiltGroup[] = rowLists.map((rows, i) => {
+    const rep = bestOf(rows, quality);
+    let spread = 0;
+    if (near) {
+      const rh = hi[rep]!;
+      const rl = lo[rep]!;
+      for (const r of rows) spread = Math.max(spread, (distOf[r] = hamming32(rh, rl, hi[r]!, lo[r]!)));
+    }
+    return { key: L.classKey.get(rows[0]!) ?? keyOf.get(ids[rows[0]!]!)!, rows, ids: idLists[i]!, representative: ids[rep]!, spread, size: rows.length, listings: listingCounts[i]! };
+  });
+  groups.sort((a, b) => b.size - a.size || a.rows[0]! - b.rows[0]!);
+  return { groups, distOf };
+}
+
+/** The rows of one grouping, flattened in each table's column order and key order. */
+interface GroupingRows {
+  groups: readonly unknown[];
+  members: readonly number[];
+  excluded: readonly unknown[];
+  pairs: readonly number[];
+}
+
+/**
+ * Replaces the grouping tables with `rows` in one transaction: a hundred rows per statement, each
+ * table's rows in its key order, so that its b-trees are appended to rather than split.
+ * `version`: the database's data_version when the rows were read (see the foreign keys below).
+ */
+function writeGrouping(db: Db, opts: GroupingOptions, version: number, rows: GroupingRows): void {
+  const { groups: gFlat, members: mFlat, excluded: xFlat, pairs: pFlat } = rows;
   const insert = (head: string, cols: number, flat: readonly unknown[]) => {
     const tuple = `(${new Array(cols).fill('?').join(', ')})`;
     const full = db.prepare(head + new Array(WRITE_BATCH).fill(tuple).join(', '));
@@ -696,22 +739,6 @@ export function rebuildGroups(db: Db, opts: GroupingOptions): GroupingResult {
   } finally {
     db.pragma(`cache_size = ${cacheSize}`);
   }
-  lap(sec, 'write', t);
-  return {
-    method: opts.method,
-    policy: opts.policy,
-    maxDistance: opts.maxDistance,
-    hashed,
-    groups: groups.length,
-    imagesInGroups: groups.reduce((s, g) => s + g.size, 0),
-    excluded: excludedCount,
-    candidatePairs: candidates,
-    verifiedPairs: pairs.length,
-    overridesApplied,
-    decisionsApplied,
-    chained,
-    seconds: sec,
-  };
 }
 
 export interface LastRun {
